@@ -1,0 +1,3 @@
+from selfens.cli import main
+
+main()

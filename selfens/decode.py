@@ -1,0 +1,151 @@
+"""Greedy decoding with a KV cache, for one prompt per row or N fused rows per example.
+
+One loop serves every method: rows are grouped `rows_per_example` at a time, the logits of a
+group are fused into one next token, and that token is appended to every row of the group.
+`origin` and `per_prompt` use groups of one; logit fusion groups the N paraphrases of an example;
+attention fusion packs them into one row and may fuse the prefill logits at N positions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+Fuse = Callable[[Tensor], Tensor]  # logits [B, G, V] -> [B, V]
+Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
+
+
+def first_row(logits: Tensor) -> Tensor:
+    """No fusion: the logits of a group's only row. [B, 1, V] -> [B, V]."""
+    return logits[:, 0]
+
+
+@dataclass
+class Prompt:
+    """What the model reads at prefill: R rows, left-padded."""
+
+    input_ids: Tensor  # [R, L]
+    valid: Tensor  # [R, L] bool: real tokens (False on padding)
+    position_ids: Tensor  # [R, L]
+    attention_mask: object = None  # None: padding mask from `valid`; else [R, 1, L, L] bool or a BlockMask
+
+    @classmethod
+    def left_padded(cls, input_ids: Tensor, valid: Tensor) -> "Prompt":
+        """Independent prompts: positions count the real tokens of each row, as `generate` does."""
+        position_ids = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        return cls(input_ids, valid, position_ids)
+
+
+@dataclass
+class DecodeCost:
+    """What a decode costs, summed over calls."""
+
+    prefill_tokens: int = 0
+    """Real (non-padding) tokens read at prefill."""
+    forward_calls: int = 0
+    decode_steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: "DecodeCost") -> None:
+        self.prefill_tokens += other.prefill_tokens
+        self.forward_calls += other.forward_calls
+        self.decode_steps += other.decode_steps
+        self.seconds += other.seconds
+
+
+@dataclass
+class Decoded:
+    tokens: list[list[int]]  # per example: generated ids, without the EOS that stopped it
+    cost: DecodeCost = field(default_factory=DecodeCost)
+
+
+def prefill(model, prompt: Prompt, logit_positions: Optional[Tensor] = None):
+    """Run the prompt once and keep the logits at `logit_positions` ([R, P]; default: last position).
+
+    Returns (logits [R, P, V], cache).
+    """
+    mask = prompt.valid.long() if prompt.attention_mask is None else prompt.attention_mask
+    if logit_positions is None:
+        keep, index = 1, None
+    else:
+        # logits_to_keep takes one list of positions for all rows: keep their union, then gather.
+        keep = torch.unique(logit_positions)
+        index = torch.searchsorted(keep, logit_positions)
+    out = model(
+        input_ids=prompt.input_ids,
+        attention_mask=mask,
+        position_ids=prompt.position_ids,
+        use_cache=True,
+        logits_to_keep=keep,
+    )
+    logits = out.logits  # [R, P or 1, V]
+    if index is not None:
+        logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    return logits.float(), out.cache
+
+
+def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache):
+    """One step for every row. token, position: [R, 1]; valid: [R, K] keys incl. the new one."""
+    # The new token may see every real cached key, so a padding mask is the whole mask; positions
+    # are explicit because RoPE must not take the cache length (packed or padded prompts).
+    out = model(input_ids=token, attention_mask=valid.long(), position_ids=position, cache=cache, use_cache=True)
+    return out.logits[:, -1].float(), out.cache  # [R, V]
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model,
+    prompt: Prompt,
+    *,
+    max_new_tokens: int,
+    eos_ids: list[int],
+    stop: Optional[Stop] = None,
+    rows_per_example: int = 1,
+    fuse: Fuse = first_row,
+    fuse_first: Optional[Fuse] = None,
+    first_positions: Optional[Tensor] = None,
+) -> Decoded:
+    """Greedy decoding of B = R / rows_per_example examples.
+
+    Step 0 fuses the prefill logits at `first_positions` ([R, P], default the last position),
+    viewed as [B, rows_per_example * P, V], with `fuse_first` (default `fuse`); later steps fuse
+    [B, rows_per_example, V] with `fuse`. An example stops at an EOS id, when `stop` says so, or
+    after `max_new_tokens`; all stop when every example has.
+    """
+    start = time.perf_counter()
+    rows, group = prompt.input_ids.shape[0], rows_per_example
+    batch = rows // group
+    device = prompt.input_ids.device
+    eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
+    cost = DecodeCost(prefill_tokens=int(prompt.valid.sum()))
+
+    logits, cache = prefill(model, prompt, first_positions)  # [R, P, V]
+    cost.forward_calls += 1
+    next_token = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1])).argmax(-1)  # [B]
+
+    position = prompt.position_ids.masked_fill(~prompt.valid, -1).amax(-1, keepdim=True) + 1  # [R, 1]
+    valid = prompt.valid
+    generated: list[list[int]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    for step in range(max_new_tokens):
+        finished = torch.isin(next_token, eos)
+        for b in (~done & ~finished).nonzero().flatten().tolist():
+            generated[b].append(int(next_token[b]))
+            if stop is not None and stop(b, generated[b]):
+                finished[b] = True
+        done |= finished
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        token = next_token.repeat_interleave(group).unsqueeze(-1)  # [R, 1]
+        valid = torch.cat([valid, valid.new_ones(rows, 1)], dim=-1)
+        logits, cache = decode_one_token(model, token, position, valid, cache)
+        position = position + 1
+        cost.forward_calls += 1
+        cost.decode_steps += 1
+        next_token = fuse(logits.view(batch, group, -1)).argmax(-1)
+    cost.seconds = time.perf_counter() - start
+    return Decoded(generated, cost)

