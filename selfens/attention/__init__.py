@@ -1,0 +1,38 @@
+"""Attention-level fusion: pack N paraphrases into one sequence, mask it and position it."""
+
+from .masks import (
+    MaskMod,
+    block_mask,
+    causal,
+    decode_mask,
+    dense_mask,
+    diagonal,
+    lower_level,
+    not_padding,
+    packed_mask_mod,
+    same_segment,
+)
+from .packing import LAYOUTS, Layout, Packed, Segments, pack, prefill_token_count, structure
+from .positions import next_position, position_ids
+
+__all__ = [
+    "LAYOUTS",
+    "Layout",
+    "MaskMod",
+    "Packed",
+    "Segments",
+    "block_mask",
+    "causal",
+    "decode_mask",
+    "dense_mask",
+    "diagonal",
+    "lower_level",
+    "next_position",
+    "not_padding",
+    "pack",
+    "packed_mask_mod",
+    "position_ids",
+    "prefill_token_count",
+    "same_segment",
+    "structure",
+]

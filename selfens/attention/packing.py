@@ -1,0 +1,134 @@
+"""Pack the N paraphrases of each example into one left-padded sequence.
+
+Every packed token carries a ``level`` and a ``segment`` id; ``masks.py`` turns them into the
+attention rule "see causally earlier tokens of your own segment or of a lower level" and
+``positions.py`` into position ids.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Layout = Literal["seed", "shared_prefix", "isolated_fewshot"]
+LAYOUTS: tuple[str, ...] = ("seed", "shared_prefix", "isolated_fewshot")
+
+# Levels: a token sees every earlier token of a strictly lower level.
+PAD, ROOT, SEED, PARAPHRASE, FUSED = -1, 0, 1, 2, 3
+
+
+@dataclass
+class Segments:
+    """Token ids of one example, already cut by the caller.
+
+    The single prompt of paraphrase k is ``instruction + concat(shots) + blocks[k] + suffix``.
+    """
+
+    instruction: list[int]  # chat-template opening + instruction (shared)
+    shots: list[list[int]]  # few-shot examples (shared), may be empty
+    blocks: list[list[int]]  # one per paraphrase, N >= 1
+    suffix: list[int]  # shared text after the query, may be empty
+
+
+@dataclass
+class Packed:
+    """A batch of packed examples; B examples, L packed tokens, N paraphrases."""
+
+    input_ids: Tensor  # [B, L] long, left-padded with pad_id
+    level: Tensor  # [B, L] long, -1 on padding
+    segment: Tensor  # [B, L] long, -1 on padding
+    valid: Tensor  # [B, L] bool, False on padding
+    block_ends: Tensor  # [B, N] long, packed index of the last token of each paraphrase
+    # Per example: (name, start, end) with half-open [start, end) packed indices; empty pieces omitted.
+    labels: list[list[tuple[str, int, int]]]
+
+
+# One piece of a packed example: (label, token ids, level, segment id, ends a paraphrase).
+_Piece = tuple[str, list[int], int, int, bool]
+
+
+def _pieces(ex: Segments, layout: Layout) -> list[_Piece]:
+    """The pieces of one example in packed order; segment ids are unique within the example."""
+    shots = [t for shot in ex.shots for t in shot]
+    n = len(ex.blocks)
+    if layout == "seed":
+        # Each full single prompt is its own segment; only generated tokens (level 3) see all.
+        return [
+            (f"paraphrase {k + 1}", ex.instruction + shots + block + ex.suffix, SEED, k + 1, True)
+            for k, block in enumerate(ex.blocks)
+        ]
+    if layout == "shared_prefix":
+        return [
+            ("prefix", ex.instruction + shots, ROOT, 0, False),
+            *((f"paraphrase {k + 1}", b, PARAPHRASE, k + 1, True) for k, b in enumerate(ex.blocks)),
+            ("suffix", ex.suffix, FUSED, n + 1, False),
+        ]
+    if layout == "isolated_fewshot":
+        s = len(ex.shots)
+        return [
+            ("instruction", ex.instruction, ROOT, 0, False),
+            *((f"shot {j + 1}", shot, SEED, j + 1, False) for j, shot in enumerate(ex.shots)),
+            *((f"paraphrase {k + 1}", b, PARAPHRASE, s + k + 1, True) for k, b in enumerate(ex.blocks)),
+            ("suffix", ex.suffix, FUSED, s + n + 1, False),
+        ]
+    raise ValueError(f"unknown layout {layout!r}, expected one of {LAYOUTS}")
+
+
+def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
+    """Pack each example's paraphrases into one sequence and left-pad the batch to [B, L]."""
+    if not examples:
+        raise ValueError("pack() needs at least one example")
+    counts = {len(ex.blocks) for ex in examples}
+    if len(counts) != 1:
+        raise ValueError(f"all examples in a batch need the same number of paraphrases, got {sorted(counts)}")
+    if 0 in counts:
+        raise ValueError("each example needs at least one paraphrase block")
+    if any(not block for ex in examples for block in ex.blocks):
+        raise ValueError("paraphrase blocks must not be empty")
+
+    rows = []
+    for ex in examples:
+        ids, level, segment, labels, ends = [], [], [], [], []
+        for name, tokens, lvl, seg, ends_block in _pieces(ex, layout):
+            if tokens:
+                labels.append((name, len(ids), len(ids) + len(tokens)))
+            ids += tokens
+            level += [lvl] * len(tokens)
+            segment += [seg] * len(tokens)
+            if ends_block:
+                ends.append(len(ids) - 1)
+        rows.append((ids, level, segment, labels, ends))
+
+    length = max(len(r[0]) for r in rows)
+    batch = len(rows)
+    packed = Packed(
+        input_ids=torch.full((batch, length), pad_id, dtype=torch.long),
+        level=torch.full((batch, length), PAD, dtype=torch.long),
+        segment=torch.full((batch, length), PAD, dtype=torch.long),
+        valid=torch.zeros((batch, length), dtype=torch.bool),
+        block_ends=torch.zeros((batch, counts.pop()), dtype=torch.long),
+        labels=[],
+    )
+    for i, (ids, level, segment, labels, ends) in enumerate(rows):
+        pad = length - len(ids)  # left padding: real tokens end at the last column
+        packed.input_ids[i, pad:] = torch.tensor(ids, dtype=torch.long)
+        packed.level[i, pad:] = torch.tensor(level, dtype=torch.long)
+        packed.segment[i, pad:] = torch.tensor(segment, dtype=torch.long)
+        packed.valid[i, pad:] = True
+        packed.block_ends[i] = torch.tensor(ends, dtype=torch.long) + pad
+        packed.labels.append([(name, start + pad, end + pad) for name, start, end in labels])
+    return packed
+
+
+def structure(packed: Packed | tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """(level, segment, valid), each [B, L], from a Packed or from such a tuple."""
+    if isinstance(packed, Packed):
+        return packed.level, packed.segment, packed.valid
+    level, segment, valid = packed
+    return level, segment, valid
+
+
+def prefill_token_count(packed: Packed) -> int:
+    """Number of real (non-padding) tokens in the batch."""
+    return int(packed.valid.sum())
