@@ -1,0 +1,29 @@
+"""Answer-matching metrics: SQuAD v1.1 exact match and F1, and spaCy lemma match."""
+
+from selfens.metrics.functional import (
+    Lemmatizer,
+    exact_match,
+    exact_match_scores,
+    f1_score,
+    f1_scores,
+    lemma_match,
+    lemma_match_scores,
+    load_lemmatizer,
+    normalize_answer,
+)
+from selfens.metrics.text import ExactMatch, F1Score, LemmaMatch
+
+__all__ = [
+    "ExactMatch",
+    "F1Score",
+    "LemmaMatch",
+    "Lemmatizer",
+    "exact_match",
+    "exact_match_scores",
+    "f1_score",
+    "f1_scores",
+    "lemma_match",
+    "lemma_match_scores",
+    "load_lemmatizer",
+    "normalize_answer",
+]
