@@ -1,0 +1,8 @@
+from selfens.data.base import ParaphraseDataModule
+from selfens.data.batch import Example, ParaphraseBatch, collate
+from selfens.data.jsonl import JsonlQuestions
+from selfens.data.pararel import ParaRel
+from selfens.data.records import DataError, Record
+from selfens.data.webquestions import WebQuestions
+
+__all__ = ["DataError", "Example", "JsonlQuestions", "ParaRel", "ParaphraseBatch", "ParaphraseDataModule", "Record", "WebQuestions", "collate"]

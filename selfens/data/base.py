@@ -1,0 +1,161 @@
+"""The base DataModule: records -> rendered prompts -> segments -> collated batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from functools import partial
+from typing import Literal, Optional
+
+import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader
+
+from selfens.data.batch import Example, collate
+from selfens.data.encoding import encode_example
+from selfens.data.records import DataError, Record
+from selfens.models import resolve
+from selfens.prompts import FORMATS, CuePlace, PromptFormat, render
+
+log = logging.getLogger(__name__)
+
+
+class ParaphraseDataModule(L.LightningDataModule):
+    """Yields `ParaphraseBatch`es of records with `num_paraphrases` phrasings each.
+
+    Subclasses implement `load_records` (and name their prompt format). The tokenizer and the
+    model's prompt defaults are only known late: `connect` takes them (the method module calls it).
+    """
+
+    def __init__(
+        self,
+        num_paraphrases: int = 5,
+        num_shots: int = 4,
+        limit: Optional[int] = None,
+        batch_size: int = 8,
+        prompt_style: Optional[Literal["chat", "raw"]] = None,
+        cue_in: CuePlace = "block",
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        """
+        Args:
+            num_paraphrases: phrasings per question (N); index 0 is the original wording.
+            num_shots: few-shot examples in the shared prefix.
+            limit: evaluate only the first `limit` records (None: all).
+            batch_size: examples per batch (each has N paraphrases).
+            prompt_style: "chat" (the tokenizer's chat template) or "raw" text; None: the model's default.
+            cue_in: where the answer cue ("\\nA:") goes: in each paraphrase "block", or once in the shared "suffix".
+            seed: seed for choosing few-shot examples.
+            num_workers: DataLoader workers.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if num_paraphrases < 1:
+            raise ValueError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1 (or null for all), got {limit}")
+        self.num_paraphrases, self.num_shots, self.limit = num_paraphrases, num_shots, limit
+        self.batch_size, self.prompt_style, self.cue_in = batch_size, prompt_style, cue_in
+        self.seed, self.num_workers = seed, num_workers
+        self.tokenizer = None
+        self.model_name: Optional[str] = None
+        self.examples: Optional[list[Example]] = None
+
+    # -- what subclasses provide -------------------------------------------------------------------
+    def prompt_format(self) -> PromptFormat:
+        raise NotImplementedError
+
+    def load_records(self) -> list[Record]:
+        """All records to evaluate, in order, each with `num_paraphrases` paraphrases."""
+        raise NotImplementedError
+
+    # -- wiring ------------------------------------------------------------------------------------
+    def connect(self, tokenizer, model_name: str) -> None:
+        """Take the tokenizer and model name, known only once the method module exists."""
+        self.tokenizer, self.model_name = tokenizer, model_name
+
+    @property
+    def chat(self) -> bool:
+        style = self.prompt_style
+        return resolve(self.model_name).chat if style is None else style == "chat"
+
+    @property
+    def fill_style(self) -> str:
+        """Rendering of fill-in-the-blank data for this model (its registry default)."""
+        return resolve(self.model_name).fill_style
+
+    def setup(self, stage: str) -> None:
+        if self.examples is not None:
+            return
+        if self.tokenizer is None:
+            module = self.trainer.lightning_module
+            self.connect(module.tokenizer, module.model_name)
+        self.examples = self.encode(self.load_records())
+        log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
+
+    def encode(self, records: list[Record]) -> list[Example]:
+        """Render and tokenize every record up front, so bad input fails before any decoding."""
+        if self.limit is not None:
+            records = records[: self.limit]
+        if not records:
+            raise DataError(f"{type(self).__name__}: no records to evaluate")
+        fmt = self.prompt_format()
+        chat = self._chat_renderer() if self.chat else None
+        examples = []
+        for index, record in enumerate(records):
+            prompts = [render(fmt, p, record.shots, cue_in=self.cue_in, chat=chat) for p in record.paraphrases]
+            segments = encode_example(
+                self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id
+            )
+            examples.append(Example(index, record.id, record.paraphrases, record.answers, segments))
+        self.data_hash = _hash(records)
+        return examples
+
+    def _chat_renderer(self):
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                f"prompt_style 'chat' needs a tokenizer with a chat template; {self.model_name!r} has none. "
+                f"Use prompt_style: raw."
+            )
+        return lambda content: self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+
+    # -- loaders -----------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            # Lightning's default test sampler pads ranks with duplicate examples; this one does
+            # not, so each example is decoded and counted exactly once across processes.
+            sampler = UnrepeatedDistributedSampler(
+                self.examples, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            self.examples,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+        )
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader()
+
+
+def _hash(records: list[Record]) -> str:
+    """sha256 of what is evaluated: ids, paraphrases, answers and shots."""
+    digest = hashlib.sha256()
+    for r in records:
+        shots = [[s.query, s.answer, s.tail] for s in r.shots]
+        digest.update(json.dumps([r.id, r.paraphrases, r.answers, shots]).encode())
+    return digest.hexdigest()

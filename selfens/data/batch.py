@@ -1,0 +1,77 @@
+"""The collated multi-paraphrase batch that every method decodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from selfens.attention.packing import Segments
+
+
+@dataclass
+class Example:
+    """One encoded record: what a dataset item yields."""
+
+    index: int  # position in the evaluated data, for ordering and exactly-once accounting
+    id: str
+    paraphrases: list[str]
+    answers: list[str]
+    segments: Segments
+
+    def prompt(self, k: int) -> list[int]:
+        """Token ids of the single prompt of paraphrase k."""
+        s = self.segments
+        return s.instruction + [t for shot in s.shots for t in shot] + s.blocks[k] + s.suffix
+
+
+@dataclass
+class ParaphraseBatch:
+    """B examples with N paraphrases each; L the longest single prompt."""
+
+    index: Tensor  # [B] long
+    ids: list[str]  # [B]
+    paraphrases: list[list[str]]  # [B][N] query texts
+    answers: list[list[str]]  # [B][*] gold aliases
+    segments: list[Segments]  # [B] token pieces, for packing
+    input_ids: Tensor  # [B, N, L] each paraphrase's single prompt, left-padded
+    valid: Tensor  # [B, N, L] bool, False on padding
+
+    @property
+    def num_paraphrases(self) -> int:
+        return self.input_ids.shape[1]
+
+    def rows(self, paraphrases: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """The single prompts of the chosen paraphrases as rows, example-major: ([B*n, L'], [B*n, L']).
+
+        Columns that are padding in every row are dropped.
+        """
+        chosen = slice(None) if paraphrases is None else paraphrases
+        ids, valid = self.input_ids[:, chosen], self.valid[:, chosen]
+        ids, valid = ids.reshape(-1, ids.shape[-1]), valid.reshape(-1, valid.shape[-1])
+        first = int(valid.any(0).long().argmax())
+        return ids[:, first:], valid[:, first:]
+
+
+def collate(examples: list[Example], pad_id: int) -> ParaphraseBatch:
+    counts = {len(e.segments.blocks) for e in examples}
+    if len(counts) != 1:
+        raise ValueError(f"examples of one batch need the same number of paraphrases, got {sorted(counts)}")
+    n = counts.pop()
+    prompts = [e.prompt(k) for e in examples for k in range(n)]
+    length = max(map(len, prompts))
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(prompts), length), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        valid[row, length - len(prompt):] = True
+    return ParaphraseBatch(
+        index=torch.tensor([e.index for e in examples], dtype=torch.long),
+        ids=[e.id for e in examples],
+        paraphrases=[e.paraphrases for e in examples],
+        answers=[e.answers for e in examples],
+        segments=[e.segments for e in examples],
+        input_ids=input_ids.view(len(examples), n, length),
+        valid=valid.view(len(examples), n, length),
+    )

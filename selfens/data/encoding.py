@@ -1,0 +1,71 @@
+"""Tokenize each paraphrase's whole prompt once and cut it into segments at character offsets.
+
+Tokenizing the parts apart would change merges ("\n\n" is one token alone, two inside a prompt),
+so the cut happens on the tokens of the whole prompt, and every segment must fall on token
+boundaries. The shared parts (instruction, shots, suffix) must then be the same tokens in every
+paraphrase's prompt; if they are not, fusion would mix different prompts, so it is an error.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from selfens.attention.packing import Segments
+from selfens.prompts import Part
+
+
+class PromptCutError(ValueError):
+    """The prompt parts cannot be cut on token boundaries, or shared parts differ."""
+
+
+def cut(tokenizer, parts: list[Part], *, add_special_tokens: bool) -> list[list[int]]:
+    """Token ids of each part, from one tokenization of the joined text."""
+    text = "".join(t for _, t in parts)
+    starts, pos = [], 0
+    for _, t in parts:
+        starts.append(pos)
+        pos += len(t)
+    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    pieces: list[list[int]] = [[] for _ in parts]
+    for token, (begin, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        if begin == end:
+            # An added special token (BOS) belongs to the first part starting here, even an empty
+            # instruction, so that it stays shared across paraphrases.
+            index = min(bisect_left(starts, begin), len(parts) - 1)
+        else:
+            index = bisect_right(starts, begin) - 1  # the part holding `begin`: never an empty one
+            part_end = starts[index] + len(parts[index][1])
+            if end > part_end:
+                raise PromptCutError(
+                    f"token {tokenizer.convert_ids_to_tokens(token)!r} spans the boundary between the "
+                    f"{parts[index][0]} and the next part ({text[begin:end]!r}); end the {parts[index][0]} "
+                    f"with a separator (prompt: {text!r})"
+                )
+        pieces[index].append(token)
+    return pieces
+
+
+def encode_example(tokenizer, prompts: list[list[Part]], *, add_special_tokens: bool, example_id: str) -> Segments:
+    """Segments of one example from the rendered prompts of its N paraphrases."""
+    cuts = [cut(tokenizer, parts, add_special_tokens=add_special_tokens) for parts in prompts]
+    kinds = [kind for kind, _ in prompts[0]]
+    shared = [i for i, kind in enumerate(kinds) if kind != "block"]
+    block = kinds.index("block")
+    for k, pieces in enumerate(cuts[1:], start=1):
+        for i in shared:
+            if pieces[i] != cuts[0][i]:
+                raise PromptCutError(
+                    f"example {example_id}: the {kinds[i]} tokens of paraphrase {k} differ from those of "
+                    f"paraphrase 0 ({pieces[i]} vs {cuts[0][i]}); the shared parts must tokenize identically"
+                )
+        if not pieces[block]:
+            raise PromptCutError(f"example {example_id}: paraphrase {k} has no tokens")
+    if not cuts[0][block]:
+        raise PromptCutError(f"example {example_id}: paraphrase 0 has no tokens")
+    first = cuts[0]
+    return Segments(
+        instruction=first[kinds.index("instruction")],
+        shots=[first[i] for i, kind in enumerate(kinds) if kind == "shot"],
+        blocks=[pieces[block] for pieces in cuts],
+        suffix=first[kinds.index("suffix")],
+    )

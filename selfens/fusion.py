@@ -1,0 +1,92 @@
+"""Logit fusion rules: N paraphrases' next-token logits of an example -> one distribution.
+
+Every rule maps logits [B, N, V] (and optional per-paraphrase weights [B, N]) to [B, V]; the
+decoder takes the argmax over V. All arithmetic is in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+Fusion = Callable[..., Tensor]  # (logits [B, N, V], weights [B, N] | None) -> [B, V]
+
+
+def _weights(logits: Tensor, weights: Optional[Tensor], name: str) -> Tensor:
+    """Check that `weights` is given and is [B, N] for logits [B, N, V]; return it as float32."""
+    if weights is None:
+        raise ValueError(f"fusion {name!r} needs per-paraphrase weights [B, N]; got None")
+    if weights.shape != logits.shape[:2]:
+        raise ValueError(
+            f"fusion {name!r}: weights shape {tuple(weights.shape)} does not match logits "
+            f"[B, N] = {tuple(logits.shape[:2])}"
+        )
+    return weights.to(device=logits.device, dtype=torch.float32)
+
+
+def avg(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """Mean of the raw logits over the paraphrases: out[b, v] = 1/N * sum_n logits[b, n, v].
+
+    `weights` is ignored.
+    """
+    return logits.float().mean(1)
+
+
+def max_prob(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """Per token, the highest probability any paraphrase gives it:
+    out[b, v] = max_n softmax(logits[b, n])[v].
+
+    Returns probabilities, not logits (only the argmax is used). `weights` is ignored.
+    Registered as "max".
+    """
+    return torch.softmax(logits.float(), -1).amax(1)
+
+
+def weighted_avg(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """Weighted mean of the logits: out[b, v] = sum_n w[b, n] / sum_m w[b, m] * logits[b, n, v].
+
+    Weights are normalised over the N paraphrases of each example. If an example's weights sum
+    to 0 (every paraphrase had zero confidence), its weights carry no evidence for preferring
+    any paraphrase, so it falls back to equal weights, i.e. `avg`. `weights` is required
+    (ValueError if None).
+    """
+    w = _weights(logits, weights, "weighted_avg")
+    total = w.sum(1, keepdim=True)  # [B, 1]
+    w = torch.where(total == 0, torch.ones_like(w), w)
+    w = w / w.sum(1, keepdim=True)
+    return (w.unsqueeze(-1) * logits.float()).sum(1)
+
+
+def weighted_max(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """The logits of the most confident paraphrase: out[b] = logits[b, argmax_n w[b, n]].
+
+    Ties go to the lowest index (torch.argmax returns the first maximum). `weights` is required
+    (ValueError if None).
+    """
+    w = _weights(logits, weights, "weighted_max")
+    best = w.argmax(1)  # [B]
+    return logits.float()[torch.arange(logits.shape[0], device=logits.device), best]
+
+
+FUSIONS: dict[str, Fusion] = {
+    "avg": avg,
+    "max": max_prob,
+    "weighted_avg": weighted_avg,
+    "weighted_max": weighted_max,
+}
+WEIGHTED = {"weighted_avg", "weighted_max"}  # rules that need weights
+
+
+def get_fusion(name: str) -> Fusion:
+    """The fusion rule registered as `name`."""
+    try:
+        return FUSIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown fusion {name!r}; known: {', '.join(sorted(FUSIONS))}") from None
+
+
+def bind(fn: Fusion, weights: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
+    """Fix the weights of `fn`, giving the decoder's one-argument fuse: logits [B, N, V] -> [B, V]."""
+    return lambda logits: fn(logits, weights)
