@@ -1,0 +1,171 @@
+"""The base LightningModule of every ensemble method: one decode path for predict, validate and test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import lightning as L
+import torch
+from torchmetrics import SumMetric
+
+from selfens.data.batch import ParaphraseBatch
+from selfens.decode import DecodeCost, Prompt, greedy_decode
+from selfens.metrics import load_lemmatizer
+from selfens.methods.scoring import Scores, score
+from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
+
+COSTS = ("prefill_tokens", "forward_calls", "decode_steps", "decode_seconds")
+
+
+@dataclass
+class Output:
+    """What a method's decode returns for a batch of B examples."""
+
+    predictions: list[str]  # [B] the method's answer
+    per_paraphrase: Optional[list[list[str]]] = None  # [B][N] each paraphrase's own answer, if any
+    extra: list[dict] = field(default_factory=list)  # [B] method-specific fields for predictions.jsonl
+    cost: DecodeCost = field(default_factory=DecodeCost)
+
+
+class EnsembleModule(L.LightningModule):
+    """Decodes multi-paraphrase batches; subclasses define `decode` and the views they score."""
+
+    method: str = "base"
+
+    def __init__(
+        self,
+        model: str = EMBEDDED,
+        dtype: str = "auto",
+        max_new_tokens: int = 16,
+        stop_strings: list[str] = ["\n"],
+        lemmatizer: str = "blank_en",
+        attn_implementation: str = "sdpa",
+    ):
+        """
+        Args:
+            model: a registry name (see `selfens.models.MODELS`) or a local model folder.
+            dtype: "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16".
+            max_new_tokens: longest answer, in tokens.
+            stop_strings: an answer ends at the first of these (after leading whitespace); EOS always ends it.
+            lemmatizer: spaCy pipeline for lemma match: "blank_en" (offline lookup tables) or an installed one.
+            attn_implementation: transformers attention backend: "sdpa" or "flex_attention".
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        resolve(model)  # an unknown model fails here, before anything loads
+        self.model_name = model
+        self.tokenizer = load_tokenizer(model)
+        self.lm = None
+        self.lemmatizer = load_lemmatizer(lemmatizer)
+        self.scores: Optional[Scores] = None  # built in setup, once N is known
+        self.costs = torch.nn.ModuleDict({c: SumMetric() for c in COSTS})
+
+    # -- what subclasses provide -------------------------------------------------------------------
+    def build_scores(self, num_paraphrases: int) -> Scores:
+        return Scores([self.method], lemmatizer=self.hparams.lemmatizer)
+
+    def decode(self, batch: ParaphraseBatch) -> Output:
+        raise NotImplementedError
+
+    def update_scores(self, batch: ParaphraseBatch, out: Output) -> None:
+        self.scores.update_answers(self.method, out.predictions, batch.answers)
+
+    def setup(self, stage: str) -> None:
+        # Every rank builds the same metric states up front, even one that gets no batch.
+        if self.scores is None:
+            self.scores = self.build_scores(self.trainer.datamodule.num_paraphrases)
+
+    # -- model -------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.lm is not None:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        dtype = resolve_dtype(self.hparams.dtype, device)
+        self.lm = load_model(self.model_name, dtype=dtype, attn_implementation=self.hparams.attn_implementation)
+        self.lm.requires_grad_(False)
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return eos_token_ids(self.lm, self.tokenizer)
+
+    # -- shared decoding helpers -------------------------------------------------------------------
+    def generate(self, prompt: Prompt, **kwargs):
+        """greedy_decode with this module's model, EOS ids, length limit and stop strings."""
+        return greedy_decode(
+            self.lm, prompt, max_new_tokens=self.hparams.max_new_tokens, eos_ids=self.eos_ids,
+            stop=self._stopped, **kwargs,
+        )
+
+    def _stopped(self, _example: int, tokens: list[int]) -> bool:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+        return any(s in text for s in self.hparams.stop_strings)
+
+    def text(self, tokens: list[int]) -> str:
+        """The answer text of generated tokens: cut at the first stop string, stripped."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+        for s in self.hparams.stop_strings:
+            text = text.split(s, 1)[0]
+        return text.strip()
+
+    # -- Lightning steps ---------------------------------------------------------------------------
+    def _step(self, batch: ParaphraseBatch, score_it: bool) -> list[dict]:
+        out = self.decode(batch)
+        for name, value in zip(COSTS, (out.cost.prefill_tokens, out.cost.forward_calls, out.cost.decode_steps, out.cost.seconds)):
+            self.costs[name].update(torch.tensor(float(value), dtype=torch.float64))
+        if score_it:
+            self.update_scores(batch, out)
+        return self.rows(batch, out, score_it)
+
+    def rows(self, batch: ParaphraseBatch, out: Output, scored: bool) -> list[dict]:
+        """One predictions.jsonl row per example."""
+        rows = []
+        for b in range(len(batch.ids)):
+            row = {
+                "index": int(batch.index[b]),
+                "id": batch.ids[b],
+                "method": self.method,
+                "prediction": out.predictions[b],
+                "answers": batch.answers[b],
+                "paraphrases": batch.paraphrases[b],
+            }
+            if out.per_paraphrase is not None:
+                row["per_paraphrase"] = out.per_paraphrase[b]
+            if out.extra:
+                row.update(out.extra[b])
+            if scored:
+                row["scores"] = score(out.predictions[b], batch.answers[b], self.lemmatizer)
+            rows.append(row)
+        return rows
+
+    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        return self._step(batch, score_it=False)
+
+    def test_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        return self._step(batch, score_it=True)
+
+    def validation_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        return self._step(batch, score_it=True)
+
+    def _log_scores(self, stage: str) -> None:
+        # compute() syncs the summed states across processes, so every rank logs the global value.
+        self.log_dict(self.scores.compute(stage), sync_dist=False)
+        self.scores.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def cost_summary(self) -> dict[str, float]:
+        """Decode costs summed over all processes (a collective call: every rank must make it)."""
+        summary = {name: float(metric.compute()) for name, metric in self.costs.items()}
+        for metric in self.costs.values():
+            metric.reset()
+        return summary
+
+    def configure_callbacks(self):
+        from selfens.writer import RunWriter
+
+        return [RunWriter()]
