@@ -36,10 +36,11 @@ def cut(tokenizer, parts: list[Part], *, add_special_tokens: bool) -> list[list[
             index = bisect_right(starts, begin) - 1  # the part holding `begin`: never an empty one
             part_end = starts[index] + len(parts[index][1])
             if end > part_end:
+                after = bisect_right(starts, end - 1) - 1  # the part holding the token's last character
                 raise PromptCutError(
                     f"token {tokenizer.convert_ids_to_tokens(token)!r} spans the boundary between the "
-                    f"{parts[index][0]} and the next part ({text[begin:end]!r}); end the {parts[index][0]} "
-                    f"with a separator (prompt: {text!r})"
+                    f"{parts[index][0]} (part {index}) and the {parts[after][0]} (part {after}) "
+                    f"({text[begin:end]!r}); end the {parts[index][0]} with a separator (prompt: {text!r})"
                 )
         pieces[index].append(token)
     return pieces

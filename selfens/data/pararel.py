@@ -111,9 +111,10 @@ class ParaRel(ParaphraseDataModule):
 
     def _records(self, relation: str, templates: list[str]) -> list[Record]:
         path = self.data_dir / "triples" / f"{relation}.jsonl"
-        facts = []
+        facts, lines = [], []
         for number, item in read_jsonl(path):
             where = f"{path}:{number}"
+            lines.append(number)
             facts.append((
                 require(item, "uuid", str, where),
                 require(item, "sub_label", str, where),
@@ -135,7 +136,7 @@ class ParaRel(ParaphraseDataModule):
                 shots=shots,
                 meta={"relation": relation, "subject": subject},
             )
-            record.check(f"{path}:{i + 1}")
+            record.check(f"{path}:{lines[i]}")
             records.append(record)
         return records
 

@@ -64,6 +64,9 @@ class WebQuestions(ParaphraseDataModule):
     def load_records(self) -> list[Record]:
         train = self._read(self.train_file)
         picked = random.Random(self.seed).sample(train, min(self.num_shots, len(train)))
+        for qid, _, answers in picked:
+            if not answers or not isinstance(answers[0], str) or not answers[0].strip():
+                raise DataError(f"{self.data_dir / self.train_file}.json: question {qid!r} has no answer for a few-shot example")
         shots = [Shot(question, answers[0]) for _, question, answers in picked]
         records = []
         for i, (qid, question, answers) in enumerate(self._read(self.split)):
