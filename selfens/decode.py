@@ -16,7 +16,32 @@ import torch
 from torch import Tensor
 
 Fuse = Callable[[Tensor], Tensor]  # logits [B, G, V] -> [B, V]
+Choose = Callable[[Tensor], Tensor]  # fused logits [B, V] -> next token ids [B]
 Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
+
+
+def greedy(logits: Tensor) -> Tensor:
+    """The most likely token. [B, V] -> [B]."""
+    return logits.argmax(-1)
+
+
+def sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None) -> Choose:
+    """Sample from softmax(logits / temperature), restricted to the top_k tokens (0: all) and to the
+    smallest set whose probability reaches top_p (transformers' order: temperature, top-k, top-p)."""
+
+    def sample(logits: Tensor) -> Tensor:
+        logits = logits / temperature
+        if 0 < top_k < logits.shape[-1]:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+            logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+    return sample
 
 
 def first_row(logits: Tensor) -> Tensor:
@@ -60,6 +85,9 @@ class DecodeCost:
 @dataclass
 class Decoded:
     tokens: list[list[int]]  # per example: generated ids, without the EOS that stopped it
+    # Per example: softmax of the fused scores at each generated token; for a single prompt, the
+    # model's probability of its own token (the cheap confidence measure).
+    token_probs: list[list[float]]
     cost: DecodeCost = field(default_factory=DecodeCost)
 
 
@@ -90,14 +118,15 @@ def prefill(model, prompt: Prompt, logit_positions: Optional[Tensor] = None):
 
 def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache):
     """One step for every row. token, position: [R, 1]; valid: [R, K] keys incl. the new one."""
-    # The new token may see every real cached key, so a padding mask is the whole mask; positions
-    # are explicit because RoPE must not take the cache length (packed or padded prompts).
-    out = model(input_ids=token, attention_mask=valid.long(), position_ids=position, cache=cache, use_cache=True)
+    # The new token may see every real cached key, so a 4D padding mask is the whole mask (used as
+    # given, by every backend); positions are explicit because RoPE must not take the cache length.
+    mask = valid[:, None, None, :]  # [R, 1, 1, K]
+    out = model(input_ids=token, attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
     return out.logits[:, -1].float(), out.cache  # [R, V]
 
 
 @torch.inference_mode()
-def greedy_decode(
+def decode(
     model,
     prompt: Prompt,
     *,
@@ -108,14 +137,22 @@ def greedy_decode(
     fuse: Fuse = first_row,
     fuse_first: Optional[Fuse] = None,
     first_positions: Optional[Tensor] = None,
+    choose: Choose = greedy,
+    copies: int = 1,
 ) -> Decoded:
-    """Greedy decoding of B = R / rows_per_example examples.
+    """Decoding of B = R / rows_per_example examples (greedy unless `choose` samples).
 
     Step 0 fuses the prefill logits at `first_positions` ([R, P], default the last position),
     viewed as [B, rows_per_example * P, V], with `fuse_first` (default `fuse`); later steps fuse
     [B, rows_per_example, V] with `fuse`. An example stops at an EOS id, when `stop` says so, or
     after `max_new_tokens`; all stop when every example has.
+
+    `copies` > 1 decodes each prompt row that many times after one prefill (the cache is repeated,
+    not recomputed): for sampling several answers of a prompt. Examples are then ordered
+    prompt-major: example b is copy b % copies of prompt b // copies.
     """
+    if copies > 1 and rows_per_example != 1:
+        raise ValueError("copies > 1 decodes independent rows: it needs rows_per_example == 1")
     start = time.perf_counter()
     rows, group = prompt.input_ids.shape[0], rows_per_example
     batch = rows // group
@@ -125,16 +162,23 @@ def greedy_decode(
 
     logits, cache = prefill(model, prompt, first_positions)  # [R, P, V]
     cost.forward_calls += 1
-    next_token = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1])).argmax(-1)  # [B]
-
     position = prompt.position_ids.masked_fill(~prompt.valid, -1).amax(-1, keepdim=True) + 1  # [R, 1]
     valid = prompt.valid
+    if copies > 1:
+        cache.batch_repeat_interleave(copies)
+        logits, position, valid = (t.repeat_interleave(copies, dim=0) for t in (logits, position, valid))
+        rows, batch = rows * copies, batch * copies
+    fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]))  # [B, V]
     generated: list[list[int]] = [[] for _ in range(batch)]
+    probs: list[list[float]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
+        next_token = choose(fused)  # [B]
+        chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [B]
         finished = torch.isin(next_token, eos)
         for b in (~done & ~finished).nonzero().flatten().tolist():
             generated[b].append(int(next_token[b]))
+            probs[b].append(float(chosen[b]))
             if stop is not None and stop(b, generated[b]):
                 finished[b] = True
         done |= finished
@@ -146,6 +190,6 @@ def greedy_decode(
         position = position + 1
         cost.forward_calls += 1
         cost.decode_steps += 1
-        next_token = fuse(logits.view(batch, group, -1)).argmax(-1)
+        fused = fuse(logits.view(batch, group, -1))
     cost.seconds = time.perf_counter() - start
-    return Decoded(generated, cost)
+    return Decoded(generated, probs, cost)

@@ -1,4 +1,6 @@
+from selfens.methods.attention import AttentionFusion
 from selfens.methods.base import EnsembleModule, Output
 from selfens.methods.baselines import Origin, PerPrompt
+from selfens.methods.logit import LogitFusion
 
-__all__ = ["EnsembleModule", "Origin", "Output", "PerPrompt"]
+__all__ = ["AttentionFusion", "EnsembleModule", "LogitFusion", "Origin", "Output", "PerPrompt"]

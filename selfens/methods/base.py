@@ -10,7 +10,8 @@ import torch
 from torchmetrics import SumMetric
 
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost, Prompt, greedy_decode
+from selfens import decode as decoding
+from selfens.decode import DecodeCost, Prompt
 from selfens.metrics import load_lemmatizer
 from selfens.methods.scoring import Scores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
@@ -90,12 +91,10 @@ class EnsembleModule(L.LightningModule):
         return eos_token_ids(self.lm, self.tokenizer)
 
     # -- shared decoding helpers -------------------------------------------------------------------
-    def generate(self, prompt: Prompt, **kwargs):
-        """greedy_decode with this module's model, EOS ids, length limit and stop strings."""
-        return greedy_decode(
-            self.lm, prompt, max_new_tokens=self.hparams.max_new_tokens, eos_ids=self.eos_ids,
-            stop=self._stopped, **kwargs,
-        )
+    def generate(self, prompt: Prompt, **kwargs) -> decoding.Decoded:
+        """`decoding.decode` with this module's model, EOS ids, length limit and stop strings."""
+        kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
+        return decoding.decode(self.lm, prompt, eos_ids=self.eos_ids, stop=self._stopped, **kwargs)
 
     def _stopped(self, _example: int, tokens: list[int]) -> bool:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()

@@ -1,0 +1,64 @@
+"""Attention backends for packed prompts: `dense` (a 4D boolean mask through SDPA) and `flex`.
+
+`flex` registers a transformers attention function, "selfens_flex", that runs FlexAttention with
+the BlockMask of a packed prefill and SDPA for the one-token decode steps (whose mask is a plain
+4D padding mask). FlexAttention is compiled on CUDA; on CPU it runs eagerly, because the compiled
+CPU kernel failed here on left-padded batches.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from selfens.attention.masks import block_mask, dense_mask, packed_mask_mod
+from selfens.attention.packing import Packed
+
+Backend = Literal["dense", "flex"]
+FLEX_IMPLEMENTATION = "selfens_flex"
+_compiled = None
+
+
+def default_backend(device: torch.device) -> Backend:
+    return "flex" if device.type == "cuda" else "dense"
+
+
+def attn_implementation(backend: Backend) -> str:
+    """The transformers `attn_implementation` a model needs for this backend."""
+    if backend == "flex":
+        register_flex()
+        return FLEX_IMPLEMENTATION
+    return "sdpa"
+
+
+def prefill_mask(packed: Packed, backend: Backend, device: torch.device):
+    """The packed prefill's mask: [B, 1, L, L] bool (dense) or a BlockMask (flex)."""
+    mask_mod = packed_mask_mod((packed.level.to(device), packed.segment.to(device), packed.valid.to(device)))
+    batch, length = packed.input_ids.shape
+    if backend == "flex":
+        return block_mask(mask_mod, batch, length, device)
+    return dense_mask(mask_mod, batch, length, device)
+
+
+def _flex_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention function: FlexAttention for a BlockMask, SDPA for a tensor mask."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if not isinstance(attention_mask, BlockMask):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    global _compiled
+    if query.device.type == "cuda":
+        _compiled = _compiled or torch.compile(flex_attention)
+        attend = _compiled
+    else:
+        attend = flex_attention
+    out = attend(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
+    return out.transpose(1, 2).contiguous(), None  # [B, L, H, D], as transformers expects
+
+
+def register_flex() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(FLEX_IMPLEMENTATION, _flex_forward)

@@ -1,0 +1,100 @@
+"""Attention-level fusion: all N paraphrases in one packed sequence, one forward pass per step."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+
+from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
+from selfens.attention.packing import Layout, Packed, pack
+from selfens.attention.positions import position_ids
+from selfens.data.batch import ParaphraseBatch
+from selfens.decode import Prompt, first_row
+from selfens.fusion import bind, get_fusion
+from selfens.methods.base import EnsembleModule, Output
+
+
+class AttentionFusion(EnsembleModule):
+    """Packs each example's paraphrases (DESIGN.md, "Attention-level fusion"), prefills once with
+    a mask that isolates the blocks, then decodes one row per example with the KV cache; the
+    suffix and generated tokens attend to every block.
+
+    The first answer token must be fused too. `first_token: suffix` takes it at the end of a
+    non-empty shared suffix, which sees every block; `first_token: block_ends` fuses the next-token
+    logits at the end of each block (each seeing only its own paraphrase, all from the same
+    prefill) with `first_fusion`. With the `seed` layout, `suffix` reproduces the seed: the first
+    token comes from the end of the last segment, i.e. from paraphrase N alone.
+    """
+
+    method = "attention"
+
+    def __init__(
+        self,
+        layout: Layout = "shared_prefix",
+        positions: Literal["sequential", "parallel"] = "sequential",
+        first_token: Literal["suffix", "block_ends"] = "block_ends",
+        first_fusion: Literal["avg", "max"] = "avg",
+        backend: Optional[Backend] = None,
+        **kwargs,
+    ):
+        """
+        Args:
+            layout: "seed" ([prefix+block_k] segments), "shared_prefix" ([prefix][block_1..N][suffix])
+                or "isolated_fewshot" (each shot isolated too).
+            positions: "sequential" (0..L-1) or "parallel" (blocks restart after the shared prefix;
+                later tokens continue after the longest block).
+            first_token: how the first answer token is fused: "suffix" or "block_ends".
+            first_fusion: the logit fusion rule for `block_ends`.
+            backend: "dense" (4D boolean mask, SDPA) or "flex" (FlexAttention BlockMask);
+                None: flex on CUDA, dense elsewhere.
+            **kwargs: see EnsembleModule.
+        """
+        kwargs.setdefault("attn_implementation", "sdpa")
+        super().__init__(**kwargs)
+        self.layout, self.positions, self.first_token = layout, positions, first_token
+        self.first_fusion = get_fusion(first_fusion)
+        self.backend = backend
+
+    def configure_model(self) -> None:
+        if self.lm is not None:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        self.backend = self.backend or default_backend(device)
+        self.hparams.attn_implementation = attn_implementation(self.backend)
+        super().configure_model()
+
+    def pack(self, batch: ParaphraseBatch) -> Packed:
+        packed = pack(batch.segments, self.layout, self.tokenizer.pad_token_id)
+        if self.first_token == "suffix" and self.layout != "seed" and any(not s.suffix for s in batch.segments):
+            raise ValueError(
+                "first_token: suffix needs a non-empty shared suffix (its tokens see every block, so the first "
+                "answer token is fused); this prompt has none. Use first_token: block_ends, or a prompt with a "
+                "suffix (data cue_in: suffix, or prompt_style: chat)."
+            )
+        if self.first_token == "block_ends" and self.layout != "seed" and any(s.suffix for s in batch.segments):
+            raise ValueError(
+                "first_token: block_ends needs an empty suffix: the logits at a block's end must predict the "
+                "answer, not the suffix. Use first_token: suffix, or data cue_in: block with prompt_style: raw."
+            )
+        return packed
+
+    def prompt(self, packed: Packed) -> Prompt:
+        device = self.device
+        return Prompt(
+            input_ids=packed.input_ids.to(device),
+            valid=packed.valid.to(device),
+            position_ids=position_ids(packed, self.positions).to(device),
+            attention_mask=prefill_mask(packed, self.backend, device),
+        )
+
+    def decode(self, batch: ParaphraseBatch) -> Output:
+        packed = self.pack(batch)
+        block_ends = self.first_token == "block_ends"
+        decoded = self.generate(
+            self.prompt(packed),
+            fuse=first_row,
+            fuse_first=bind(self.first_fusion, None) if block_ends else None,
+            first_positions=packed.block_ends.to(self.device) if block_ends else None,
+        )
+        return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
