@@ -11,9 +11,9 @@ from collections import Counter
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
 
-from selfens.metrics import ExactMatch, F1Score, LemmaMatch, exact_match, f1_score, lemma_match, load_lemmatizer, normalize_answer
+from selfens.metrics import ExactMatch, F1Score, LemmaMatch, MeanScore, exact_match, f1_score, lemma_match, normalize_answer
 
 METRICS = ("em", "f1", "lemma")
 
@@ -49,8 +49,8 @@ class Scores(nn.Module):
             v: MetricCollection({"em": ExactMatch(), "f1": F1Score(), "lemma": LemmaMatch(lemmatizer)})
             for v in answer_views
         })
-        self.value = nn.ModuleDict({v: MetricCollection({m: MeanMetric() for m in METRICS}) for v in value_views})
-        self.extra = nn.ModuleDict({name: MeanMetric() for name in extra})
+        self.value = nn.ModuleDict({v: MetricCollection({m: MeanScore() for m in METRICS}) for v in value_views})
+        self.extra = nn.ModuleDict({name: MeanScore() for name in extra})
 
     def update_answers(self, view: str, predictions: list[str], answers: list[list[str]]) -> None:
         self.answer[view].update(predictions, answers)

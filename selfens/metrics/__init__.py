@@ -11,13 +11,14 @@ from selfens.metrics.functional import (
     load_lemmatizer,
     normalize_answer,
 )
-from selfens.metrics.text import ExactMatch, F1Score, LemmaMatch
+from selfens.metrics.text import ExactMatch, F1Score, LemmaMatch, MeanScore
 
 __all__ = [
     "ExactMatch",
     "F1Score",
     "LemmaMatch",
     "Lemmatizer",
+    "MeanScore",
     "exact_match",
     "exact_match_scores",
     "f1_score",

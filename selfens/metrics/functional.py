@@ -1,7 +1,7 @@
 """Answer-matching metrics for open-domain QA, as pure functions.
 
 Layout follows torchmetrics: per-example scorers, private ``_*_update`` steps that reduce
-a batch to a ``(total, count)`` pair of tensors, ``_mean_compute`` for the final ratio,
+a batch to a float64 tensor of per-example scores, ``_mean_compute`` for their exact mean,
 and one public function per metric. ``exact_match`` and ``f1_score`` reproduce the
 official SQuAD v1.1 script (evaluate-v1.1.py) exactly; ``lemma_match`` is a looser
 "gold lemmas appear in the prediction" check built on spaCy.
@@ -10,6 +10,7 @@ official SQuAD v1.1 script (evaluate-v1.1.py) exactly; ``lemma_match`` is a loos
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
 from collections import Counter
@@ -196,30 +197,33 @@ def lemma_match_scores(
     return [lemma_match(p, t, lemmatizer) for p, t in zip(preds, targets)]
 
 
-def _sum_and_count(scores: Sequence[float]) -> tuple[Tensor, Tensor]:
-    # float64 so that long evaluations accumulate without drift.
-    return torch.tensor(sum(scores), dtype=torch.float64), torch.tensor(len(scores), dtype=torch.long)
+def _as_tensor(scores: Sequence[float]) -> Tensor:
+    return torch.tensor(list(scores), dtype=torch.float64)
 
 
-def _exact_match_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
-    """Sum of exact-match scores and number of examples in the batch."""
-    return _sum_and_count(exact_match_scores(preds, targets))
+def _exact_match_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> Tensor:
+    """Per-example exact-match scores of the batch, [n] float64."""
+    return _as_tensor(exact_match_scores(preds, targets))
 
 
-def _f1_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
-    """Sum of F1 scores and number of examples in the batch."""
-    return _sum_and_count(f1_scores(preds, targets))
+def _f1_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> Tensor:
+    """Per-example F1 scores of the batch, [n] float64."""
+    return _as_tensor(f1_scores(preds, targets))
 
 
 def _lemma_match_update(
     preds: Sequence[str], targets: Sequence[Sequence[str]], lemmatizer: Callable[[str], Sequence[str]]
-) -> tuple[Tensor, Tensor]:
-    """Sum of lemma-match scores and number of examples in the batch."""
-    return _sum_and_count(lemma_match_scores(preds, targets, lemmatizer))
+) -> Tensor:
+    """Per-example lemma-match scores of the batch, [n] float64."""
+    return _as_tensor(lemma_match_scores(preds, targets, lemmatizer))
 
 
-def _mean_compute(total: Tensor, count: Tensor) -> Tensor:
-    """Mean score as a 0-dim tensor; NaN when nothing has been seen (no score, not a zero score)."""
-    if count == 0:
-        return torch.tensor(float("nan"), dtype=total.dtype, device=total.device)
-    return total / count
+def _mean_compute(scores: Tensor) -> Tensor:
+    """Mean of per-example scores as a 0-dim float64 tensor; NaN when there are none.
+
+    math.fsum rounds the sum once, so the mean does not depend on how examples were split into
+    batches or processes: one process and several give the same number, to the last bit.
+    """
+    if scores.numel() == 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=scores.device)
+    return torch.tensor(math.fsum(scores.tolist()) / scores.numel(), dtype=torch.float64, device=scores.device)

@@ -1,7 +1,8 @@
 """torchmetrics wrappers around :mod:`selfens.metrics.functional`.
 
-Each metric keeps a float64 ``total`` of per-example scores and a ``count`` of examples,
-both summed across processes, so ``compute`` is the mean score in [0, 1].
+Each metric keeps its per-example scores (float64, concatenated across processes) and computes
+their mean with one correctly rounded sum, so the result is the same for any batching and any
+number of processes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from selfens.metrics.functional import (
     BLANK_EN,
@@ -21,27 +23,38 @@ from selfens.metrics.functional import (
     load_lemmatizer,
 )
 
-__all__ = ["ExactMatch", "F1Score", "LemmaMatch"]
+__all__ = ["ExactMatch", "F1Score", "LemmaMatch", "MeanScore"]
 
 
-class _MeanAnswerScore(Metric):
-    """Shared state and ``compute`` for metrics that average one score per example."""
+class MeanScore(Metric):
+    """Exact mean of per-example scores; `update` takes a tensor of them."""
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    total: Tensor
-    count: Tensor
+    scores: list[Tensor]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: Tensor) -> None:
+        self.scores.append(scores.detach().to(torch.float64).flatten())
+
+    @property
+    def count(self) -> int:
+        """Examples seen (by this process, before a sync)."""
+        return sum(s.numel() for s in self.scores) if isinstance(self.scores, list) else self.scores.numel()
 
     def compute(self) -> Tensor:
         """Mean score so far; NaN before any update."""
-        return _mean_compute(self.total, self.count)
+        scores = dim_zero_cat(self.scores) if len(self.scores) else torch.zeros(0, dtype=torch.float64)
+        return _mean_compute(scores)
+
+
+class _MeanAnswerScore(MeanScore):
+    """A MeanScore whose `update` scores predictions against gold aliases."""
 
 
 class ExactMatch(_MeanAnswerScore):
@@ -49,9 +62,7 @@ class ExactMatch(_MeanAnswerScore):
 
     def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
         """Add a batch: one prediction and a list of gold aliases per example."""
-        total, count = _exact_match_update(preds, targets)
-        self.total += total
-        self.count += count
+        super().update(_exact_match_update(preds, targets))
 
 
 class F1Score(_MeanAnswerScore):
@@ -59,9 +70,7 @@ class F1Score(_MeanAnswerScore):
 
     def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
         """Add a batch: one prediction and a list of gold aliases per example."""
-        total, count = _f1_update(preds, targets)
-        self.total += total
-        self.count += count
+        super().update(_f1_update(preds, targets))
 
 
 class LemmaMatch(_MeanAnswerScore):
@@ -79,6 +88,4 @@ class LemmaMatch(_MeanAnswerScore):
 
     def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
         """Add a batch: one prediction and a list of gold aliases per example."""
-        total, count = _lemma_match_update(preds, targets, self.lemmatizer)
-        self.total += total
-        self.count += count
+        super().update(_lemma_match_update(preds, targets, self.lemmatizer))
