@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from argparse import RawDescriptionHelpFormatter
+
 from lightning.pytorch.cli import LightningCLI
 
 from selfens.data.base import ParaphraseDataModule
@@ -18,8 +20,30 @@ TRAINER_DEFAULTS = {
 }
 
 
+DESCRIPTION = """selfens: does asking a model in several phrasings, and fusing, give better answers?
+
+  selfens test --config configs/pararel/origin.yaml     evaluate (metrics, predictions, results.json)
+  selfens predict --config ...                          decode only (predictions.jsonl)
+  selfens validate --config ...                         like test, logged as val/
+  selfens confidence --config configs/pararel/weighted_avg.yaml   cache a weighted method's confidences
+  selfens mask --config configs/pararel/attention.yaml  draw the attention mask of an example
+  selfens report lightning_logs/<name>                  one table over finished runs
+"""
+
+
 class SelfensCLI(LightningCLI):
     """LightningCLI in subclass mode: `model` is an EnsembleModule, `data` a ParaphraseDataModule."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Evaluation only: the methods have nothing to train.
+        skip = {"model", "dataloaders", "datamodule"}
+        return {"test": skip, "predict": skip, "validate": skip}
+
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("description", DESCRIPTION)
+        kwargs.setdefault("formatter_class", RawDescriptionHelpFormatter)
+        return super().init_parser(**kwargs)
 
 def cli(args=None, run: bool = True) -> SelfensCLI:
     return SelfensCLI(
@@ -37,6 +61,8 @@ def cli(args=None, run: bool = True) -> SelfensCLI:
 
 COMMANDS = {
     "report": ("selfens.report", "main"),
+    "confidence": ("selfens.confidence_command", "main"),
+    "mask": ("selfens.mask_command", "main"),
 }
 
 

@@ -95,7 +95,7 @@ class RunWriter(Callback):
             self._start(trainer, "val")
 
     def on_predict_start(self, trainer, module):
-        self._start(trainer, "predict")
+        self._start(trainer, "confidence" if getattr(module, "confidence_only", False) else "predict")
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self._append(outputs)
