@@ -15,9 +15,14 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-Fuse = Callable[[Tensor], Tensor]  # logits [B, G, V] -> [B, V]
+Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
 Choose = Callable[[Tensor], Tensor]  # fused logits [B, V] -> next token ids [B]
 Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
+
+
+def first_row(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:
+    """No fusion: the logits of a group's only row. [B, 1, V] -> [B, V]."""
+    return logits[:, 0]
 
 
 def greedy(logits: Tensor) -> Tensor:
@@ -26,27 +31,22 @@ def greedy(logits: Tensor) -> Tensor:
 
 
 def sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None) -> Choose:
-    """Sample from softmax(logits / temperature), restricted to the top_k tokens (0: all) and to the
-    smallest set whose probability reaches top_p (transformers' order: temperature, top-k, top-p)."""
+    """Sample from softmax(logits / temperature), restricted to the top_k tokens (0: all) and then
+    to the smallest set whose probability reaches top_p (transformers' order of warpers)."""
 
-    def sample(logits: Tensor) -> Tensor:
-        logits = logits / temperature
+    def sample(logits: Tensor) -> Tensor:  # [B, V] -> [B]
         if 0 < top_k < logits.shape[-1]:
-            kth = logits.topk(top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
+            values, index = logits.topk(top_k, dim=-1)  # sorted, descending
+        else:
+            values, index = logits.sort(dim=-1, descending=True)
+        probs = (values / temperature).softmax(-1)
         if top_p < 1.0:
-            sorted_logits, order = logits.sort(dim=-1, descending=True)
-            cumulative = sorted_logits.softmax(-1).cumsum(-1)
-            drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
-            logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+            before = probs.cumsum(-1) - probs  # mass of the more likely tokens
+            probs = probs.masked_fill(before >= top_p, 0.0)  # keeps the token that crosses top_p
+        choice = torch.multinomial(probs, 1, generator=generator)  # [B, 1]
+        return index.gather(-1, choice).squeeze(-1)
 
     return sample
-
-
-def first_row(logits: Tensor) -> Tensor:
-    """No fusion: the logits of a group's only row. [B, 1, V] -> [B, V]."""
-    return logits[:, 0]
 
 
 @dataclass
@@ -168,28 +168,34 @@ def decode(
         cache.batch_repeat_interleave(copies)
         logits, position, valid = (t.repeat_interleave(copies, dim=0) for t in (logits, position, valid))
         rows, batch = rows * copies, batch * copies
-    fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]))  # [B, V]
+    alive = torch.arange(batch, device=device)  # examples still decoding, in row-group order
+    fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]), alive)  # [B, V]
     generated: list[list[int]] = [[] for _ in range(batch)]
     probs: list[list[float]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
-        next_token = choose(fused)  # [B]
-        chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [B]
+        next_token = choose(fused)  # [A]
+        chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A]
         finished = torch.isin(next_token, eos)
-        for b in (~done & ~finished).nonzero().flatten().tolist():
-            generated[b].append(int(next_token[b]))
-            probs[b].append(float(chosen[b]))
+        for i, b in enumerate(alive.tolist()):
+            if finished[i]:
+                continue
+            generated[b].append(int(next_token[i]))
+            probs[b].append(float(chosen[i]))
             if stop is not None and stop(b, generated[b]):
-                finished[b] = True
-        done |= finished
-        if bool(done.all()) or step == max_new_tokens - 1:
+                finished[i] = True
+        if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        token = next_token.repeat_interleave(group).unsqueeze(-1)  # [R, 1]
-        valid = torch.cat([valid, valid.new_ones(rows, 1)], dim=-1)
+        if bool(finished.any()):
+            # Drop finished examples' rows from the batch and the cache: no work on what is done.
+            keep, keep_rows = ~finished, (~finished).repeat_interleave(group)
+            cache.batch_select_indices(keep_rows.nonzero().flatten())
+            alive, next_token, valid, position = alive[keep], next_token[keep], valid[keep_rows], position[keep_rows]
+        token = next_token.repeat_interleave(group).unsqueeze(-1)  # [A*G, 1]
+        valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], dim=-1)
         logits, cache = decode_one_token(model, token, position, valid, cache)
         position = position + 1
         cost.forward_calls += 1
         cost.decode_steps += 1
-        fused = fuse(logits.view(batch, group, -1))
+        fused = fuse(logits.view(len(alive), group, -1), alive)
     cost.seconds = time.perf_counter() - start
     return Decoded(generated, probs, cost)

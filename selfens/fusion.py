@@ -87,6 +87,10 @@ def get_fusion(name: str) -> Fusion:
         raise ValueError(f"unknown fusion {name!r}; known: {', '.join(sorted(FUSIONS))}") from None
 
 
-def bind(fn: Fusion, weights: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
-    """Fix the weights of `fn`, giving the decoder's one-argument fuse: logits [B, N, V] -> [B, V]."""
-    return lambda logits: fn(logits, weights)
+def bind(fn: Fusion, weights: Optional[Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Fix the weights of `fn`, giving the decoder's fuse: (logits [A, N, V], examples [A]) -> [A, V].
+
+    The decoder drops finished examples, so it names the examples still decoding; their weights
+    are the rows of `weights` [B, N] it selects.
+    """
+    return lambda logits, examples: fn(logits, None if weights is None else weights[examples.to(weights.device)])

@@ -92,12 +92,16 @@ def test_bf16_in_float32_out():
 def test_registry_bind_and_errors():
     assert get_fusion("max") is max_prob
     assert WEIGHTED == {"weighted_avg", "weighted_max"}
-    assert_close(bind(weighted_avg, W)(LOGITS), weighted_avg(LOGITS, W))
+    everyone = torch.arange(LOGITS.shape[0])
+    assert_close(bind(weighted_avg, W)(LOGITS, everyone), weighted_avg(LOGITS, W))
+    # The decoder names the examples still decoding; their weight rows are used.
+    last = torch.tensor([LOGITS.shape[0] - 1])
+    assert_close(bind(weighted_avg, W)(LOGITS[-1:], last), weighted_avg(LOGITS[-1:], W[-1:]))
     for name in WEIGHTED:
         with pytest.raises(ValueError, match="weights"):
             get_fusion(name)(LOGITS)
         with pytest.raises(ValueError, match="weights"):
-            bind(get_fusion(name), None)(LOGITS)
+            bind(get_fusion(name), None)(LOGITS, everyone)
         with pytest.raises(ValueError, match="does not match"):
             get_fusion(name)(LOGITS, W[:, :2])
     with pytest.raises(ValueError, match="avg, max, weighted_avg, weighted_max"):

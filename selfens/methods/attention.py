@@ -55,6 +55,7 @@ class AttentionFusion(EnsembleModule):
         self.layout, self.positions, self.first_token = layout, positions, first_token
         self.first_fusion = get_fusion(first_fusion)
         self.backend = backend
+        self._mask_logged = False
 
     def configure_model(self) -> None:
         if self.lm is not None:
@@ -90,6 +91,8 @@ class AttentionFusion(EnsembleModule):
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         packed = self.pack(batch)
+        if not self._mask_logged:
+            self._log_mask(packed)
         block_ends = self.first_token == "block_ends"
         decoded = self.generate(
             self.prompt(packed),
@@ -98,3 +101,15 @@ class AttentionFusion(EnsembleModule):
             first_positions=packed.block_ends.to(self.device) if block_ends else None,
         )
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
+
+    def _log_mask(self, packed: Packed) -> None:
+        """Draw the first example's mask into TensorBoard, once per run."""
+        self._mask_logged = True
+        logger = self.logger if self._trainer is not None else None
+        if logger is None or not self.trainer.is_global_zero or not hasattr(logger.experiment, "add_figure"):
+            return
+        from selfens.attention.draw import extend_with_generated, mask_figure
+
+        mask, labels = extend_with_generated(packed, 0)
+        title = f"{self.layout}, {self.positions} positions, first token: {self.first_token}"
+        logger.experiment.add_figure("attention_mask", mask_figure(mask, labels, title))
