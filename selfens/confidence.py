@@ -22,6 +22,8 @@ Measure = Literal["sampling", "token_prob"]
 @dataclass(frozen=True)
 class ConfidenceSettings:
     measure: Measure
+    answer_max_new_tokens: int  # the greedy answer being scored depends on these two
+    stop_strings: tuple[str, ...]
     num_samples: int
     max_new_tokens: int
     temperature: float
@@ -30,10 +32,11 @@ class ConfidenceSettings:
     seed: int
 
     def for_key(self) -> dict:
-        # token_prob depends on the greedy answer only; its key ignores the sampling settings.
-        if self.measure == "token_prob":
-            return {"measure": self.measure}
-        return asdict(self)
+        settings = asdict(self)
+        if self.measure == "token_prob":  # no sampling: its settings do not matter
+            for name in ("num_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed"):
+                del settings[name]
+        return settings
 
 
 class ConfidenceCache:

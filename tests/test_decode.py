@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfens.decode import Prompt, greedy_decode
+from selfens.decode import Prompt, decode, sampler
 from selfens.models import eos_token_ids
 
 PROMPTS = [
@@ -33,7 +33,7 @@ def _generate(model, tokenizer, texts, max_new_tokens):
 
 def _ours(model, tokenizer, texts, max_new_tokens):
     ids, valid = _batch(tokenizer, texts)
-    return greedy_decode(
+    return decode(
         model, Prompt.left_padded(ids, valid), max_new_tokens=max_new_tokens,
         eos_ids=eos_token_ids(model, tokenizer),
     ).tokens
@@ -55,7 +55,7 @@ def test_stop_callback_ends_one_example(tiny):
     model, tokenizer = tiny
     full = _ours(model, tokenizer, PROMPTS, 8)
     ids, valid = _batch(tokenizer, PROMPTS)
-    stopped = greedy_decode(
+    stopped = decode(
         model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=[],
         stop=lambda b, toks: b == 1 and len(toks) == 3,
     ).tokens
@@ -68,3 +68,108 @@ def test_decode_equals_generate_smollm(smollm):
     model, tokenizer = smollm
     texts = ["Paris is the capital of", "Q: who wrote hamlet?\nA:"]
     assert _ours(model, tokenizer, texts, 8) == _generate(model, tokenizer, texts, 8)
+
+
+# -- copies and sampling ---------------------------------------------------------------------------
+
+
+def test_copies_repeat_each_prompt_greedy(tiny):
+    model, tokenizer = tiny
+    k = 3
+    ids, valid = _batch(tokenizer, PROMPTS)
+    plain = _ours(model, tokenizer, PROMPTS, 8)
+    assert all(plain)
+    out = decode(model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=eos_token_ids(model, tokenizer), copies=k)
+    assert len(out.tokens) == len(PROMPTS) * k
+    # Prompt-major: example b is copy b % k of prompt b // k.
+    assert out.tokens == [t for t in plain for _ in range(k)]
+    assert out.cost.prefill_tokens == int(valid.sum())  # one prefill, not k
+
+
+def test_copies_with_one_copy_stopped_early(tiny):
+    model, tokenizer = tiny
+    k = 3
+    ids, valid = _batch(tokenizer, PROMPTS)
+    plain = _ours(model, tokenizer, PROMPTS, 8)
+    out = decode(
+        model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=eos_token_ids(model, tokenizer), copies=k,
+        stop=lambda b, toks: b == 4 and len(toks) == 2,  # copy 1 of prompt 1
+    )
+    expected = [t for t in plain for _ in range(k)]
+    expected[4] = expected[4][:2]
+    assert out.tokens == expected
+
+
+def test_copies_need_one_row_per_example(tiny):
+    model, tokenizer = tiny
+    ids, valid = _batch(tokenizer, PROMPTS[:2])
+    with pytest.raises(ValueError, match="copies"):
+        decode(model, Prompt.left_padded(ids, valid), max_new_tokens=2, eos_ids=[], rows_per_example=2, copies=2)
+
+
+def _sampled(model, tokenizer, seed, **kwargs):
+    ids, valid = _batch(tokenizer, PROMPTS)
+    generator = torch.Generator().manual_seed(seed)
+    return decode(
+        model, Prompt.left_padded(ids, valid), max_new_tokens=6, eos_ids=[], copies=4,
+        choose=sampler(generator=generator, **kwargs),
+    ).tokens
+
+
+def test_seeded_sampling_through_decode_is_reproducible(tiny):
+    model, tokenizer = tiny
+    a = _sampled(model, tokenizer, 7, temperature=1.5)
+    assert a == _sampled(model, tokenizer, 7, temperature=1.5)
+    assert a != _sampled(model, tokenizer, 8, temperature=1.5)
+    assert len({tuple(t) for t in a}) > 1  # the copies really are sampled, not all the same
+
+
+# Logits of 2 rows over 8 tokens, no ties; probabilities of row 0: .5, .3, .15, .05, then ~0.
+_PROBS = torch.tensor([
+    [0.5, 0.3, 0.15, 0.05, 4e-9, 3e-9, 2e-9, 1e-9],
+    [0.02, 0.03, 0.05, 0.1, 0.12, 0.18, 0.2, 0.3],
+])
+_LOGITS = _PROBS.log()
+
+
+def _draws(choose, logits=_LOGITS, times=3000) -> torch.Tensor:
+    """`times` draws for each row: [times, R]."""
+    return choose(logits.repeat(times, 1)).view(times, -1)
+
+
+def test_sampler_with_seeded_generator_is_reproducible():
+    a = _draws(sampler(1.0, 0, 1.0, torch.Generator().manual_seed(3)), times=200)
+    b = _draws(sampler(1.0, 0, 1.0, torch.Generator().manual_seed(3)), times=200)
+    c = _draws(sampler(1.0, 0, 1.0, torch.Generator().manual_seed(4)), times=200)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, 5])
+def test_sampler_never_leaves_the_top_k(top_k):
+    draws = _draws(sampler(1.0, top_k, 1.0, torch.Generator().manual_seed(0)))
+    for row in range(_LOGITS.shape[0]):
+        allowed = set(_LOGITS[row].topk(top_k).indices.tolist())
+        seen = set(draws[:, row].tolist())
+        assert seen <= allowed
+        if row == 1:  # row 1 is flat enough that every allowed token shows up
+            assert seen == allowed
+
+
+def test_sampler_top_k_with_high_temperature():
+    # Temperature flattens the distribution but must not widen the top-k set.
+    draws = _draws(sampler(5.0, 2, 1.0, torch.Generator().manual_seed(0)))
+    assert set(draws[:, 0].tolist()) == {0, 1}
+    assert set(draws[:, 1].tolist()) == {7, 6}
+
+
+@pytest.mark.parametrize("top_p, kept", [(0.01, {0}), (0.45, {0}), (0.7, {0, 1}), (0.9, {0, 1, 2}), (0.97, {0, 1, 2, 3})])
+def test_sampler_respects_top_p(top_p, kept):
+    # The smallest set of most likely tokens whose probability reaches top_p (row 0).
+    draws = _draws(sampler(1.0, 0, top_p, torch.Generator().manual_seed(0)), logits=_LOGITS[:1])
+    assert set(draws[:, 0].tolist()) == kept
+
+
+def test_sampler_without_limits_follows_the_distribution():
+    draws = _draws(sampler(1.0, 0, 1.0, torch.Generator().manual_seed(0)), logits=_LOGITS[1:], times=20000)
+    freq = torch.bincount(draws[:, 0], minlength=8).float() / draws.shape[0]
+    assert torch.allclose(freq, _PROBS[1], atol=0.015)

@@ -60,6 +60,8 @@ class LogitFusion(EnsembleModule):
         pick = lambda ours, theirs, default: ours if ours is not None else (theirs if theirs is not None else default)
         return ConfidenceSettings(
             measure=hp.confidence,
+            answer_max_new_tokens=hp.max_new_tokens,
+            stop_strings=tuple(hp.stop_strings),
             num_samples=hp.num_samples,
             max_new_tokens=hp.sample_max_new_tokens,
             temperature=float(pick(hp.temperature, config.temperature, 1.0)),
@@ -81,7 +83,7 @@ class LogitFusion(EnsembleModule):
         ids, valid = batch.rows()  # [B*N, L]
         prompts = [row[mask].tolist() for row, mask in zip(ids, valid)]
         keys = [cache.key(settings, p) for p in prompts]
-        missing = [i for i, key in enumerate(keys) if cache.get(key) is None]
+        missing = [i for i, key in enumerate(keys) if cache.get(key) is None and key not in keys[:i]]
         if missing and not self.hparams.compute_confidence:
             raise RuntimeError(
                 f"{len(missing)} prompt(s) have no cached {settings.measure!r} confidence in {cache.path}. "
