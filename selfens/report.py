@@ -21,7 +21,8 @@ def collect(paths: list[str]) -> list[tuple[Path, dict]]:
 
 
 def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
-    """One row per (run, view): run folder, method, view, EM, F1, lemma, examples, forward calls, seconds."""
+    """One row per (run, view): run folder, method, view, EM, F1, lemma, examples, and the decode
+    cost of the run: prefill tokens, forward calls, decode seconds."""
     table = []
     for folder, r in runs:
         views: dict[str, dict[str, float]] = {}
@@ -35,6 +36,7 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
                 str(folder), r["method"], view,
                 *(f"{100 * values.get(m, float('nan')):.1f}" for m in METRICS),
                 str(r.get("num_examples", "")),
+                f"{cost.get('prefill_tokens', 0):.0f}",
                 f"{cost.get('forward_calls', 0):.0f}",
                 f"{cost.get('decode_seconds', 0):.1f}",
             ])
@@ -42,7 +44,7 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
 
 
 def format_table(table: list[list[str]]) -> str:
-    header = ["run", "method", "view", "EM", "F1", "lemma", "n", "forwards", "decode s"]
+    header = ["run", "method", "view", "EM", "F1", "lemma", "n", "prefill tok", "forwards", "decode s"]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in table])
