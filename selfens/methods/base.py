@@ -60,7 +60,8 @@ class EnsembleModule(L.LightningModule):
         self.lm = None
         self.lemmatizer = load_lemmatizer(lemmatizer)
         self.scores: Optional[Scores] = None  # built in setup, once N is known
-        self.costs = torch.nn.ModuleDict({c: SumMetric() for c in COSTS})
+        # float64: token counts stay exact far beyond float32's 2**24.
+        self.costs = torch.nn.ModuleDict({c: SumMetric().set_dtype(torch.float64) for c in COSTS})
 
     # -- what subclasses provide -------------------------------------------------------------------
     def build_scores(self, num_paraphrases: int) -> Scores:
