@@ -362,3 +362,19 @@ def test_unknown_model_exit_status(tmp_path):
     assert proc.returncode != 0
     assert "Unknown model 'no_such_model'" in proc.stderr
     assert all(name in proc.stderr for name in MODELS)
+
+
+def test_attention_logs_its_mask_image(tiny_model_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = Path("configs/pararel/attention.yaml")
+    selfens(
+        "test", "--config", config, "--model.init_args.model", tiny_model_path, "--data.init_args.limit", 3,
+        "--trainer.logger.init_args.save_dir", tmp_path, *quiet(),
+    )
+    run = tmp_path / logger_name(config) / "version_0"
+    acc = EventAccumulator(str(run), size_guidance={"images": 0})
+    acc.Reload()
+    assert "attention_mask" in acc.Tags()["images"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["method"] == "attention" and results["num_examples"] == 3
