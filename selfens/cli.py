@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from argparse import RawDescriptionHelpFormatter
 
@@ -66,7 +67,15 @@ COMMANDS = {
 }
 
 
+def _quiet_known_warnings() -> None:
+    # Lightning's own use of a deprecated torch API: not actionable by users.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Metric values are logged after torchmetrics has synced them across processes.
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+
+
 def main(argv: list[str] | None = None) -> None:
+    _quiet_known_warnings()
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in COMMANDS:
         module, name = COMMANDS[args[0]]
