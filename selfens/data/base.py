@@ -16,7 +16,7 @@ from selfens.data.batch import Example, collate
 from selfens.data.encoding import encode_example
 from selfens.data.records import DataError, Record
 from selfens.models import resolve
-from selfens.prompts import FORMATS, CuePlace, PromptFormat, render
+from selfens.prompts import CuePlace, PromptFormat, render
 
 log = logging.getLogger(__name__)
 
