@@ -27,9 +27,6 @@ class RunWriter(Callback):
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
-        if trainer.is_global_zero:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        trainer.strategy.barrier()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rank_file.write_text("")
 
