@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-
 from argparse import RawDescriptionHelpFormatter
+from typing import Optional
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -29,6 +29,7 @@ DESCRIPTION = """selfens: does asking a model in several phrasings, and fusing, 
   selfens confidence --config configs/pararel/weighted_avg.yaml   cache a weighted method's confidences
   selfens mask --config configs/pararel/attention.yaml  draw the attention mask of an example
   selfens report lightning_logs/<name>                  one table over finished runs
+  selfens test --config ... --resume lightning_logs/<name>/version_<k>   finish an interrupted run
 """
 
 
@@ -40,6 +41,27 @@ class SelfensCLI(LightningCLI):
         # Evaluation only: the methods have nothing to train.
         skip = {"model", "dataloaders", "datamodule"}
         return {"test": skip, "predict": skip, "validate": skip}
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--resume", type=Optional[str], default=None,
+            help="A run folder (lightning_logs/<name>/version_<k>) of an interrupted run: its finished "
+            "examples are kept (and counted in the metrics), only the rest are decoded.",
+        )
+
+    def _resume(self) -> None:
+        folder = self.config[self.subcommand].get("resume")
+        if folder:
+            self.model.resume_from(folder)
+
+    def before_test(self) -> None:
+        self._resume()
+
+    def before_predict(self) -> None:
+        self._resume()
+
+    def before_validate(self) -> None:
+        self._resume()
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("description", DESCRIPTION)

@@ -23,12 +23,14 @@ PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "sp
 class RunWriter(Callback):
     """Streams predictions per process and writes results.json once the stage ends."""
 
-    def _start(self, trainer: L.Trainer, stage: str) -> None:
+    def _start(self, trainer: L.Trainer, module, stage: str) -> None:
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rank_file.write_text("")
+        if trainer.is_global_zero and module.resumed_rows:
+            self._append(module.resumed_rows)
 
     def _append(self, rows: list[dict]) -> None:
         with self.rank_file.open("a", encoding="utf-8") as f:
@@ -66,6 +68,8 @@ class RunWriter(Callback):
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
             "wall_time_s": round(time.time() - self.started, 3),
+            "resumed_from": module.resumed_from,
+            "resumed_examples": len(module.resumed_rows),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": {"model": dict(module.hparams), "data": dict(data.hparams)},
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
@@ -85,14 +89,14 @@ class RunWriter(Callback):
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_test_start(self, trainer, module):
-        self._start(trainer, "test")
+        self._start(trainer, module, "test")
 
     def on_validation_start(self, trainer, module):
         if not trainer.sanity_checking:
-            self._start(trainer, "val")
+            self._start(trainer, module, "val")
 
     def on_predict_start(self, trainer, module):
-        self._start(trainer, "confidence" if getattr(module, "confidence_only", False) else "predict")
+        self._start(trainer, module, "confidence" if getattr(module, "confidence_only", False) else "predict")
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self._append(outputs)

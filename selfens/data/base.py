@@ -62,6 +62,7 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.tokenizer = None
         self.model_name: Optional[str] = None
         self.examples: Optional[list[Example]] = None
+        self.skip: set[int] = set()  # indices already finished by a resumed run
 
     # -- what subclasses provide -------------------------------------------------------------------
     def prompt_format(self) -> PromptFormat:
@@ -126,15 +127,16 @@ class ParaphraseDataModule(L.LightningDataModule):
     # -- loaders -----------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
+        examples = [e for e in self.examples if e.index not in self.skip]
         sampler = None
         if trainer is not None and trainer.world_size > 1:
             # Lightning's default test sampler pads ranks with duplicate examples; this one does
             # not, so each example is decoded and counted exactly once across processes.
             sampler = UnrepeatedDistributedSampler(
-                self.examples, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+                examples, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         return DataLoader(
-            self.examples,
+            examples,
             batch_size=self.batch_size,
             sampler=sampler,
             shuffle=False,

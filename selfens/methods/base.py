@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Optional
 
 import lightning as L
@@ -15,6 +16,7 @@ from selfens.decode import DecodeCost, Prompt
 from selfens.metrics import load_lemmatizer
 from selfens.methods.scoring import Scores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
+from selfens.resume import check_rows, finished_rows
 
 COSTS = ("prefill_tokens", "forward_calls", "decode_steps", "decode_seconds")
 
@@ -62,6 +64,8 @@ class EnsembleModule(L.LightningModule):
         self.scores: Optional[Scores] = None  # built in setup, once N is known
         # float64: token counts stay exact far beyond float32's 2**24.
         self.costs = torch.nn.ModuleDict({c: SumMetric().set_dtype(torch.float64) for c in COSTS})
+        self.resumed_from: Optional[str] = None
+        self.resumed_rows: list[dict] = []
 
     # -- what subclasses provide -------------------------------------------------------------------
     def build_scores(self, num_paraphrases: int) -> Scores:
@@ -75,8 +79,25 @@ class EnsembleModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # Every rank builds the same metric states up front, even one that gets no batch.
+        data = self.trainer.datamodule
         if self.scores is None:
-            self.scores = self.build_scores(self.trainer.datamodule.num_paraphrases)
+            self.scores = self.build_scores(data.num_paraphrases)
+        if self.resumed_rows:
+            check_rows(self.resumed_rows, self.method, [e.id for e in data.examples], self.resumed_from)
+            data.skip = {row["index"] for row in self.resumed_rows}
+
+    def resume_from(self, folder: str) -> None:
+        """Keep the finished examples of an interrupted run in `folder`; decode only the others."""
+        self.resumed_from, self.resumed_rows = str(folder), finished_rows(folder)
+
+    def _replay_resumed(self) -> None:
+        """Count the resumed examples in the metrics, once (on rank 0), from their saved answers."""
+        rows = self.resumed_rows
+        if not rows or not self.trainer.is_global_zero:
+            return
+        answers = SimpleNamespace(answers=[r["answers"] for r in rows])
+        per_paraphrase = [r["per_paraphrase"] for r in rows] if "per_paraphrase" in rows[0] else None
+        self.update_scores(answers, Output([r["prediction"] for r in rows], per_paraphrase, extra=rows))
 
     # -- model -------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -151,6 +172,13 @@ class EnsembleModule(L.LightningModule):
         # compute() syncs the summed states across processes, so every rank logs the global value.
         self.log_dict(self.scores.compute(stage), sync_dist=False)
         self.scores.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._replay_resumed()
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._replay_resumed()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

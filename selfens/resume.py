@@ -1,0 +1,45 @@
+"""Resuming an interrupted run: the examples it finished are kept, the rest decoded.
+
+A run streams each process's rows to `predictions.rank<k>.jsonl` as batches finish and merges
+them into `predictions.jsonl` at the end, so an interrupted run folder holds every finished example.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def finished_rows(folder: str | Path) -> list[dict]:
+    """The rows of a run folder (merged or per-rank files), one per example index, in index order.
+
+    A line cut short by a crash is dropped: that example is decoded again.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("predictions*.jsonl"))
+    if not folder.is_dir() or not files:
+        raise FileNotFoundError(
+            f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
+            f"lightning_logs/<name>/version_<k>)"
+        )
+    rows: dict[int, dict] = {}
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[row["index"]] = row
+    return [rows[i] for i in sorted(rows)]
+
+
+def check_rows(rows: list[dict], method: str, ids: list[str], folder) -> None:
+    """The rows must come from the same method on the same data (ids at the same positions)."""
+    for row in rows:
+        if row["method"] != method:
+            raise ValueError(f"cannot resume from {folder}: it ran method {row['method']!r}, this run is {method!r}")
+        if row["index"] >= len(ids) or ids[row["index"]] != row["id"]:
+            raise ValueError(
+                f"cannot resume from {folder}: its example {row['index']} is {row['id']!r}, which is not "
+                f"example {row['index']} of this run's data (different data, limit or seed?)"
+            )

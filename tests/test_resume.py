@@ -1,0 +1,55 @@
+"""An interrupted run resumes: finished examples are kept and counted, only the rest are decoded."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import logger_name, quiet, read_jsonl, selfens
+
+PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
+
+
+def _run(tiny_model_path, root, *extra):
+    selfens(
+        "test", "--config", PER_PROMPT, "--model.init_args.model", tiny_model_path,
+        "--data.init_args.limit", 6, "--data.init_args.batch_size", 2,
+        "--trainer.logger.init_args.save_dir", root, *quiet(), *extra,
+    )
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
+    _run(tiny_model_path, tmp_path)
+    full = tmp_path / logger_name(PER_PROMPT) / "version_0"
+    rows = read_jsonl(full / "predictions.jsonl")
+
+    # Simulate a crash after two batches: rank file with 4 finished rows and a torn last line.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    text = "".join(json.dumps(r) + "\n" for r in rows[:4]) + '{"index": 4, "id": "P1'
+    (crashed / "predictions.rank0.jsonl").write_text(text)
+
+    _run(tiny_model_path, tmp_path, "--resume", crashed)
+    resumed = tmp_path / logger_name(PER_PROMPT) / "version_1"
+    results = json.loads((resumed / "results.json").read_text())
+    assert results["resumed_examples"] == 4 and results["resumed_from"] == str(crashed)
+    assert results["num_examples"] == 6
+    assert results["metrics"] == json.loads((full / "results.json").read_text())["metrics"]
+    new_rows = read_jsonl(resumed / "predictions.jsonl")
+    assert [r["id"] for r in new_rows] == [r["id"] for r in rows]
+    assert [r["per_paraphrase"] for r in new_rows] == [r["per_paraphrase"] for r in rows]
+    # Only the 2 unfinished examples were decoded: 2 examples x 5 paraphrases of prompts.
+    assert results["cost"]["prefill_tokens"] < json.loads((full / "results.json").read_text())["cost"]["prefill_tokens"] / 2
+
+
+def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path):
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / "predictions.rank0.jsonl").write_text(json.dumps({"index": 0, "id": "x", "method": "avg"}) + "\n")
+    with pytest.raises(Exception, match="ran method 'avg'"):
+        _run(tiny_model_path, tmp_path, "--resume", crashed)
+
+
+def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path):
+    with pytest.raises(Exception, match="no predictions"):
+        _run(tiny_model_path, tmp_path, "--resume", tmp_path / "nothing")
