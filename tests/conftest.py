@@ -3,10 +3,17 @@ folder so that tests go through the same loading path as real runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
-import torch
+# Equality tests compare floats bit for bit: keep the BLAS thread count fixed even on a busy
+# machine (dynamic adjustment changes reduction order). Set before torch is imported.
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+os.environ.setdefault("OMP_DYNAMIC", "FALSE")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
