@@ -50,7 +50,6 @@ class AttentionFusion(EnsembleModule):
                 None: flex on CUDA, dense elsewhere.
             **kwargs: see EnsembleModule.
         """
-        kwargs.setdefault("attn_implementation", "sdpa")
         super().__init__(**kwargs)
         self.layout, self.positions, self.first_token = layout, positions, first_token
         self.first_fusion = get_fusion(first_fusion)
