@@ -154,8 +154,8 @@ def decode(
     if copies > 1 and rows_per_example != 1:
         raise ValueError("copies > 1 decodes independent rows: it needs rows_per_example == 1")
     start = time.perf_counter()
-    rows, group = prompt.input_ids.shape[0], rows_per_example
-    batch = rows // group
+    group = rows_per_example
+    batch = prompt.input_ids.shape[0] // group
     device = prompt.input_ids.device
     eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
     cost = DecodeCost(prefill_tokens=int(prompt.valid.sum()))
@@ -167,7 +167,7 @@ def decode(
     if copies > 1:
         cache.batch_repeat_interleave(copies)
         logits, position, valid = (t.repeat_interleave(copies, dim=0) for t in (logits, position, valid))
-        rows, batch = rows * copies, batch * copies
+        batch *= copies
     alive = torch.arange(batch, device=device)  # examples still decoding, in row-group order
     fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]), alive)  # [B, V]
     generated: list[list[int]] = [[] for _ in range(batch)]

@@ -17,6 +17,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from selfens.resume import finished_rows
+
 PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "spacy", "datasets")
 
 
@@ -42,10 +44,7 @@ class RunWriter(Callback):
         trainer.strategy.barrier()
         if not trainer.is_global_zero:
             return
-        rows = []
-        for path in sorted(self.folder.glob("predictions.rank*.jsonl")):
-            rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        rows.sort(key=lambda r: r["index"])
+        rows = finished_rows(self.folder)  # every rank's rows, in dataset order
         _write_atomic(self.folder / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         for path in self.folder.glob("predictions.rank*.jsonl"):
             path.unlink()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import torch
 
 from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
 from selfens.attention.packing import Layout, Packed, pack
@@ -59,8 +58,7 @@ class AttentionFusion(EnsembleModule):
     def configure_model(self) -> None:
         if self.lm is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self.backend = self.backend or default_backend(device)
+        self.backend = self.backend or default_backend(self.target_device())
         self.hparams.attn_implementation = attn_implementation(self.backend)
         super().configure_model()
 

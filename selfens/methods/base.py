@@ -100,11 +100,14 @@ class EnsembleModule(L.LightningModule):
         self.update_scores(answers, Output([r["prediction"] for r in rows], per_paraphrase, extra=rows))
 
     # -- model -------------------------------------------------------------------------------------
+    def target_device(self) -> torch.device:
+        """Where the model will run: the strategy's device, or the CPU without a Trainer."""
+        return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+
     def configure_model(self) -> None:
         if self.lm is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        dtype = resolve_dtype(self.hparams.dtype, device)
+        dtype = resolve_dtype(self.hparams.dtype, self.target_device())
         self.lm = load_model(self.model_name, dtype=dtype, attn_implementation=self.hparams.attn_implementation)
         self.lm.requires_grad_(False)
 
@@ -118,13 +121,17 @@ class EnsembleModule(L.LightningModule):
         kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
         return decoding.decode(self.lm, prompt, eos_ids=self.eos_ids, stop=self._stopped, **kwargs)
 
+    def _raw_text(self, tokens: list[int]) -> str:
+        # Leading whitespace is not an answer: a stop string there does not end it.
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+
     def _stopped(self, _example: int, tokens: list[int]) -> bool:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+        text = self._raw_text(tokens)
         return any(s in text for s in self.hparams.stop_strings)
 
     def text(self, tokens: list[int]) -> str:
         """The answer text of generated tokens: cut at the first stop string, stripped."""
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+        text = self._raw_text(tokens)
         for s in self.hparams.stop_strings:
             text = text.split(s, 1)[0]
         return text.strip()
