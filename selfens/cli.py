@@ -1,15 +1,25 @@
-"""`selfens predict|test|validate --config ...` through LightningCLI, plus `selfens report DIR`."""
+"""The `selfens` command: `test|predict|validate --config ...` through LightningCLI, and the
+`confidence`, `mask` and `report` commands beside it.
+
+Expected failures (bad data, settings or options) print one line and exit with status 2; `--debug`
+or SELFENS_DEBUG=1 shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import re
 import sys
 import warnings
 from argparse import RawDescriptionHelpFormatter
 from typing import Optional
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from selfens.data.base import ParaphraseDataModule
+from selfens.errors import SelfensError
 from selfens.methods.base import EnsembleModule
 
 TRAINER_DEFAULTS = {
@@ -21,16 +31,90 @@ TRAINER_DEFAULTS = {
 }
 
 
+# command -> (what it does, an example)
+COMMAND_HELP = {
+    "test": ("evaluate: metrics, predictions.jsonl, results.json", "selfens test --config configs/pararel/origin.yaml"),
+    "predict": ("decode only: predictions.jsonl", "selfens predict --config configs/pararel/avg.yaml"),
+    "validate": ("like test, logged as val/", "selfens validate --config configs/pararel/origin.yaml"),
+    "confidence": ("compute and cache a weighted method's confidences", "selfens confidence --config configs/pararel/weighted_avg.yaml"),
+    "mask": ("draw the attention mask of one example", "selfens mask --config configs/pararel/attention.yaml"),
+    "report": ("one table over finished runs", "selfens report lightning_logs/<name>"),
+}
+
 DESCRIPTION = """selfens: does asking a model in several phrasings, and fusing, give better answers?
 
-  selfens test --config configs/pararel/origin.yaml     evaluate (metrics, predictions, results.json)
-  selfens predict --config ...                          decode only (predictions.jsonl)
-  selfens validate --config ...                         like test, logged as val/
-  selfens confidence --config configs/pararel/weighted_avg.yaml   cache a weighted method's confidences
-  selfens mask --config configs/pararel/attention.yaml  draw the attention mask of an example
-  selfens report lightning_logs/<name>                  one table over finished runs
   selfens test --config ... --resume lightning_logs/<name>/version_<k>   finish an interrupted run
 """
+
+
+def usage() -> str:
+    width = max(map(len, COMMAND_HELP))
+    lines = [
+        "usage: selfens COMMAND [options]      (selfens COMMAND --help: the options of a command)",
+        "",
+        "Does asking a model in several phrasings, and fusing what it says, give better answers?",
+        "",
+        "commands:",
+        *(f"  {name.ljust(width)}  {what:<52} {example}" for name, (what, example) in COMMAND_HELP.items()),
+        "",
+        "  --resume lightning_logs/<name>/version_<k>   (test/predict/validate) finish an interrupted run",
+        "  --debug                                      show the traceback of an error (or SELFENS_DEBUG=1)",
+    ]
+    return "\n".join(lines)
+
+
+class OptionError(SelfensError):
+    """An option or config key that the parser rejects."""
+
+
+class SelfensParser(LightningArgumentParser):
+    """Parse errors as one line with the closest valid option, not pages of usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        raise OptionError(explain_parse_error(message, self)) from ex
+
+
+def explain_parse_error(message: str, parser) -> str:
+    """The gist of a jsonargparse error, and the closest valid name to a misspelled one."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    unknown = re.search(r"nrecognized arguments: (\S+)", message)
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    key = re.search(r'Key "([^"]+)" is not expected', message)
+    if unknown:
+        name = unknown.group(1)
+        choices = [s for a in parser._actions for s in a.option_strings]
+        return f"unknown option {name}" + _closest(name, choices)
+    if option or key:
+        name = (option or key).group(1).split(".")[-1]
+        class_path = re.search(r"class_path '([\w.]+)'", message)
+        choices = _init_args(class_path.group(1)) if class_path else []
+        where = f" of {class_path.group(1)}" if class_path else ""
+        return f"unknown option {name!r}{where}" + _closest(name, choices)
+    invalid = re.search(r"invalid choice: '([^']+)' \(choose from (.*)\)", message)
+    if invalid:
+        choices = re.findall(r"'?([\w-]+)'?", invalid.group(2)) + [c for c in COMMAND_HELP if c not in invalid.group(2)]
+        return f"unknown command {invalid.group(1)!r}" + _closest(invalid.group(1), choices) + " (selfens --help lists them)"
+    # Otherwise the innermost reason is the informative line of jsonargparse's nested message.
+    return " ".join(lines[:1] + lines[-2:]) if len(lines) > 3 else " ".join(lines)
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _init_args(class_path: str) -> list[str]:
+    """Every __init__ argument a class accepts, its bases' included (their **kwargs reach them)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(__import__(module, fromlist=[name]), name)
+    except (ImportError, AttributeError):
+        return []
+    names = []
+    for base in cls.__mro__:
+        if "__init__" in vars(base):
+            names += [p.name for p in inspect.signature(base.__init__).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+    return names
 
 
 class SelfensCLI(LightningCLI):
@@ -49,19 +133,25 @@ class SelfensCLI(LightningCLI):
             "examples are kept (and counted in the metrics), only the rest are decoded.",
         )
 
-    def _resume(self) -> None:
+    def _prepare(self) -> None:
+        """Hand the data module its tokenizer, record the prompt settings it resolved (config.yaml is
+        written later, at setup), and resume if asked."""
+        self.datamodule.connect(self.model.tokenizer, self.model.model_name)
+        init_args = self.config[self.subcommand]["data"]["init_args"]
+        for name, value in self.datamodule.resolved_settings().items():
+            init_args[name] = value
         folder = self.config[self.subcommand].get("resume")
         if folder:
             self.model.resume_from(folder)
 
     def before_test(self) -> None:
-        self._resume()
+        self._prepare()
 
     def before_predict(self) -> None:
-        self._resume()
+        self._prepare()
 
     def before_validate(self) -> None:
-        self._resume()
+        self._prepare()
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("description", DESCRIPTION)
@@ -75,6 +165,7 @@ def cli(args=None, run: bool = True) -> SelfensCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
+        parser_class=SelfensParser,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         args=args,
@@ -99,8 +190,30 @@ def _quiet_known_warnings() -> None:
 def main(argv: list[str] | None = None) -> None:
     _quiet_known_warnings()
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in COMMANDS:
-        module, name = COMMANDS[args[0]]
-        getattr(__import__(module, fromlist=[name]), name)(args[1:])
+    debug = "--debug" in args or os.environ.get("SELFENS_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
         return
-    cli(argv)  # None: LightningCLI reads sys.argv itself
+    try:
+        if args[0] in COMMANDS:
+            module, name = COMMANDS[args[0]]
+            getattr(__import__(module, fromlist=[name]), name)(args[1:])
+        elif argv is None:
+            sys.argv[1:] = args  # LightningCLI reads sys.argv itself
+            cli()
+        else:
+            cli(args)
+    except Exception as error:
+        expected = _expected(error)
+        if expected is None or debug:
+            raise
+        print(f"selfens: error: {expected}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _expected(error: BaseException | None) -> SelfensError | None:
+    """The SelfensError behind an error, if any (jsonargparse wraps what a class's __init__ raises)."""
+    while error is not None and not isinstance(error, SelfensError):
+        error = error.__cause__ or error.__context__
+    return error

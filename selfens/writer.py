@@ -1,7 +1,8 @@
 """Writes a run's outputs under the logger's folder: predictions.jsonl, results.json, TensorBoard.
 
-Each process appends its rows to `predictions.rank<k>.jsonl` as batches finish, so a crash loses
-at most the batch in flight; at the end rank 0 merges them, in dataset order, into predictions.jsonl.
+Each process appends its rows to `predictions.rank<k>.jsonl` as batches finish (and rewrites its
+running cost in `cost.rank<k>.json`), so a crash loses at most the batch in flight; at the end
+rank 0 merges them, in dataset order, into predictions.jsonl and results.json.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import sys
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -17,6 +20,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from selfens.methods.base import COSTS
 from selfens.resume import finished_rows
 
 PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "spacy", "datasets")
@@ -25,19 +29,24 @@ PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "sp
 class RunWriter(Callback):
     """Streams predictions per process and writes results.json once the stage ends."""
 
+    started: float | None = None  # set once decoding starts
+
     def _start(self, trainer: L.Trainer, module, stage: str) -> None:
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
+        self.cost_file = self.folder / f"cost.rank{trainer.global_rank}.json"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rank_file.write_text("")
         if trainer.is_global_zero and module.resumed_rows:
-            self._append(module.resumed_rows)
+            self._append(module.resumed_rows, module)
 
-    def _append(self, rows: list[dict]) -> None:
+    def _append(self, rows: list[dict], module) -> None:
         with self.rank_file.open("a", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        # After the rows: a resumed run carries over the cost of exactly the rows it keeps.
+        _write_atomic(self.cost_file, json.dumps(module.run_cost))
 
     def _finish(self, trainer: L.Trainer, module) -> None:
         cost = module.cost_summary()  # collective: every rank calls it
@@ -46,23 +55,31 @@ class RunWriter(Callback):
             return
         rows = finished_rows(self.folder)  # every rank's rows, in dataset order
         _write_atomic(self.folder / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        for path in self.folder.glob("predictions.rank*.jsonl"):
-            path.unlink()
+        scored = self.stage in ("test", "val")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{self.stage}/")}
-        results = self._results(trainer, module, rows, metrics, cost)
+        results = self._results(trainer, module, rows, metrics if scored else None, cost)
         _write_atomic(self.folder / "results.json", json.dumps(results, indent=2) + "\n")
-        self._tensorboard(trainer, module, rows, metrics, cost)
+        for path in [*self.folder.glob("predictions.rank*.jsonl"), *self.folder.glob("cost.rank*.json")]:
+            path.unlink()
+        self._tensorboard(trainer, module, rows, metrics, results["total_cost"])
+        for warning in results["warnings"]:
+            print(f"selfens: warning: {warning}", file=sys.stderr)
+        print(f"selfens: {self.stage} of {len(rows)} examples written to {self.folder}")
 
     def _results(self, trainer, module, rows, metrics, cost) -> dict:
         data = trainer.datamodule
-        return {
+        carried = module.carried_cost
+        results = {
             "method": module.method,
             "stage": self.stage,
             "model": module.model_name,
             "dataset": type(data).__name__,
             "num_examples": len(rows),
-            "metrics": metrics,
-            "cost": cost,
+            **({"metrics": metrics} if metrics is not None else {}),
+            "cost": cost,  # this run's
+            "carried_cost": carried,  # spent by the run it resumed
+            "total_cost": {name: cost[name] + carried[name] for name in COSTS},
+            "warnings": _warnings(rows),
             "data_hash": getattr(data, "data_hash", None),
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
@@ -70,18 +87,19 @@ class RunWriter(Callback):
             "resumed_from": module.resumed_from,
             "resumed_examples": len(module.resumed_rows),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": {"model": dict(module.hparams), "data": dict(data.hparams)},
+            "config": {"model": dict(module.hparams), "data": _data_config(data)},
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         }
+        return results
 
     def _tensorboard(self, trainer, module, rows, metrics, cost) -> None:
         logger = trainer.logger
         if logger is None:
             return
-        params = {"method": module.method, **dict(module.hparams), **{f"data.{k}": v for k, v in trainer.datamodule.hparams.items()}}
+        params = {"method": module.method, **dict(module.hparams), **{f"data.{k}": v for k, v in _data_config(trainer.datamodule).items()}}
         logger.log_hyperparams(params, {**metrics, **{f"cost/{k}": v for k, v in cost.items()}})
         experiment = getattr(logger, "experiment", None)
-        if hasattr(experiment, "add_text"):
+        if hasattr(experiment, "add_text") and rows and "prediction" in rows[0]:
             lines = ["| id | prediction | answers |", "| --- | --- | --- |"]
             lines += [f"| {r['id']} | {r['prediction']} | {' / '.join(r['answers'])} |" for r in rows[:20]]
             experiment.add_text(f"{self.stage}/samples", "\n".join(lines))
@@ -98,14 +116,14 @@ class RunWriter(Callback):
         self._start(trainer, module, "confidence" if getattr(module, "confidence_only", False) else "predict")
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._append(outputs)
+        self._append(outputs, module)
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking:
-            self._append(outputs)
+            self._append(outputs, module)
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._append(outputs)
+        self._append(outputs, module)
 
     def on_test_end(self, trainer, module):
         self._finish(trainer, module)
@@ -116,6 +134,36 @@ class RunWriter(Callback):
 
     def on_predict_end(self, trainer, module):
         self._finish(trainer, module)
+
+    def on_exception(self, trainer, module, exception):
+        # A run that failed before decoding anything leaves no empty version folder behind (it
+        # would show in TensorBoard); one that failed later keeps its rows, for --resume.
+        if self.started is not None or not trainer.is_global_zero or trainer.logger is None:
+            return
+        folder = Path(trainer.logger.log_dir)  # not trainer.log_dir: that is a collective call
+        if not folder.is_dir():
+            return
+        if all(p.name in _SET_UP_FILES or p.name.startswith("events.out.tfevents") for p in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+_SET_UP_FILES = {"config.yaml", "hparams.yaml"}
+
+
+def _data_config(data) -> dict:
+    """The data module's settings, with the prompt settings it resolved (None: the model's default)."""
+    return {**dict(data.hparams), **data.resolved_settings()}
+
+
+def _warnings(rows: list[dict]) -> list[str]:
+    """What a reader of the numbers must know: e.g. a model that answers nothing to this prompt."""
+    empty = sum(1 for r in rows if "prediction" in r and not r["prediction"].strip())
+    if rows and empty > len(rows) / 2:
+        return [
+            f"{empty} of {len(rows)} predictions are empty: the model answers nothing to these prompts. "
+            f"Look at predictions.jsonl; try the other prompt_style (chat/raw), or check stop_strings and max_new_tokens."
+        ]
+    return []
 
 
 def _write_atomic(path: Path, text: str) -> None:

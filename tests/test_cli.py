@@ -41,6 +41,18 @@ def selfens(*args) -> None:
         os.environ.update(saved_env)  # seed_everything leaves PL_GLOBAL_SEED behind
 
 
+def selfens_fails(capsys, *args) -> str:
+    """Run `selfens ARGS`, which must fail as a user sees it: exit status 2 and one error line on
+    stderr (no traceback). Returns that line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        selfens(*args)
+    assert exit.value.code == 2, f"exit status {exit.value.code}"
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("selfens: error:")]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 def logger_name(config: Path) -> str:
     return yaml.safe_load(config.read_text())["trainer"]["logger"]["init_args"]["name"]
 
@@ -97,8 +109,8 @@ def test_origin_predictions(runs):
         assert isinstance(r["prediction"], str)
         assert r["answers"] and all(isinstance(a, str) for a in r["answers"])
         assert len(r["paraphrases"]) == 5
-        assert set(r["scores"]) == set(METRICS)
-        assert all(0.0 <= v <= 1.0 for v in r["scores"].values())
+        assert set(r["scores"]) == {"origin"} and set(r["scores"]["origin"]) == set(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in r["scores"]["origin"].values())
 
 
 def test_origin_results(runs):
@@ -108,7 +120,7 @@ def test_origin_results(runs):
     assert set(results["metrics"]) == {f"test/origin/{m}" for m in METRICS}
     rows = read_jsonl(runs["origin"] / "predictions.jsonl")
     for m in METRICS:  # the logged metric is the mean of the per-example scores
-        assert results["metrics"][f"test/origin/{m}"] == pytest.approx(sum(r["scores"][m] for r in rows) / LIMIT, abs=1e-6)
+        assert results["metrics"][f"test/origin/{m}"] == pytest.approx(sum(r["scores"]["origin"][m] for r in rows) / LIMIT, abs=1e-6)
     assert results["cost"]["prefill_tokens"] > 0
     assert results["cost"]["forward_calls"] > 0
     assert isinstance(results["data_hash"], str) and len(results["data_hash"]) == 64
@@ -140,7 +152,7 @@ def test_predict_has_no_scores(runs):
     assert [r["prediction"] for r in rows] == [r["prediction"] for r in tested]
     results = json.loads((runs["predict"] / "results.json").read_text())
     assert results["stage"] == "predict"
-    assert results["metrics"] == {}
+    assert "metrics" not in results, "predict scores nothing"
 
 
 def test_per_prompt_results(runs):
@@ -250,7 +262,7 @@ def test_per_prompt_views_nontrivial(own_answers):
             expected[f"test/p{k + 1}/{m}"] = sum(s[k][m] for s in per) / n
         expected[f"test/mean/{m}"] = sum(sum(x[m] for x in s) / 5 for s in per) / n
         expected[f"test/oracle/{m}"] = sum(max(x[m] for x in s) for s in per) / n
-        expected[f"test/majority/{m}"] = sum(r["scores"][m] for r in rows) / n
+        expected[f"test/majority/{m}"] = sum(r["scores"]["majority"][m] for r in rows) / n
     expected["test/agreement"] = sum(r["agreement"] for r in rows) / n
     assert metrics == pytest.approx(expected, abs=1e-6)
 
@@ -309,33 +321,27 @@ def test_report_without_runs(tmp_path):
 # -- errors and entry points -----------------------------------------------------------------------
 
 
-def test_unknown_model_lists_known_names(tmp_path):
+def test_unknown_model_lists_known_names(tmp_path, capsys):
     from selfens.models import MODELS
 
-    with pytest.raises(BaseException) as error:
-        selfens("test", "--config", ORIGIN, "--model.init_args.model", "no_such_model",
-                "--trainer.logger.init_args.save_dir", tmp_path)
-    message = str(error.value) + "".join(str(c) for c in _causes(error.value))
+    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.model", "no_such_model",
+                            "--trainer.logger.init_args.save_dir", tmp_path)
     assert "no_such_model" in message
     for name in MODELS:
         assert name in message
     assert not (tmp_path / logger_name(ORIGIN)).exists(), "nothing should be written before the model resolves"
 
 
-def _causes(error: BaseException):
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
-        yield error
-
-
 def test_python_m_selfens_help(capsys, monkeypatch):
-    """`python -m selfens --help`, in-process through runpy."""
+    """`python -m selfens --help`, in-process through runpy: every command is listed as a command."""
+    from selfens.cli import COMMAND_HELP
+
     monkeypatch.setattr(sys, "argv", ["selfens", "--help"])
-    with pytest.raises(SystemExit) as error:
-        runpy.run_module("selfens", run_name="__main__", alter_sys=True)
-    assert error.value.code in (0, None)
+    runpy.run_module("selfens", run_name="__main__", alter_sys=True)
     out = capsys.readouterr().out
-    assert "test" in out and "predict" in out
+    lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
+    listed = [line.split()[0] for line in lines]
+    assert listed == ["test", "predict", "validate", "confidence", "mask", "report"] == list(COMMAND_HELP)
 
 
 def _env() -> dict:

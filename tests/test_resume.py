@@ -5,17 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import logger_name, quiet, read_jsonl, selfens
+from tests.test_cli import logger_name, quiet, read_jsonl, selfens, selfens_fails
 
 PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
 
 
-def _run(tiny_model_path, root, *extra):
-    selfens(
+def _args(tiny_model_path, root, *extra) -> list:
+    return [
         "test", "--config", PER_PROMPT, "--model.init_args.model", tiny_model_path,
         "--data.init_args.limit", 6, "--data.init_args.batch_size", 2,
         "--trainer.logger.init_args.save_dir", root, *quiet(), *extra,
-    )
+    ]
+
+
+def _run(tiny_model_path, root, *extra):
+    selfens(*_args(tiny_model_path, root, *extra))
 
 
 def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
@@ -42,14 +46,15 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     assert results["cost"]["prefill_tokens"] < json.loads((full / "results.json").read_text())["cost"]["prefill_tokens"] / 2
 
 
-def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path):
+def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path, capsys):
     crashed = tmp_path / "crashed"
     crashed.mkdir()
     (crashed / "predictions.rank0.jsonl").write_text(json.dumps({"index": 0, "id": "x", "method": "avg"}) + "\n")
-    with pytest.raises(Exception, match="ran method 'avg'"):
-        _run(tiny_model_path, tmp_path, "--resume", crashed)
+    message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", crashed))
+    assert "ran method 'avg'" in message
+    assert not (tmp_path / logger_name(PER_PROMPT)).exists() or not any((tmp_path / logger_name(PER_PROMPT)).iterdir())
 
 
-def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path):
-    with pytest.raises(Exception, match="no predictions"):
-        _run(tiny_model_path, tmp_path, "--resume", tmp_path / "nothing")
+def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path, capsys):
+    message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", tmp_path / "nothing"))
+    assert "no predictions" in message

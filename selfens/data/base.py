@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from selfens.data.batch import Example, collate
 from selfens.data.encoding import encode_example
 from selfens.data.records import DataError, Record
+from selfens.errors import ConfigError
 from selfens.models import resolve
 from selfens.prompts import CuePlace, PromptFormat, render
 
@@ -53,9 +54,9 @@ class ParaphraseDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if num_paraphrases < 1:
-            raise ValueError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
+            raise ConfigError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
         if limit is not None and limit < 1:
-            raise ValueError(f"limit must be at least 1 (or null for all), got {limit}")
+            raise ConfigError(f"limit must be at least 1 (or null for all), got {limit}")
         self.num_paraphrases, self.num_shots, self.limit = num_paraphrases, num_shots, limit
         self.batch_size, self.prompt_style, self.cue_in = batch_size, prompt_style, cue_in
         self.seed, self.num_workers = seed, num_workers
@@ -87,6 +88,10 @@ class ParaphraseDataModule(L.LightningDataModule):
         """Rendering of fill-in-the-blank data for this model (its registry default)."""
         return resolve(self.model_name).fill_style
 
+    def resolved_settings(self) -> dict[str, str]:
+        """The prompt settings in use, where the config may leave them to the model's default."""
+        return {"prompt_style": "chat" if self.chat else "raw"}
+
     def setup(self, stage: str) -> None:
         if self.examples is not None:
             return
@@ -116,7 +121,7 @@ class ParaphraseDataModule(L.LightningDataModule):
 
     def _chat_renderer(self):
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 f"prompt_style 'chat' needs a tokenizer with a chat template; {self.model_name!r} has none. "
                 f"Use prompt_style: raw."
             )

@@ -11,10 +11,11 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from selfens.attention.packing import Segments
+from selfens.errors import SelfensError
 from selfens.prompts import Part
 
 
-class PromptCutError(ValueError):
+class PromptCutError(SelfensError, ValueError):
     """The prompt parts cannot be cut on token boundaries, or shared parts differ."""
 
 

@@ -52,6 +52,9 @@ class ParaRel(ParaphraseDataModule):
     def fill_style(self) -> str:
         return self._fill_style or super().fill_style
 
+    def resolved_settings(self) -> dict[str, str]:
+        return {**super().resolved_settings(), "fill_style": self.fill_style}
+
     def prompt_format(self) -> PromptFormat:
         return FORMATS[self.fill_style]
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from selfens.errors import SelfensError
 from selfens.prompts import Shot
 
 
-class DataError(ValueError):
+class DataError(SelfensError, ValueError):
     """Bad input data: the message names the file, the line or item, and the field."""
 
 

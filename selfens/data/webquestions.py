@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from selfens.data.base import ParaphraseDataModule
+from selfens.errors import ConfigError
 from selfens.data.records import DataError, Record, read_json_array, require
 from selfens.prompts import FORMATS, PromptFormat, Shot
 
@@ -39,7 +40,7 @@ class WebQuestions(ParaphraseDataModule):
             **kwargs: see ParaphraseDataModule.
         """
         if num_paraphrases != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"WebQuestions has only the original wording of each question (num_paraphrases={num_paraphrases} "
                 f"asked); paraphrase generation is not available yet. Use num_paraphrases: 1 (method origin), "
                 f"or ParaRel for human-written paraphrases."

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-
 from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
-from selfens.attention.packing import Layout, Packed, pack
+from selfens.attention.packing import Layout, Packed, Segments, pack
 from selfens.attention.positions import position_ids
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import Prompt, first_row
+from selfens.errors import ConfigError
 from selfens.fusion import bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
 
@@ -62,20 +62,28 @@ class AttentionFusion(EnsembleModule):
         self.hparams.attn_implementation = attn_implementation(self.backend)
         super().configure_model()
 
-    def pack(self, batch: ParaphraseBatch) -> Packed:
-        packed = pack(batch.segments, self.layout, self.tokenizer.pad_token_id)
-        if self.first_token == "suffix" and self.layout != "seed" and any(not s.suffix for s in batch.segments):
-            raise ValueError(
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        # A prompt that does not suit first_token fails here, at start-up, not after loading the model.
+        self.check_prompts([e.segments for e in self.trainer.datamodule.examples])
+
+    def check_prompts(self, segments: list[Segments]) -> None:
+        """The first-token mode needs a shared suffix (`suffix`) or none (`block_ends`)."""
+        if self.first_token == "suffix" and self.layout != "seed" and any(not s.suffix for s in segments):
+            raise ConfigError(
                 "first_token: suffix needs a non-empty shared suffix (its tokens see every block, so the first "
                 "answer token is fused); this prompt has none. Use first_token: block_ends, or a prompt with a "
                 "suffix (data cue_in: suffix, or prompt_style: chat)."
             )
-        if self.first_token == "block_ends" and self.layout != "seed" and any(s.suffix for s in batch.segments):
-            raise ValueError(
+        if self.first_token == "block_ends" and self.layout != "seed" and any(s.suffix for s in segments):
+            raise ConfigError(
                 "first_token: block_ends needs an empty suffix: the logits at a block's end must predict the "
                 "answer, not the suffix. Use first_token: suffix, or data cue_in: block with prompt_style: raw."
             )
-        return packed
+
+    def pack(self, batch: ParaphraseBatch) -> Packed:
+        self.check_prompts(batch.segments)
+        return pack(batch.segments, self.layout, self.tokenizer.pad_token_id)
 
     def prompt(self, packed: Packed) -> Prompt:
         device = self.device

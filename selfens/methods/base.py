@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Optional
 
 import lightning as L
 import torch
-from torchmetrics import SumMetric
 
 from selfens.data.batch import ParaphraseBatch
 from selfens import decode as decoding
 from selfens.decode import DecodeCost, Prompt
 from selfens.metrics import load_lemmatizer
-from selfens.methods.scoring import Scores, score
+from selfens.methods.scoring import Scores, ViewScores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
-from selfens.resume import check_rows, finished_rows
+from selfens.resume import check_rows, finished_cost, finished_rows
 
-COSTS = ("prefill_tokens", "forward_calls", "decode_steps", "decode_seconds")
+# The cost of a run, summed over batches and processes. Confidence work (weighted methods: greedy
+# answers and K samples per prompt) is named apart from the decode of the answers themselves.
+COSTS = (
+    "prefill_tokens", "forward_calls", "decode_steps", "decode_seconds",
+    "confidence_prefill_tokens", "confidence_forward_calls", "confidence_decode_steps", "confidence_seconds",
+)
 
 
 @dataclass
@@ -29,6 +32,15 @@ class Output:
     per_paraphrase: Optional[list[list[str]]] = None  # [B][N] each paraphrase's own answer, if any
     extra: list[dict] = field(default_factory=list)  # [B] method-specific fields for predictions.jsonl
     cost: DecodeCost = field(default_factory=DecodeCost)
+    confidence_cost: DecodeCost = field(default_factory=DecodeCost)  # weighted methods' confidences
+
+    def cost_values(self) -> dict[str, float]:
+        """This batch's cost under the names of COSTS."""
+        d, c = self.cost, self.confidence_cost
+        return dict(zip(COSTS, (
+            d.prefill_tokens, d.forward_calls, d.decode_steps, d.seconds,
+            c.prefill_tokens, c.forward_calls, c.decode_steps, c.seconds,
+        )))
 
 
 class EnsembleModule(L.LightningModule):
@@ -56,26 +68,34 @@ class EnsembleModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        resolve(model)  # an unknown model fails here, before anything loads
+        resolve(model)  # an unknown model or dtype fails here, before anything loads
+        resolve_dtype(dtype, torch.device("cpu"))
         self.model_name = model
         self.tokenizer = load_tokenizer(model)
         self.lm = None
         self.lemmatizer = load_lemmatizer(lemmatizer)
         self.scores: Optional[Scores] = None  # built in setup, once N is known
-        # float64: token counts stay exact far beyond float32's 2**24.
-        self.costs = torch.nn.ModuleDict({c: SumMetric().set_dtype(torch.float64) for c in COSTS})
+        self.run_cost = dict.fromkeys(COSTS, 0.0)  # this process, this run
         self.resumed_from: Optional[str] = None
         self.resumed_rows: list[dict] = []
+        self.carried_cost = dict.fromkeys(COSTS, 0.0)  # what the resumed run had spent
 
     # -- what subclasses provide -------------------------------------------------------------------
-    def build_scores(self, num_paraphrases: int) -> Scores:
-        return Scores([self.method], lemmatizer=self.hparams.lemmatizer)
+    extra_scores: tuple[str, ...] = ()  # per-example row fields averaged into `<stage>/<name>`
+
+    def views(self, num_paraphrases: int) -> list[str]:
+        """The views this method is scored under."""
+        return [self.method]
+
+    def view_scores(self, prediction: str, per_paraphrase: Optional[list[str]], answers: list[str]) -> ViewScores:
+        """Scores of one example under every view."""
+        return {self.method: score(prediction, answers, self.lemmatizer)}
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         raise NotImplementedError
 
-    def update_scores(self, batch: ParaphraseBatch, out: Output) -> None:
-        self.scores.update_answers(self.method, out.predictions, batch.answers)
+    def build_scores(self, num_paraphrases: int) -> Scores:
+        return Scores(self.views(num_paraphrases), self.extra_scores)
 
     def setup(self, stage: str) -> None:
         # Every rank builds the same metric states up front, even one that gets no batch.
@@ -85,19 +105,21 @@ class EnsembleModule(L.LightningModule):
         if self.resumed_rows:
             check_rows(self.resumed_rows, self.method, [e.id for e in data.examples], self.resumed_from)
             data.skip = {row["index"] for row in self.resumed_rows}
+            # Resumed rows are scored from their saved answers exactly as new ones are.
+            for row in self.resumed_rows:
+                row.pop("scores", None)
+                if stage != "predict":
+                    row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])
 
     def resume_from(self, folder: str) -> None:
         """Keep the finished examples of an interrupted run in `folder`; decode only the others."""
         self.resumed_from, self.resumed_rows = str(folder), finished_rows(folder)
+        self.carried_cost = finished_cost(folder, COSTS)
 
     def _replay_resumed(self) -> None:
-        """Count the resumed examples in the metrics, once (on rank 0), from their saved answers."""
-        rows = self.resumed_rows
-        if not rows or not self.trainer.is_global_zero:
-            return
-        answers = SimpleNamespace(answers=[r["answers"] for r in rows])
-        per_paraphrase = [r["per_paraphrase"] for r in rows] if "per_paraphrase" in rows[0] else None
-        self.update_scores(answers, Output([r["prediction"] for r in rows], per_paraphrase, extra=rows))
+        """Count the resumed examples in the metrics, once (on rank 0)."""
+        if self.resumed_rows and self.trainer.is_global_zero:
+            self.scores.update(self.resumed_rows)
 
     # -- model -------------------------------------------------------------------------------------
     def target_device(self) -> torch.device:
@@ -139,11 +161,15 @@ class EnsembleModule(L.LightningModule):
     # -- Lightning steps ---------------------------------------------------------------------------
     def _step(self, batch: ParaphraseBatch, score_it: bool) -> list[dict]:
         out = self.decode(batch)
-        for name, value in zip(COSTS, (out.cost.prefill_tokens, out.cost.forward_calls, out.cost.decode_steps, out.cost.seconds)):
-            self.costs[name].update(torch.tensor(float(value), dtype=torch.float64))
+        self.add_cost(out)
+        rows = self.rows(batch, out, score_it)
         if score_it:
-            self.update_scores(batch, out)
-        return self.rows(batch, out, score_it)
+            self.scores.update(rows)
+        return rows
+
+    def add_cost(self, out: Output) -> None:
+        for name, value in out.cost_values().items():
+            self.run_cost[name] += value
 
     def rows(self, batch: ParaphraseBatch, out: Output, scored: bool) -> list[dict]:
         """One predictions.jsonl row per example."""
@@ -162,7 +188,7 @@ class EnsembleModule(L.LightningModule):
             if out.extra:
                 row.update(out.extra[b])
             if scored:
-                row["scores"] = score(out.predictions[b], batch.answers[b], self.lemmatizer)
+                row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])
             rows.append(row)
         return rows
 
@@ -194,11 +220,11 @@ class EnsembleModule(L.LightningModule):
         self._log_scores("val")
 
     def cost_summary(self) -> dict[str, float]:
-        """Decode costs summed over all processes (a collective call: every rank must make it)."""
-        summary = {name: float(metric.compute()) for name, metric in self.costs.items()}
-        for metric in self.costs.values():
-            metric.reset()
-        return summary
+        """This run's cost summed over all processes (a collective call: every rank must make it)."""
+        # float64: token counts stay exact far beyond float32's 2**24.
+        local = torch.tensor([self.run_cost[c] for c in COSTS], dtype=torch.float64, device=self.device)
+        total = self.trainer.strategy.reduce(local, reduce_op="sum")
+        return dict(zip(COSTS, total.tolist()))
 
     def configure_callbacks(self):
         from selfens.writer import RunWriter

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import Prompt
 from selfens.methods.base import EnsembleModule, Output
-from selfens.methods.scoring import Scores, majority, score
+from selfens.methods.scoring import METRICS, ViewScores, majority, score
 
 
 class Origin(EnsembleModule):
@@ -25,9 +27,19 @@ class PerPrompt(EnsembleModule):
 
     method = "per_prompt"
 
-    def build_scores(self, num_paraphrases: int) -> Scores:
-        views = ["majority"] + [f"p{k + 1}" for k in range(num_paraphrases)]
-        return Scores(views, ["mean", "oracle"], extra=["agreement"], lemmatizer=self.hparams.lemmatizer)
+    extra_scores = ("agreement",)
+
+    def views(self, num_paraphrases: int) -> list[str]:
+        return ["majority"] + [f"p{k + 1}" for k in range(num_paraphrases)] + ["mean", "oracle"]
+
+    def view_scores(self, prediction: str, per_paraphrase: list[str], answers: list[str]) -> ViewScores:
+        alone = [score(p, answers, self.lemmatizer) for p in per_paraphrase]
+        return {
+            "majority": score(prediction, answers, self.lemmatizer),
+            **{f"p{k + 1}": s for k, s in enumerate(alone)},
+            "mean": {m: math.fsum(s[m] for s in alone) / len(alone) for m in METRICS},
+            "oracle": {m: max(s[m] for s in alone) for m in METRICS},
+        }
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         n = batch.num_paraphrases
@@ -38,16 +50,3 @@ class PerPrompt(EnsembleModule):
         votes = [majority(answers) for answers in per_paraphrase]
         extra = [{"agreement": share} for _, share in votes]
         return Output([answer for answer, _ in votes], per_paraphrase, extra, decoded.cost)
-
-    def update_scores(self, batch: ParaphraseBatch, out: Output) -> None:
-        n = len(out.per_paraphrase[0])
-        self.scores.update_answers("majority", out.predictions, batch.answers)
-        per_example = [
-            [score(p, gold, self.lemmatizer) for p in answers]
-            for answers, gold in zip(out.per_paraphrase, batch.answers)
-        ]
-        self.scores.update_values("mean", [{m: sum(s[m] for s in ss) / n for m in ss[0]} for ss in per_example])
-        self.scores.update_values("oracle", [{m: max(s[m] for s in ss) for m in ss[0]} for ss in per_example])
-        self.scores.update_extra("agreement", [e["agreement"] for e in out.extra])
-        for k in range(n):
-            self.scores.update_answers(f"p{k + 1}", [answers[k] for answers in out.per_paraphrase], batch.answers)

@@ -9,10 +9,15 @@ import torch
 
 from selfens.confidence import ConfidenceCache, ConfidenceSettings, Measure, agreement, mean_token_prob
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import Prompt, sampler
+from selfens.errors import SelfensError
+from selfens.decode import DecodeCost, Decoded, Prompt, sampler
 from selfens.fusion import WEIGHTED, bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
+
+
+class MissingConfidence(SelfensError, RuntimeError):
+    """A weighted method needs confidences that are not cached, and may not compute them."""
 
 
 class LogitFusion(EnsembleModule):
@@ -77,50 +82,57 @@ class LogitFusion(EnsembleModule):
             self._cache = ConfidenceCache(Path(folder), self.model_name)
         return self._cache
 
-    def confidences(self, batch: ParaphraseBatch) -> torch.Tensor:
-        """Confidence of each paraphrase prompt, [B, N]; computes (and caches) what is missing."""
+    def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
+        """Confidence of each paraphrase prompt, [B, N]; computes (and caches) what is missing,
+        adding what that costs to `cost`."""
         settings, cache = self.confidence_settings(), self.confidence_cache
         ids, valid = batch.rows()  # [B*N, L]
         prompts = [row[mask].tolist() for row, mask in zip(ids, valid)]
         keys = [cache.key(settings, p) for p in prompts]
         missing = [i for i, key in enumerate(keys) if cache.get(key) is None and key not in keys[:i]]
         if missing and not self.hparams.compute_confidence:
-            raise RuntimeError(
+            raise MissingConfidence(
                 f"{len(missing)} prompt(s) have no cached {settings.measure!r} confidence in {cache.path}. "
                 f"Compute them first with `selfens confidence --config <this config>`, "
                 f"or set model.init_args.compute_confidence: true."
             )
         if missing:
-            self._compute_confidences(ids[missing], valid[missing], [keys[i] for i in missing], settings)
+            spent = self._compute_confidences(ids[missing], valid[missing], [keys[i] for i in missing], settings)
+            if cost is not None:
+                cost.add(spent)
         values = torch.tensor([cache.get(k) for k in keys], dtype=torch.float32)
         return values.view(len(batch.ids), batch.num_paraphrases)
 
-    def _compute_confidences(self, ids, valid, keys, settings: ConfidenceSettings) -> None:
+    def _compute_confidences(self, ids, valid, keys, settings: ConfidenceSettings) -> DecodeCost:
         greedy = self.generate(Prompt.left_padded(ids, valid))
+        spent = greedy.cost
         answers = [self.text(t) for t in greedy.tokens]
         for row, key in enumerate(keys):
             if settings.measure == "token_prob":
                 value = mean_token_prob(greedy.token_probs[row])
             else:
-                value = agreement(self._samples(ids[row], valid[row], key, settings), answers[row], self.lemmatizer)
+                sampled = self._samples(ids[row], valid[row], key, settings)
+                spent.add(sampled.cost)
+                value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
             self.confidence_cache.put(key, value, greedy=answers[row], measure=settings.measure)
+        return spent
 
-    def _samples(self, ids, valid, key: str, settings: ConfidenceSettings) -> list[str]:
+    def _samples(self, ids, valid, key: str, settings: ConfidenceSettings) -> Decoded:
         """K sampled answers of one prompt; the generator is seeded from the cache key, so a value
         does not depend on batching or on which process computed it."""
         k = settings.num_samples
         generator = torch.Generator(device=ids.device).manual_seed(int(key[:15], 16) + settings.seed)
-        decoded = self.generate(
+        return self.generate(
             Prompt.left_padded(ids[None, valid], valid[None, valid]),
             choose=sampler(settings.temperature, settings.top_k, settings.top_p, generator),
             max_new_tokens=settings.max_new_tokens,
             copies=k,
         )
-        return [self.text(t) for t in decoded.tokens]
 
     # -- decoding ----------------------------------------------------------------------------------
     def decode(self, batch: ParaphraseBatch) -> Output:
-        weights = self.confidences(batch) if self.method in WEIGHTED else None  # [B, N]
+        confidence_cost = DecodeCost()
+        weights = self.confidences(batch, confidence_cost) if self.method in WEIGHTED else None  # [B, N]
         ids, valid = batch.rows()  # [B*N, L], example-major
         decoded = self.generate(
             Prompt.left_padded(ids, valid),
@@ -128,10 +140,12 @@ class LogitFusion(EnsembleModule):
             fuse=bind(self.fusion, None if weights is None else weights.to(ids.device)),
         )
         extra = [{"weights": [round(w, 4) for w in row]} for row in weights.tolist()] if weights is not None else []
-        return Output([self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost)
+        return Output([self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost)
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         if not self.confidence_only:
             return super().predict_step(batch, batch_idx)
-        weights = self.confidences(batch).tolist()
+        cost = DecodeCost()
+        weights = self.confidences(batch, cost).tolist()
+        self.add_cost(Output([], confidence_cost=cost))
         return [{"index": int(i), "id": id_, "confidences": w} for i, id_, w in zip(batch.index.tolist(), batch.ids, weights)]

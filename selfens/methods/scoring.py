@@ -3,6 +3,9 @@
 A view is one way to read a method's answers: `origin`, `avg`, or for `per_prompt` each
 paraphrase (`p1`..), their `mean`, `majority` vote and `oracle` (any paraphrase correct).
 Metric names are `<stage>/<view>/<em|f1|lemma>`.
+
+Each example is scored once: its per-view scores go into its predictions.jsonl row, and the very
+same values into the metric states, so the file and the metrics cannot disagree.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from collections import Counter
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
 
-from selfens.metrics import ExactMatch, F1Score, LemmaMatch, MeanScore, exact_match, f1_score, lemma_match, normalize_answer
+from selfens.metrics import MeanScore, exact_match, f1_score, lemma_match, normalize_answer
 
 METRICS = ("em", "f1", "lemma")
+
+ViewScores = dict[str, dict[str, float]]  # view -> metric -> score of one example
 
 
 def score(prediction: str, answers: list[str], lemmatizer) -> dict[str, float]:
@@ -37,44 +41,35 @@ def majority(predictions: list[str]) -> tuple[str, float]:
 
 
 class Scores(nn.Module):
-    """Metric states for a set of views; each view holds EM / F1 / lemma match.
+    """One exact-mean state per (view, metric), plus per-example `extra` values (e.g. agreement).
 
-    `answer_views` score answer strings with the torchmetrics text metrics; `value_views` average
-    per-example values (e.g. the oracle's max over paraphrases). All states sum across processes.
+    Plain `MeanScore`s, deliberately not a `MetricCollection`: its compute groups merge metrics
+    whose states look equal after the first batch, which once turned F1 and lemma into copies of EM.
+    All states concatenate across processes.
     """
 
-    def __init__(self, answer_views: list[str], value_views: list[str] = (), extra: list[str] = (), lemmatizer: str = "blank_en"):
+    def __init__(self, views: list[str], extra: list[str] = ()):
         super().__init__()
-        self.answer = nn.ModuleDict({
-            v: MetricCollection({"em": ExactMatch(), "f1": F1Score(), "lemma": LemmaMatch(lemmatizer)})
-            for v in answer_views
-        })
-        self.value = nn.ModuleDict({v: MetricCollection({m: MeanScore() for m in METRICS}) for v in value_views})
+        self.views = nn.ModuleDict({v: nn.ModuleDict({m: MeanScore() for m in METRICS}) for v in views})
         self.extra = nn.ModuleDict({name: MeanScore() for name in extra})
 
-    def update_answers(self, view: str, predictions: list[str], answers: list[list[str]]) -> None:
-        self.answer[view].update(predictions, answers)
-
-    def update_values(self, view: str, values: list[dict[str, float]]) -> None:
-        for m in METRICS:
-            self.value[view][m].update(torch.tensor([v[m] for v in values], dtype=torch.float64))
-
-    def update_extra(self, name: str, values: list[float]) -> None:
-        self.extra[name].update(torch.tensor(values, dtype=torch.float64))
+    def update(self, rows: list[dict]) -> None:
+        """Add scored predictions.jsonl rows: each has `scores` (view -> metric -> value) and the extras."""
+        for row in rows:
+            if set(row["scores"]) != set(self.views):
+                raise ValueError(f"row {row['id']!r} scores views {sorted(row['scores'])}, expected {sorted(self.views)}")
+        for view, metrics in self.views.items():
+            for m, state in metrics.items():
+                state.update(torch.tensor([row["scores"][view][m] for row in rows], dtype=torch.float64))
+        for name, state in self.extra.items():
+            state.update(torch.tensor([row[name] for row in rows], dtype=torch.float64))
 
     def compute(self, stage: str) -> dict[str, torch.Tensor]:
-        out = {}
-        for group in (self.answer, self.value):
-            for view, metrics in group.items():
-                for m, value in metrics.compute().items():
-                    out[f"{stage}/{view}/{m}"] = value
-        for name, metric in self.extra.items():
-            out[f"{stage}/{name}"] = metric.compute()
+        out = {f"{stage}/{view}/{m}": state.compute() for view, metrics in self.views.items() for m, state in metrics.items()}
+        out.update({f"{stage}/{name}": state.compute() for name, state in self.extra.items()})
         return out
 
     def reset(self) -> None:
-        for group in (self.answer, self.value):
-            for metrics in group.values():
-                metrics.reset()
-        for metric in self.extra.values():
-            metric.reset()
+        for state in self.modules():
+            if isinstance(state, MeanScore):
+                state.reset()

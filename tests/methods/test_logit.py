@@ -265,7 +265,7 @@ def test_rows_of_weighted_methods_carry_weights(tiny_model_path, batch3, fusion,
         assert row["method"] == fusion
         assert row["weights"] == [round(w, 4) for w in c]
         assert len(row["weights"]) == batch3.num_paraphrases
-        assert set(row["scores"]) == {"em", "f1", "lemma"}
+        assert set(row["scores"]) == {fusion} and set(row["scores"][fusion]) == {"em", "f1", "lemma"}
     # Via rows() directly, unscored.
     out = m.decode(batch3)
     plain = m.rows(batch3, out, scored=False)

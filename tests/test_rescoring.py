@@ -1,0 +1,209 @@
+"""The end product: every metric in results.json equals an independent rescoring of predictions.jsonl.
+
+For every method config in configs/pararel/, on the tiny model through the CLI. A random model
+scores 0 on real gold answers, where EM, F1 and lemma match cannot disagree, so the gold answers
+are rewritten from each run's own answers: some exact, some with an article in front (EM and F1 1,
+lemma 0), some with an extra word (a part of F1 only), some unrelated (0). Only evaluated facts change, never
+the few-shot facts, so the prompts, and hence the answers, stay the same. The first batch scores 0
+everywhere, so its EM, F1 and lemma states are equal: the case in which torchmetrics' compute
+groups once merged F1 and lemma into EM.
+
+The scorer below is written from the SQuAD v1.1 script and spaCy directly, sharing no code with
+selfens.metrics.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import re
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import logger_name, quiet, read_jsonl, selfens
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs" / "pararel").rglob("*.yaml"))
+LIMIT, BATCH = 10, 3
+BUNDLED = ROOT / "selfens" / "resources" / "pararel"
+
+
+# -- an independent scorer ----------------------------------------------------------------------------
+
+
+def normalize(s: str) -> str:  # SQuAD v1.1 evaluate-v1.1.py
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def em(pred: str, gold: str) -> float:
+    return float(normalize(pred) == normalize(gold))
+
+
+def f1(pred: str, gold: str) -> float:
+    p, g = normalize(pred).split(), normalize(gold).split()
+    same = sum((collections.Counter(p) & collections.Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+_NLP = None
+
+
+def lemmas(text: str) -> list[str]:
+    global _NLP
+    if _NLP is None:
+        import spacy
+
+        _NLP = spacy.blank("en")
+        _NLP.add_pipe("lemmatizer", config={"mode": "lookup"})
+        _NLP.initialize()
+    return [t.lemma_.lower() for t in _NLP(text.lower()) if not (t.is_punct or t.is_space)]
+
+
+def lemma(pred: str, gold: str) -> float:
+    p, g = lemmas(pred), lemmas(gold)
+    return float(bool(g) and any(p[i:i + len(g)] == g for i in range(len(p) - len(g) + 1)))
+
+
+def scores(pred: str, answers: list[str]) -> dict[str, float]:
+    return {name: max(fn(pred, a) for a in answers) for name, fn in (("em", em), ("f1", f1), ("lemma", lemma))}
+
+
+def rescore(rows: list[dict], method: str) -> dict[str, float]:
+    """results.json's metrics, recomputed from predictions.jsonl alone."""
+    per_view: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        if method != "per_prompt":
+            per_view[method].append(scores(r["prediction"], r["answers"]))
+            continue
+        alone = [scores(p, r["answers"]) for p in r["per_paraphrase"]]
+        per_view["majority"].append(scores(r["prediction"], r["answers"]))
+        for k, s in enumerate(alone):
+            per_view[f"p{k + 1}"].append(s)
+        per_view["mean"].append({m: sum(s[m] for s in alone) / len(alone) for m in alone[0]})
+        per_view["oracle"].append({m: max(s[m] for s in alone) for m in alone[0]})
+        votes = [normalize(p) for p in r["per_paraphrase"]]
+        per_view["agreement"].append({"": votes.count(normalize(r["prediction"])) / len(votes)})
+    out = {}
+    for view, values in per_view.items():
+        for m in values[0]:
+            key = f"test/{view}" + (f"/{m}" if m else "")
+            out[key] = math.fsum(v[m] for v in values) / len(values)
+    return out
+
+
+def test_independent_scorer_on_known_cases():
+    assert scores("The Eiffel Tower!", ["eiffel tower"]) == {"em": 1.0, "f1": 1.0, "lemma": 1.0}
+    assert scores("Paris", ["the Paris"]) == {"em": 1.0, "f1": 1.0, "lemma": 0.0}
+    assert scores("Paris France", ["Paris"]) == {"em": 0.0, "f1": pytest.approx(2 / 3), "lemma": 1.0}
+    assert scores("cities", ["city"])["lemma"] == 1.0
+
+
+# -- runs whose gold answers make EM, F1 and lemma differ -----------------------------------------------------
+
+
+def gold_from(answer: str, i: int) -> str:
+    """Example i's new gold answer, from the run's own answer. The first batch scores 0 everywhere."""
+    words = normalize(answer).split()
+    if i < BATCH or not words:
+        return "zyzzyva quokka"
+    # EM counts exact + article rows, lemma only exact ones, F1 adds a part of each extra row.
+    return [answer, f"the {answer}", f"the {answer}", f"{answer} zyzzyva"][i % 4]
+
+
+def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
+    """A copy of the bundled ParaRel sample whose evaluated facts have gold answers from `rows`."""
+    target = folder / "pararel"
+    shutil.copytree(BUNDLED, target)
+    gold = {}
+    for i, row in enumerate(rows):
+        answer = row["per_paraphrase"][i % len(row["per_paraphrase"])] if "per_paraphrase" in row and i % 2 else row["prediction"]
+        gold[row["id"]] = gold_from(answer, i)
+    for path in (target / "triples").glob("*.jsonl"):
+        facts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for fact in facts:
+            fact["obj_label"] = gold.get(f"{path.stem}/{fact['uuid']}", fact["obj_label"])
+        path.write_text("".join(json.dumps(f) + "\n" for f in facts))
+    return target
+
+
+def run(config: Path, model: str, folder: Path, stage: str, *extra) -> Path:
+    selfens(
+        stage, "--config", config, "--model.init_args.model", model,
+        "--data.init_args.limit", LIMIT, "--data.init_args.batch_size", BATCH,
+        "--trainer.logger.init_args.save_dir", folder, *quiet(), *extra,
+    )
+    return folder / logger_name(config) / "version_0"
+
+
+def confidence_dir(config: Path, folder: Path) -> list:
+    return ["--model.init_args.confidence_dir", folder / "confidence"] if "weighted" in config.name else []
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: str(c.relative_to(ROOT / "configs" / "pararel")))
+def test_results_equal_a_rescoring_of_predictions(config, tiny_model_path, tmp_path):
+    extra = confidence_dir(config, tmp_path)
+    first = read_jsonl(run(config, tiny_model_path, tmp_path / "first", "predict", *extra) / "predictions.jsonl")
+    data = data_dir_with_gold(tmp_path, first)
+    folder = run(config, tiny_model_path, tmp_path / "test", "test", "--data.init_args.data_dir", data, *extra)
+
+    rows = read_jsonl(folder / "predictions.jsonl")
+    results = json.loads((folder / "results.json").read_text())
+    assert [r["prediction"] for r in rows] == [r["prediction"] for r in first], "new gold answers changed the prompts"
+    expected = rescore(rows, results["method"])
+    assert results["metrics"].keys() == expected.keys()
+    assert results["metrics"] == pytest.approx(expected, abs=1e-12)
+    # The data must make the metrics disagree, or this test could not catch one copying another.
+    main = "majority" if results["method"] == "per_prompt" else results["method"]
+    values = {m: results["metrics"][f"test/{main}/{m}"] for m in ("em", "f1", "lemma")}
+    assert len(set(values.values())) == 3, f"EM, F1 and lemma should all differ here: {values}"
+
+
+def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
+    config = ROOT / "configs" / "pararel" / "per_prompt.yaml"
+    first = read_jsonl(run(config, tiny_model_path, tmp_path / "first", "predict") / "predictions.jsonl")
+    data = data_dir_with_gold(tmp_path, first)
+    full = run(config, tiny_model_path, tmp_path / "full", "test", "--data.init_args.data_dir", data)
+    rows = read_jsonl(full / "predictions.jsonl")
+
+    crashed = tmp_path / "crashed"  # a run killed after two batches
+    crashed.mkdir()
+    kept = [{k: v for k, v in r.items() if k != "scores"} for r in rows[: 2 * BATCH]]
+    (crashed / "predictions.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    resumed = run(config, tiny_model_path, tmp_path / "resumed", "test", "--data.init_args.data_dir", data, "--resume", crashed)
+
+    results = json.loads((resumed / "results.json").read_text())
+    assert results["resumed_examples"] == 2 * BATCH
+    resumed_rows = read_jsonl(resumed / "predictions.jsonl")
+    assert results["metrics"] == pytest.approx(rescore(resumed_rows, "per_prompt"), abs=1e-12)
+    assert results["metrics"] == json.loads((full / "results.json").read_text())["metrics"]
+    assert [r["scores"] for r in resumed_rows] == [r["scores"] for r in rows], "resumed rows are scored as new ones"
+
+
+# -- the batch-order case, as a unit ----------------------------------------------------------------------
+
+
+def test_scores_do_not_depend_on_the_order_of_batches():
+    """Two batches, one where EM, F1 and lemma agree and one where they do not: either order must
+    give the exact means of the per-example scores (compute groups once gave 0.5/0.5 in one order)."""
+    from selfens.methods.scoring import Scores, score
+    from selfens.metrics import load_lemmatizer
+
+    lemmatizer = load_lemmatizer()
+    agree = {"id": "a", "scores": {"origin": score("Paris", ["Paris"], lemmatizer)}}  # 1 / 1 / 1
+    differ = {"id": "b", "scores": {"origin": score("Paris France", ["Paris"], lemmatizer)}}  # 0 / 2/3 / 1
+    expected = {"test/origin/em": 0.5, "test/origin/f1": (1 + 2 / 3) / 2, "test/origin/lemma": 1.0}
+    for order in ([agree], [differ]), ([differ], [agree]):
+        metrics = Scores(["origin"])
+        for batch in order:
+            metrics.update(batch)
+        assert {k: float(v) for k, v in metrics.compute("test").items()} == pytest.approx(expected, abs=1e-15)
