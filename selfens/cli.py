@@ -8,7 +8,6 @@ or SELFENS_DEBUG=1 shows the traceback instead.
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import re
 import sys
@@ -19,7 +18,7 @@ from typing import Optional
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from selfens.data.base import ParaphraseDataModule
-from selfens.errors import SelfensError
+from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule
 
 TRAINER_DEFAULTS = {
@@ -75,46 +74,36 @@ class SelfensParser(LightningArgumentParser):
 
 
 def explain_parse_error(message: str, parser) -> str:
-    """The gist of a jsonargparse error, and the closest valid name to a misspelled one."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    """The gist of a jsonargparse error, with the closest valid name to a misspelled one."""
+    own = [s for a in parser._actions for s in a.option_strings]
     unknown = re.search(r"nrecognized arguments: (\S+)", message)
-    option = re.search(r"Option '([^']+)' is not accepted", message)
-    key = re.search(r'Key "([^"]+)" is not expected', message)
     if unknown:
-        name = unknown.group(1)
-        choices = [s for a in parser._actions for s in a.option_strings]
-        return f"unknown option {name}" + _closest(name, choices)
-    if option or key:
-        name = (option or key).group(1).split(".")[-1]
-        class_path = re.search(r"class_path '([\w.]+)'", message)
-        choices = _init_args(class_path.group(1)) if class_path else []
-        where = f" of {class_path.group(1)}" if class_path else ""
-        return f"unknown option {name!r}{where}" + _closest(name, choices)
-    invalid = re.search(r"invalid choice: '([^']+)' \(choose from (.*)\)", message)
+        return f"unknown option {unknown.group(1)}" + _closest(unknown.group(1), own)
+    not_accepted = re.search(r"(?:Option|Key) ['\"]([^'\"]+)['\"] is not (?:accepted|expected)", message)
+    if not_accepted:  # raised inside the parser of one class's init_args, which knows its options
+        name = not_accepted.group(1).split(".")[-1]
+        return f"unknown option {name!r}" + _closest(name, [o.lstrip("-").split(".")[-1] for o in own])
+    invalid = re.search(r"invalid choice: '([^']+)'", message)
     if invalid:
-        choices = re.findall(r"'?([\w-]+)'?", invalid.group(2)) + [c for c in COMMAND_HELP if c not in invalid.group(2)]
-        return f"unknown command {invalid.group(1)!r}" + _closest(invalid.group(1), choices) + " (selfens --help lists them)"
-    # Otherwise the innermost reason is the informative line of jsonargparse's nested message.
-    return " ".join(lines[:1] + lines[-2:]) if len(lines) > 3 else " ".join(lines)
+        return f"unknown command {invalid.group(1)!r}" + _closest(invalid.group(1), list(COMMAND_HELP)) + " (selfens --help lists them)"
+    key = re.match(r'Parser key "([^"]+)":\s*(.*)', message, re.S)
+    if key:  # a bad value; nested parsers wrap an inner one's (already explained) reason in "- ..."
+        name, body = key.groups()
+        reasons = [r for r in re.findall(r"^\s*- (.*)$", body, re.M) if "NoneType" not in r]
+        reason = reasons[0] if reasons else body.strip().splitlines()[0]
+        given = re.search(r"Given value: (.*)", body) or re.search(r"Got value: (.*)", body)
+        if reason.startswith("Expected a"):
+            reason = reason.replace("typing.", "").replace("<class '", "").replace("'>", "")
+            reason = re.sub(r"\. Got value: .*", "", reason).replace("Expected a ", "expected ")
+            reason += f", got {given.group(1).strip()!r}" if given else ""
+        inner = re.match(r"([\w.]+): (.*)", reason, re.S)
+        return f"{name}.{inner.group(1)}: {inner.group(2)}" if inner and " " not in inner.group(1) else f"{name}: {reason}"
+    return " ".join(line.strip() for line in message.strip().splitlines()[:2])
 
 
 def _closest(name: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f"; did you mean {match[0]}?" if match else ""
-
-
-def _init_args(class_path: str) -> list[str]:
-    """Every __init__ argument a class accepts, its bases' included (their **kwargs reach them)."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(__import__(module, fromlist=[name]), name)
-    except (ImportError, AttributeError):
-        return []
-    names = []
-    for base in cls.__mro__:
-        if "__init__" in vars(base):
-            names += [p.name for p in inspect.signature(base.__init__).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD and p.name != "self"]
-    return names
 
 
 class SelfensCLI(LightningCLI):
@@ -132,6 +121,15 @@ class SelfensCLI(LightningCLI):
             help="A run folder (lightning_logs/<name>/version_<k>) of an interrupted run: its finished "
             "examples are kept (and counted in the metrics), only the rest are decoded.",
         )
+
+    def instantiate_trainer(self, **kwargs):
+        # Lightning checks trainer options (devices, strategy, ...) when it builds the Trainer.
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, TypeError, ValueError) as error:
+            raise ConfigError(f"trainer: {error}") from error
 
     def _prepare(self) -> None:
         """Hand the data module its tokenizer, record the prompt settings it resolved (config.yaml is

@@ -157,10 +157,10 @@ def _data_config(data) -> dict:
 
 def _warnings(rows: list[dict]) -> list[str]:
     """What a reader of the numbers must know: e.g. a model that answers nothing to this prompt."""
-    empty = sum(1 for r in rows if "prediction" in r and not r["prediction"].strip())
+    empty = sum(1 for r in rows if "prediction" in r and not any(ch.isalnum() for ch in r["prediction"]))
     if rows and empty > len(rows) / 2:
         return [
-            f"{empty} of {len(rows)} predictions are empty: the model answers nothing to these prompts. "
+            f"{empty} of {len(rows)} predictions are empty (no letter or digit): the model answers nothing to these prompts. "
             f"Look at predictions.jsonl; try the other prompt_style (chat/raw), or check stop_strings and max_new_tokens."
         ]
     return []

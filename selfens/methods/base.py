@@ -11,6 +11,7 @@ import torch
 from selfens.data.batch import ParaphraseBatch
 from selfens import decode as decoding
 from selfens.decode import DecodeCost, Prompt
+from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
 from selfens.methods.scoring import Scores, ViewScores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
@@ -70,6 +71,8 @@ class EnsembleModule(L.LightningModule):
         self.save_hyperparameters()
         resolve(model)  # an unknown model or dtype fails here, before anything loads
         resolve_dtype(dtype, torch.device("cpu"))
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.model_name = model
         self.tokenizer = load_tokenizer(model)
         self.lm = None
