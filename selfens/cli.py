@@ -13,6 +13,7 @@ import re
 import sys
 import warnings
 from argparse import RawDescriptionHelpFormatter
+from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -20,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from selfens.data.base import ParaphraseDataModule
 from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule
+from selfens.writer import announce
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -142,6 +144,11 @@ class SelfensCLI(LightningCLI):
         if folder:
             self.model.resume_from(folder)
 
+    def _announce(self) -> None:
+        folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call
+        if self.trainer.is_global_zero:
+            announce(folder)
+
     def before_test(self) -> None:
         self._prepare()
 
@@ -150,6 +157,16 @@ class SelfensCLI(LightningCLI):
 
     def before_validate(self) -> None:
         self._prepare()
+
+    # After Lightning's own metrics table, so that the folder is the last line a user sees.
+    def after_test(self) -> None:
+        self._announce()
+
+    def after_predict(self) -> None:
+        self._announce()
+
+    def after_validate(self) -> None:
+        self._announce()
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("description", DESCRIPTION)

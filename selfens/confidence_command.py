@@ -7,7 +7,11 @@ sample nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from selfens.errors import ConfigError
 from selfens.fusion import WEIGHTED
+from selfens.writer import announce
 
 
 def main(argv: list[str]) -> None:
@@ -20,11 +24,13 @@ def main(argv: list[str]) -> None:
     run = cli(argv, run=False)
     model = run.model
     if not isinstance(model, LogitFusion) or model.method not in WEIGHTED:
-        raise SystemExit(
+        raise ConfigError(
             f"selfens confidence needs a weighted method (LogitFusion with fusion weighted_avg or "
             f"weighted_max); this config has {type(model).__name__} ({model.method})."
         )
     model.confidence_only = True
     run.trainer.predict(model, datamodule=run.datamodule, return_predictions=False)
+    folder = Path(run.trainer.log_dir or ".")
     if run.trainer.is_global_zero:
+        announce(folder)
         print(f"confidences ({model.hparams.confidence}) cached in {model.confidence_cache.path}")

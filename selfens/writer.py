@@ -62,9 +62,6 @@ class RunWriter(Callback):
         for path in [*self.folder.glob("predictions.rank*.jsonl"), *self.folder.glob("cost.rank*.json")]:
             path.unlink()
         self._tensorboard(trainer, module, rows, metrics, results["total_cost"])
-        for warning in results["warnings"]:
-            print(f"selfens: warning: {warning}", file=sys.stderr)
-        print(f"selfens: {self.stage} of {len(rows)} examples written to {self.folder}")
 
     def _results(self, trainer, module, rows, metrics, cost) -> dict:
         data = trainer.datamodule
@@ -148,6 +145,14 @@ class RunWriter(Callback):
 
 
 _SET_UP_FILES = {"config.yaml", "hparams.yaml"}
+
+
+def announce(folder: Path) -> None:
+    """The last words of a run: its warnings, and where it wrote."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    for warning in results["warnings"]:
+        print(f"selfens: warning: {warning}", file=sys.stderr)
+    print(f"selfens: {results['stage']} of {results['num_examples']} examples written to {folder}")
 
 
 def _data_config(data) -> dict:

@@ -123,6 +123,12 @@ def test_attention_with_an_unsuitable_prompt_fails_at_start_up(tiny_model_path, 
     assert_nothing_left(tmp_path, ATTENTION)
 
 
+def test_confidence_of_an_unweighted_method(tiny_model_path, tmp_path, capsys):
+    message = selfens_fails(capsys, "confidence", "--config", ORIGIN, "--model.init_args.model", tiny_model_path,
+                            "--trainer.logger.init_args.save_dir", tmp_path)
+    assert "selfens confidence needs a weighted method" in message and "Origin (origin)" in message
+
+
 def test_debug_shows_the_traceback(tiny_model_path, tmp_path):
     from selfens.data.records import DataError
 
