@@ -15,6 +15,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from selfens.attention.masks import decode_mask
+from selfens.attention.positions import next_position, sequential_positions
+
 Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
 Choose = Callable[[Tensor], Tensor]  # fused logits [B, V] -> next token ids [B]
 Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
@@ -51,18 +54,24 @@ def sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, genera
 
 @dataclass
 class Prompt:
-    """What the model reads at prefill: R rows, left-padded."""
+    """What the model reads at prefill, R rows, left-padded: everything decoding needs to know about
+    how the rows are laid out comes in here (packed prompts: from `selfens.attention`)."""
 
     input_ids: Tensor  # [R, L]
     valid: Tensor  # [R, L] bool: real tokens (False on padding)
     position_ids: Tensor  # [R, L]
-    attention_mask: object = None  # None: padding mask from `valid`; else [R, 1, L, L] bool or a BlockMask
+    attention_mask: object  # [R, L] padding mask, or [R, 1, L, L] bool, or a BlockMask
+    logit_positions: Optional[Tensor] = None  # [R, P] where the prefill's next-token logits are read; None: the last
 
     @classmethod
     def left_padded(cls, input_ids: Tensor, valid: Tensor) -> "Prompt":
         """Independent prompts: positions count the real tokens of each row, as `generate` does."""
-        position_ids = (valid.long().cumsum(-1) - 1).clamp(min=0)
-        return cls(input_ids, valid, position_ids)
+        return cls(input_ids, valid, sequential_positions(valid), attention_mask=valid.long())
+
+    @property
+    def real_tokens(self) -> int:
+        """Tokens read at prefill, padding excluded."""
+        return int(self.valid.sum())
 
 
 @dataclass
@@ -91,12 +100,12 @@ class Decoded:
     cost: DecodeCost = field(default_factory=DecodeCost)
 
 
-def prefill(model, prompt: Prompt, logit_positions: Optional[Tensor] = None):
-    """Run the prompt once and keep the logits at `logit_positions` ([R, P]; default: last position).
+def prefill(model, prompt: Prompt):
+    """Run the prompt once and keep the logits at its `logit_positions` ([R, P]; default: the last).
 
     Returns (logits [R, P, V], cache).
     """
-    mask = prompt.valid.long() if prompt.attention_mask is None else prompt.attention_mask
+    logit_positions = prompt.logit_positions
     if logit_positions is None:
         keep, index = 1, None
     else:
@@ -105,7 +114,7 @@ def prefill(model, prompt: Prompt, logit_positions: Optional[Tensor] = None):
         index = torch.searchsorted(keep, logit_positions)
     out = model(
         input_ids=prompt.input_ids,
-        attention_mask=mask,
+        attention_mask=prompt.attention_mask,
         position_ids=prompt.position_ids,
         use_cache=True,
         logits_to_keep=keep,
@@ -118,10 +127,8 @@ def prefill(model, prompt: Prompt, logit_positions: Optional[Tensor] = None):
 
 def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache):
     """One step for every row. token, position: [R, 1]; valid: [R, K] keys incl. the new one."""
-    # The new token may see every real cached key, so a 4D padding mask is the whole mask (used as
-    # given, by every backend); positions are explicit because RoPE must not take the cache length.
-    mask = valid[:, None, None, :]  # [R, 1, 1, K]
-    out = model(input_ids=token, attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
+    # Positions are explicit because RoPE must not take the cache length.
+    out = model(input_ids=token, attention_mask=decode_mask(valid), position_ids=position, cache=cache, use_cache=True)
     return out.logits[:, -1].float(), out.cache  # [R, V]
 
 
@@ -136,13 +143,12 @@ def decode(
     rows_per_example: int = 1,
     fuse: Fuse = first_row,
     fuse_first: Optional[Fuse] = None,
-    first_positions: Optional[Tensor] = None,
     choose: Choose = greedy,
     copies: int = 1,
 ) -> Decoded:
     """Decoding of B = R / rows_per_example examples (greedy unless `choose` samples).
 
-    Step 0 fuses the prefill logits at `first_positions` ([R, P], default the last position),
+    Step 0 fuses the prefill logits at the prompt's `logit_positions` ([R, P], default the last one),
     viewed as [B, rows_per_example * P, V], with `fuse_first` (default `fuse`); later steps fuse
     [B, rows_per_example, V] with `fuse`. An example stops at an EOS id, when `stop` says so, or
     after `max_new_tokens`; all stop when every example has.
@@ -158,11 +164,11 @@ def decode(
     batch = prompt.input_ids.shape[0] // group
     device = prompt.input_ids.device
     eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
-    cost = DecodeCost(prefill_tokens=int(prompt.valid.sum()))
+    cost = DecodeCost(prefill_tokens=prompt.real_tokens)
 
-    logits, cache = prefill(model, prompt, first_positions)  # [R, P, V]
+    logits, cache = prefill(model, prompt)  # [R, P, V]
     cost.forward_calls += 1
-    position = prompt.position_ids.masked_fill(~prompt.valid, -1).amax(-1, keepdim=True) + 1  # [R, 1]
+    position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
     valid = prompt.valid
     if copies > 1:
         cache.batch_repeat_interleave(copies)

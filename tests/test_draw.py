@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfens.attention import Segments, dense_mask, pack, packed_mask_mod
+from selfens.attention import dense_mask, pack, packed_mask_mod
+from selfens.data.segments import Segments
 from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,15 +12,14 @@ from .masks import (
     packed_mask_mod,
     same_segment,
 )
-from .packing import LAYOUTS, Layout, Packed, Segments, pack, prefill_token_count, structure
-from .positions import next_position, position_ids
+from .packing import LAYOUTS, Layout, Packed, pack, structure
+from .positions import next_position, position_ids, sequential_positions
 
 __all__ = [
     "LAYOUTS",
     "Layout",
     "MaskMod",
     "Packed",
-    "Segments",
     "block_mask",
     "causal",
     "decode_mask",
@@ -32,7 +31,7 @@ __all__ = [
     "pack",
     "packed_mask_mod",
     "position_ids",
-    "prefill_token_count",
     "same_segment",
+    "sequential_positions",
     "structure",
 ]

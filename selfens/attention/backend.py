@@ -33,10 +33,11 @@ def attn_implementation(backend: Backend) -> str:
     return "sdpa"
 
 
-def prefill_mask(packed: Packed, backend: Backend, device: torch.device):
-    """The packed prefill's mask: [B, 1, L, L] bool (dense) or a BlockMask (flex)."""
-    mask_mod = packed_mask_mod((packed.level.to(device), packed.segment.to(device), packed.valid.to(device)))
+def prefill_mask(packed: Packed, backend: Backend):
+    """The packed prefill's mask, on the packed tensors' device: [B, 1, L, L] bool (dense) or a BlockMask (flex)."""
+    mask_mod = packed_mask_mod(packed)
     batch, length = packed.input_ids.shape
+    device = packed.input_ids.device
     if backend == "flex":
         return block_mask(mask_mod, batch, length, device)
     return dense_mask(mask_mod, batch, length, device)

@@ -11,24 +11,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from selfens.data.segments import Segments
+
 Layout = Literal["seed", "shared_prefix", "isolated_fewshot"]
 LAYOUTS: tuple[str, ...] = ("seed", "shared_prefix", "isolated_fewshot")
 
 # Levels: a token sees every earlier token of a strictly lower level.
 PAD, ROOT, SEED, PARAPHRASE, FUSED = -1, 0, 1, 2, 3
-
-
-@dataclass
-class Segments:
-    """Token ids of one example, already cut by the caller.
-
-    The single prompt of paraphrase k is ``instruction + concat(shots) + blocks[k] + suffix``.
-    """
-
-    instruction: list[int]  # chat-template opening + instruction (shared)
-    shots: list[list[int]]  # few-shot examples (shared), may be empty
-    blocks: list[list[int]]  # one per paraphrase, N >= 1
-    suffix: list[int]  # shared text after the query, may be empty
 
 
 @dataclass
@@ -43,6 +32,10 @@ class Packed:
     # Per example: (name, start, end) with half-open [start, end) packed indices; empty pieces omitted.
     labels: list[list[tuple[str, int, int]]]
 
+    def to(self, device) -> "Packed":
+        tensors = {name: getattr(self, name).to(device) for name in ("input_ids", "level", "segment", "valid", "block_ends")}
+        return Packed(**tensors, labels=self.labels)
+
 
 # One piece of a packed example: (label, token ids, level, segment id, ends a paraphrase).
 _Piece = tuple[str, list[int], int, int, bool]
@@ -50,17 +43,13 @@ _Piece = tuple[str, list[int], int, int, bool]
 
 def _pieces(ex: Segments, layout: Layout) -> list[_Piece]:
     """The pieces of one example in packed order; segment ids are unique within the example."""
-    shots = [t for shot in ex.shots for t in shot]
     n = len(ex.blocks)
     if layout == "seed":
         # Each full single prompt is its own segment; only generated tokens (level 3) see all.
-        return [
-            (f"paraphrase {k + 1}", ex.instruction + shots + block + ex.suffix, SEED, k + 1, True)
-            for k, block in enumerate(ex.blocks)
-        ]
+        return [(f"paraphrase {k + 1}", ex.prompt(k), SEED, k + 1, True) for k in range(n)]
     if layout == "shared_prefix":
         return [
-            ("prefix", ex.instruction + shots, ROOT, 0, False),
+            ("prefix", ex.prefix, ROOT, 0, False),
             *((f"paraphrase {k + 1}", b, PARAPHRASE, k + 1, True) for k, b in enumerate(ex.blocks)),
             ("suffix", ex.suffix, FUSED, n + 1, False),
         ]
@@ -127,8 +116,3 @@ def structure(packed: Packed | tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, T
         return packed.level, packed.segment, packed.valid
     level, segment, valid = packed
     return level, segment, valid
-
-
-def prefill_token_count(packed: Packed) -> int:
-    """Number of real (non-padding) tokens in the batch."""
-    return int(packed.valid.sum())

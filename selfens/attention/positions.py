@@ -8,6 +8,11 @@ from torch import Tensor
 from .packing import Packed, structure
 
 
+def sequential_positions(valid: Tensor) -> Tensor:
+    """0, 1, 2, ... over the real tokens of each left-padded row; padding gets 0. [B, L] -> [B, L]."""
+    return (valid.long().cumsum(-1) - 1).masked_fill(~valid, 0)
+
+
 def position_ids(
     packed: Packed | tuple[Tensor, Tensor, Tensor], mode: Literal["sequential", "parallel"]
 ) -> Tensor:
@@ -20,7 +25,7 @@ def position_ids(
     """
     level, segment, valid = structure(packed)  # each [B, L]
     if mode == "sequential":
-        return (valid.long().cumsum(-1) - 1).masked_fill(~valid, 0)
+        return sequential_positions(valid)
     if mode != "parallel":
         raise ValueError(f"unknown position mode {mode!r}, expected 'sequential' or 'parallel'")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from selfens.attention.packing import Segments
+from selfens.data.segments import Segments
 
 
 @dataclass
@@ -19,11 +19,6 @@ class Example:
     paraphrases: list[str]
     answers: list[str]
     segments: Segments
-
-    def prompt(self, k: int) -> list[int]:
-        """Token ids of the single prompt of paraphrase k."""
-        s = self.segments
-        return s.instruction + [t for shot in s.shots for t in shot] + s.blocks[k] + s.suffix
 
 
 @dataclass
@@ -59,7 +54,7 @@ def collate(examples: list[Example], pad_id: int) -> ParaphraseBatch:
     if len(counts) != 1:
         raise ValueError(f"examples of one batch need the same number of paraphrases, got {sorted(counts)}")
     n = counts.pop()
-    prompts = [e.prompt(k) for e in examples for k in range(n)]
+    prompts = [e.segments.prompt(k) for e in examples for k in range(n)]
     length = max(map(len, prompts))
     input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
     valid = torch.zeros((len(prompts), length), dtype=torch.bool)

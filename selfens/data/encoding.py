@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from selfens.attention.packing import Segments
+from selfens.data.segments import Segments
 from selfens.errors import SelfensError
 from selfens.prompts import Part
 

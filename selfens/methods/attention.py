@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
-from selfens.attention.packing import Layout, Packed, Segments, pack
+from selfens.attention.packing import Layout, Packed, pack
+from selfens.data.segments import Segments
 from selfens.attention.positions import position_ids
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import Prompt, first_row
@@ -86,24 +87,26 @@ class AttentionFusion(EnsembleModule):
         return pack(batch.segments, self.layout, self.tokenizer.pad_token_id)
 
     def prompt(self, packed: Packed) -> Prompt:
-        device = self.device
+        """The packed prefill: its tokens, positions and mask, and with `block_ends` the N block ends
+        whose logits choose the first token."""
+        positions = position_ids(packed, self.positions)  # per-token bookkeeping: cheaper on the CPU
+        packed = packed.to(self.device)
         return Prompt(
-            input_ids=packed.input_ids.to(device),
-            valid=packed.valid.to(device),
-            position_ids=position_ids(packed, self.positions).to(device),
-            attention_mask=prefill_mask(packed, self.backend, device),
+            input_ids=packed.input_ids,
+            valid=packed.valid,
+            position_ids=positions.to(self.device),
+            attention_mask=prefill_mask(packed, self.backend),
+            logit_positions=packed.block_ends if self.first_token == "block_ends" else None,
         )
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         packed = self.pack(batch)
         if not self._mask_logged:
             self._log_mask(packed)
-        block_ends = self.first_token == "block_ends"
         decoded = self.generate(
             self.prompt(packed),
             fuse=first_row,
-            fuse_first=bind(self.first_fusion, None) if block_ends else None,
-            first_positions=packed.block_ends.to(self.device) if block_ends else None,
+            fuse_first=bind(self.first_fusion, None) if self.first_token == "block_ends" else None,
         )
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
 
+from selfens.data.segments import Segments
 from selfens.attention import (
-    Segments,
     block_mask,
     causal,
     decode_mask,

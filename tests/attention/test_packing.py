@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from selfens.attention import Segments, pack, prefill_token_count
+from selfens.attention import pack
+from selfens.data.segments import Segments
 
 # instruction=[1, 2], shots [3] and [4, 5], paraphrase blocks [6, 7] and [8], suffix [9].
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
@@ -46,7 +47,7 @@ def test_left_padding():
     assert p.valid[1].tolist() == [False] * 6 + [True] * 3
     assert p.block_ends.tolist() == [[6, 7], [7, 8]]
     assert p.labels[1] == [("prefix", 6, 7), ("paraphrase 1", 7, 8), ("paraphrase 2", 8, 9)]
-    assert prefill_token_count(p) == 12
+    assert int(p.valid.sum()) == 12
     assert p.input_ids.dtype == p.level.dtype == p.segment.dtype == p.block_ends.dtype == torch.long
 
 

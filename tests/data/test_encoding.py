@@ -6,7 +6,7 @@ import pytest
 import torch
 from tokenizers.processors import TemplateProcessing
 
-from selfens.attention.packing import Segments
+from selfens.data.segments import Segments
 from selfens.data import Example, ParaRel, WebQuestions, collate
 from selfens.data.encoding import PromptCutError, cut, encode_example
 from selfens.prompts import render
@@ -39,7 +39,7 @@ def check_encoding(dm, tokenizer) -> None:
                 text = chat_text(tokenizer, text)
             expected = tokenizer(text, add_special_tokens=not chat)["input_ids"]
             assert shared + s.blocks[k] + s.suffix == expected, (example.id, k, text)
-            assert example.prompt(k) == expected
+            assert example.segments.prompt(k) == expected
             # Shared parts: the cut of every paraphrase's own prompt gives the same tokens.
             pieces = cut(
                 tokenizer, render(fmt, query, record.shots, cue_in=dm.cue_in, chat=renderer), add_special_tokens=not chat
@@ -227,7 +227,7 @@ def test_batch_is_left_padded(batches, tiny):
     assert torch.equal(first.input_ids, batches[0].input_ids)
     for i, batch in enumerate(batches):
         examples = dm.examples[4 * i: 4 * i + 4]
-        prompts = [[e.prompt(k) for k in range(3)] for e in examples]
+        prompts = [[e.segments.prompt(k) for k in range(3)] for e in examples]
         length = max(len(p) for row in prompts for p in row)
         assert batch.input_ids.shape == (len(examples), 3, length)
         assert batch.valid.shape == batch.input_ids.shape and batch.valid.dtype == torch.bool
@@ -243,7 +243,7 @@ def test_batch_is_left_padded(batches, tiny):
                 assert valid.tolist() == [False] * (length - len(prompt)) + [True] * len(prompt)
                 assert ids[valid].tolist() == prompt
                 assert (ids[~valid] == pad).all()
-    lengths = {len(e.prompt(0)) for e in dm.examples[:4]}
+    lengths = {len(e.segments.prompt(0)) for e in dm.examples[:4]}
     assert len(lengths) > 1  # the padding above is exercised
 
 
@@ -251,7 +251,7 @@ def test_rows_of_one_paraphrase(batches):
     dm, batches = batches
     batch = batches[0]
     ids, valid = batch.rows([0])
-    prompts = [e.prompt(0) for e in dm.examples[:4]]
+    prompts = [e.segments.prompt(0) for e in dm.examples[:4]]
     assert ids.shape == valid.shape == (4, max(map(len, prompts)))
     assert valid[:, 0].any()  # columns that were padding in every row are gone
     assert batch.input_ids.shape[-1] > ids.shape[-1]  # paraphrase 0 is not the longest here
@@ -266,7 +266,7 @@ def test_rows_of_all_paraphrases_are_example_major(batches):
     assert ids.shape[0] == 4 * 3
     for b, example in enumerate(dm.examples[4:8]):
         for k in range(3):
-            assert ids[b * 3 + k][valid[b * 3 + k]].tolist() == example.prompt(k)
+            assert ids[b * 3 + k][valid[b * 3 + k]].tolist() == example.segments.prompt(k)
 
 
 def test_collate_rejects_mixed_paraphrase_counts():

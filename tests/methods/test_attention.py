@@ -181,7 +181,7 @@ def first_step_logits(m: AttentionFusion, batch: ParaphraseBatch) -> torch.Tenso
     packed = m.pack(batch)
     prompt = m.prompt(packed)
     if m.first_token == "block_ends":
-        logits, _ = prefill(m.lm, prompt, packed.block_ends)  # [B, N, V]
+        logits, _ = prefill(m.lm, prompt)  # [B, N, V]: the prompt reads the block ends
         return logits.mean(1)  # first_fusion = avg
     logits, _ = prefill(m.lm, prompt)  # last position
     return logits[:, 0]
