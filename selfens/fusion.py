@@ -6,7 +6,8 @@ decoder takes the argmax over V. All arithmetic is in float32 whatever the input
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -70,19 +71,27 @@ def weighted_max(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     return logits.float()[torch.arange(logits.shape[0], device=logits.device), best]
 
 
-FUSIONS: dict[str, Fusion] = {
-    "avg": avg,
-    "max": max_prob,
-    "weighted_avg": weighted_avg,
-    "weighted_max": weighted_max,
+@dataclass(frozen=True)
+class FusionRule:
+    fn: Fusion
+    needs_weights: bool  # per-paraphrase confidences [B, N]
+
+
+# The one list of fusion rules: method signatures, configs and tests read their names from here.
+FUSIONS: dict[str, FusionRule] = {
+    "avg": FusionRule(avg, needs_weights=False),
+    "max": FusionRule(max_prob, needs_weights=False),
+    "weighted_avg": FusionRule(weighted_avg, needs_weights=True),
+    "weighted_max": FusionRule(weighted_max, needs_weights=True),
 }
-WEIGHTED = {"weighted_avg", "weighted_max"}  # rules that need weights
+FusionName = Literal[tuple(FUSIONS)]  # type: ignore[valid-type]  # for signatures: LightningCLI checks the name
+WEIGHTED = {name for name, rule in FUSIONS.items() if rule.needs_weights}
 
 
 def get_fusion(name: str) -> Fusion:
     """The fusion rule registered as `name`."""
     try:
-        return FUSIONS[name]
+        return FUSIONS[name].fn
     except KeyError:
         raise ValueError(f"unknown fusion {name!r}; known: {', '.join(sorted(FUSIONS))}") from None
 

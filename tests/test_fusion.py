@@ -19,7 +19,7 @@ W = torch.tensor([[1.0, 1.0, 2.0], [0.0, 3.0, 1.0]])
 
 
 def _all(logits, weights):
-    return {name: fn(logits, weights) for name, fn in FUSIONS.items()}
+    return {name: rule.fn(logits, weights) for name, rule in FUSIONS.items()}
 
 
 def test_avg_formula():
@@ -91,7 +91,7 @@ def test_bf16_in_float32_out():
 
 def test_registry_bind_and_errors():
     assert get_fusion("max") is max_prob
-    assert WEIGHTED == {"weighted_avg", "weighted_max"}
+    assert WEIGHTED == {"weighted_avg", "weighted_max"} == {n for n, rule in FUSIONS.items() if rule.needs_weights}
     everyone = torch.arange(LOGITS.shape[0])
     assert_close(bind(weighted_avg, W)(LOGITS, everyone), weighted_avg(LOGITS, W))
     # The decoder names the examples still decoding; their weight rows are used.

@@ -6,15 +6,12 @@ attention rule "see causally earlier tokens of your own segment or of a lower le
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
 from selfens.data.segments import Segments
-
-Layout = Literal["seed", "shared_prefix", "isolated_fewshot"]
-LAYOUTS: tuple[str, ...] = ("seed", "shared_prefix", "isolated_fewshot")
 
 # Levels: a token sees every earlier token of a strictly lower level.
 PAD, ROOT, SEED, PARAPHRASE, FUSED = -1, 0, 1, 2, 3
@@ -41,27 +38,43 @@ class Packed:
 _Piece = tuple[str, list[int], int, int, bool]
 
 
-def _pieces(ex: Segments, layout: Layout) -> list[_Piece]:
-    """The pieces of one example in packed order; segment ids are unique within the example."""
+def _seed(ex: Segments) -> list[_Piece]:
+    # Each full single prompt is its own segment; only generated tokens (level 3) see all.
+    return [(f"paraphrase {k + 1}", ex.prompt(k), SEED, k + 1, True) for k in range(len(ex.blocks))]
+
+
+def _shared_prefix(ex: Segments) -> list[_Piece]:
     n = len(ex.blocks)
-    if layout == "seed":
-        # Each full single prompt is its own segment; only generated tokens (level 3) see all.
-        return [(f"paraphrase {k + 1}", ex.prompt(k), SEED, k + 1, True) for k in range(n)]
-    if layout == "shared_prefix":
-        return [
-            ("prefix", ex.prefix, ROOT, 0, False),
-            *((f"paraphrase {k + 1}", b, PARAPHRASE, k + 1, True) for k, b in enumerate(ex.blocks)),
-            ("suffix", ex.suffix, FUSED, n + 1, False),
-        ]
-    if layout == "isolated_fewshot":
-        s = len(ex.shots)
-        return [
-            ("instruction", ex.instruction, ROOT, 0, False),
-            *((f"shot {j + 1}", shot, SEED, j + 1, False) for j, shot in enumerate(ex.shots)),
-            *((f"paraphrase {k + 1}", b, PARAPHRASE, s + k + 1, True) for k, b in enumerate(ex.blocks)),
-            ("suffix", ex.suffix, FUSED, s + n + 1, False),
-        ]
-    raise ValueError(f"unknown layout {layout!r}, expected one of {LAYOUTS}")
+    return [
+        ("prefix", ex.prefix, ROOT, 0, False),
+        *((f"paraphrase {k + 1}", b, PARAPHRASE, k + 1, True) for k, b in enumerate(ex.blocks)),
+        ("suffix", ex.suffix, FUSED, n + 1, False),
+    ]
+
+
+def _isolated_fewshot(ex: Segments) -> list[_Piece]:
+    n, s = len(ex.blocks), len(ex.shots)
+    return [
+        ("instruction", ex.instruction, ROOT, 0, False),
+        *((f"shot {j + 1}", shot, SEED, j + 1, False) for j, shot in enumerate(ex.shots)),
+        *((f"paraphrase {k + 1}", b, PARAPHRASE, s + k + 1, True) for k, b in enumerate(ex.blocks)),
+        ("suffix", ex.suffix, FUSED, s + n + 1, False),
+    ]
+
+
+@dataclass(frozen=True)
+class LayoutRule:
+    pieces: Callable[[Segments], list[_Piece]]  # one example's pieces in packed order; segment ids unique
+    shared_suffix: bool  # one suffix after every block, seeing them all (else each segment ends with its own)
+
+
+# The one list of layouts: the method's signature, configs and tests read their names from here.
+LAYOUTS: dict[str, LayoutRule] = {
+    "seed": LayoutRule(_seed, shared_suffix=False),
+    "shared_prefix": LayoutRule(_shared_prefix, shared_suffix=True),
+    "isolated_fewshot": LayoutRule(_isolated_fewshot, shared_suffix=True),
+}
+Layout = Literal[tuple(LAYOUTS)]  # type: ignore[valid-type]
 
 
 def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
@@ -76,10 +89,12 @@ def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
     if any(not block for ex in examples for block in ex.blocks):
         raise ValueError("paraphrase blocks must not be empty")
 
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}, expected one of {tuple(LAYOUTS)}")
     rows = []
     for ex in examples:
         ids, level, segment, labels, ends = [], [], [], [], []
-        for name, tokens, lvl, seg, ends_block in _pieces(ex, layout):
+        for name, tokens, lvl, seg, ends_block in LAYOUTS[layout].pieces(ex):
             if tokens:
                 labels.append((name, len(ids), len(ids) + len(tokens)))
             ids += tokens

@@ -13,9 +13,10 @@ def sequential_positions(valid: Tensor) -> Tensor:
     return (valid.long().cumsum(-1) - 1).masked_fill(~valid, 0)
 
 
-def position_ids(
-    packed: Packed | tuple[Tensor, Tensor, Tensor], mode: Literal["sequential", "parallel"]
-) -> Tensor:
+PositionMode = Literal["sequential", "parallel"]
+
+
+def position_ids(packed: Packed | tuple[Tensor, Tensor, Tensor], mode: PositionMode) -> Tensor:
     """Position ids [B, L] long; padding gets 0.
 
     sequential: 0, 1, 2, ... over the real tokens of each row, as a single left-padded prompt.

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
-from selfens.attention.packing import Layout, Packed, pack
+from selfens.attention.packing import LAYOUTS, Layout, Packed, pack
 from selfens.data.segments import Segments
-from selfens.attention.positions import position_ids
+from selfens.attention.positions import PositionMode, position_ids
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import Prompt, first_row
 from selfens.errors import ConfigError
-from selfens.fusion import bind, get_fusion
+from selfens.fusion import FUSIONS, FusionName, bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
 
 
@@ -32,9 +32,9 @@ class AttentionFusion(EnsembleModule):
     def __init__(
         self,
         layout: Layout = "shared_prefix",
-        positions: Literal["sequential", "parallel"] = "sequential",
+        positions: PositionMode = "sequential",
         first_token: Literal["suffix", "block_ends"] = "block_ends",
-        first_fusion: Literal["avg", "max"] = "avg",
+        first_fusion: FusionName = "avg",
         backend: Optional[Backend] = None,
         **kwargs,
     ):
@@ -45,13 +45,16 @@ class AttentionFusion(EnsembleModule):
             positions: "sequential" (0..L-1) or "parallel" (blocks restart after the shared prefix;
                 later tokens continue after the longest block).
             first_token: how the first answer token is fused: "suffix" or "block_ends".
-            first_fusion: the logit fusion rule for `block_ends`.
+            first_fusion: the logit fusion rule for `block_ends`, one without weights (e.g. avg or max).
             backend: "dense" (4D boolean mask, SDPA) or "flex" (FlexAttention BlockMask);
                 None: flex on CUDA, dense elsewhere.
             **kwargs: see EnsembleModule.
         """
         super().__init__(**kwargs)
         self.layout, self.positions, self.first_token = layout, positions, first_token
+        if FUSIONS[first_fusion].needs_weights:
+            unweighted = ", ".join(name for name, rule in FUSIONS.items() if not rule.needs_weights)
+            raise ConfigError(f"first_fusion {first_fusion!r} needs confidences, which attention fusion has none of; use one of: {unweighted}")
         self.first_fusion = get_fusion(first_fusion)
         self.backend = backend
         self._mask_logged = False
@@ -70,13 +73,15 @@ class AttentionFusion(EnsembleModule):
 
     def check_prompts(self, segments: list[Segments]) -> None:
         """The first-token mode needs a shared suffix (`suffix`) or none (`block_ends`)."""
-        if self.first_token == "suffix" and self.layout != "seed" and any(not s.suffix for s in segments):
+        if not LAYOUTS[self.layout].shared_suffix:  # each segment ends with its own suffix: any prompt goes
+            return
+        if self.first_token == "suffix" and any(not s.suffix for s in segments):
             raise ConfigError(
                 "first_token: suffix needs a non-empty shared suffix (its tokens see every block, so the first "
                 "answer token is fused); this prompt has none. Use first_token: block_ends, or a prompt with a "
                 "suffix (data cue_in: suffix, or prompt_style: chat)."
             )
-        if self.first_token == "block_ends" and self.layout != "seed" and any(s.suffix for s in segments):
+        if self.first_token == "block_ends" and any(s.suffix for s in segments):
             raise ConfigError(
                 "first_token: block_ends needs an empty suffix: the logits at a block's end must predict the "
                 "answer, not the suffix. Use first_token: suffix, or data cue_in: block with prompt_style: raw."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 
@@ -11,7 +11,7 @@ from selfens.confidence import ConfidenceCache, ConfidenceSettings, Measure, agr
 from selfens.data.batch import ParaphraseBatch
 from selfens.errors import SelfensError
 from selfens.decode import DecodeCost, Decoded, Prompt, sampler
-from selfens.fusion import WEIGHTED, bind, get_fusion
+from selfens.fusion import WEIGHTED, FusionName, bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
 
@@ -29,7 +29,7 @@ class LogitFusion(EnsembleModule):
 
     def __init__(
         self,
-        fusion: Literal["avg", "max", "weighted_avg", "weighted_max"] = "avg",
+        fusion: FusionName = "avg",
         confidence: Measure = "sampling",
         num_samples: int = 100,
         sample_max_new_tokens: int = 20,

@@ -7,6 +7,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 from selfens.data.segments import Segments
 from selfens.attention import (
+    LAYOUTS,
     block_mask,
     causal,
     decode_mask,
@@ -15,7 +16,6 @@ from selfens.attention import (
     packed_mask_mod,
 )
 
-LAYOUTS = ["seed", "shared_prefix", "isolated_fewshot"]
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
 SHORT = Segments(instruction=[1], shots=[], blocks=[[6], [8]], suffix=[])
 

@@ -14,7 +14,7 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask
 
 from selfens.attention.masks import dense_mask, packed_mask_mod
-from selfens.attention.packing import FUSED, pack
+from selfens.attention.packing import FUSED, LAYOUTS, pack
 from selfens.attention.positions import position_ids
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.data.pararel import ParaRel
@@ -24,7 +24,6 @@ from selfens.methods.base import EnsembleModule, Output
 from selfens.methods.baselines import Origin
 
 MAX_NEW = 6
-LAYOUTS = ("seed", "shared_prefix", "isolated_fewshot")
 POSITIONS = ("sequential", "parallel")
 
 # Prompt configurations of the ParaRel data module.
