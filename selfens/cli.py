@@ -143,6 +143,7 @@ class SelfensCLI(LightningCLI):
         folder = self.config[self.subcommand].get("resume")
         if folder:
             self.model.resume_from(folder)
+            self.datamodule.skip_finished(self.model.resumed_rows, folder)
 
     def _announce(self) -> None:
         folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call

@@ -14,7 +14,12 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
+
+import torch
+
+from selfens.decode import DecodeCost, Decoded, Prompt, sampler
+from selfens.errors import SelfensError
 
 Measure = Literal["sampling", "token_prob"]
 
@@ -81,3 +86,68 @@ def agreement(samples: list[str], greedy_answer: str, lemmatizer) -> float:
     if not samples:
         return 0.0
     return sum(lemma_match(s, [greedy_answer], lemmatizer) for s in samples) / len(samples)
+
+
+class MissingConfidence(SelfensError, RuntimeError):
+    """A weighted method needs confidences that are not cached, and may not compute them."""
+
+
+class Confidence:
+    """The confidence of each paraphrase prompt of a batch, read from the cache or computed (and
+    cached) with the model.
+
+    `generate(prompt, **kwargs) -> Decoded` decodes with the model (greedy unless `choose` samples),
+    `text(tokens) -> str` turns generated ids into an answer.
+    """
+
+    def __init__(
+        self,
+        settings: ConfidenceSettings,
+        cache: ConfidenceCache,
+        generate: Callable[..., Decoded],
+        text: Callable[[list[int]], str],
+        lemmatizer,
+        compute_missing: bool = True,
+    ):
+        self.settings, self.cache, self.compute_missing = settings, cache, compute_missing
+        self.generate, self.text, self.lemmatizer = generate, text, lemmatizer
+
+    def __call__(self, ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, DecodeCost]:
+        """Confidences of left-padded prompt rows ([R, L] ids and validity) -> ([R], what computing cost)."""
+        prompts = [row[mask].tolist() for row, mask in zip(ids, valid)]
+        keys = [self.cache.key(self.settings, p) for p in prompts]
+        missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None and key not in keys[:i]]
+        if missing and not self.compute_missing:
+            raise MissingConfidence(
+                f"{len(missing)} prompt(s) have no cached {self.settings.measure!r} confidence in {self.cache.path}. "
+                f"Compute them first with `selfens confidence --config <this config>`, "
+                f"or set model.init_args.compute_confidence: true."
+            )
+        spent = self._compute(ids[missing], valid[missing], [keys[i] for i in missing]) if missing else DecodeCost()
+        return torch.tensor([self.cache.get(k) for k in keys], dtype=torch.float32), spent
+
+    def _compute(self, ids, valid, keys: list[str]) -> DecodeCost:
+        greedy = self.generate(Prompt.left_padded(ids, valid))
+        spent = greedy.cost
+        answers = [self.text(t) for t in greedy.tokens]
+        for row, key in enumerate(keys):
+            if self.settings.measure == "token_prob":
+                value = mean_token_prob(greedy.token_probs[row])
+            else:
+                sampled = self._samples(ids[row], valid[row], key)
+                spent.add(sampled.cost)
+                value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
+            self.cache.put(key, value, greedy=answers[row], measure=self.settings.measure)
+        return spent
+
+    def _samples(self, ids, valid, key: str) -> Decoded:
+        """K sampled answers of one prompt; the generator is seeded from the cache key, so a value
+        does not depend on batching or on which process computed it."""
+        s = self.settings
+        generator = torch.Generator(device=ids.device).manual_seed(int(key[:15], 16) + s.seed)
+        return self.generate(
+            Prompt.left_padded(ids[None, valid], valid[None, valid]),
+            choose=sampler(s.temperature, s.top_k, s.top_p, generator),
+            max_new_tokens=s.max_new_tokens,
+            copies=s.num_samples,
+        )

@@ -9,28 +9,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfens.data.batch import ParaphraseBatch
+from selfens.decode import DecodeCost
 from selfens.errors import ConfigError
-from selfens.fusion import WEIGHTED
+from selfens.methods.base import Output
+from selfens.methods.logit import LogitFusion
 from selfens.writer import announce
+
+
+class ConfidencePass(LogitFusion):
+    """The confidences of a weighted LogitFusion config alone: a row of N values per example."""
+
+    predict_stage = "confidence"
+
+    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        cost = DecodeCost()
+        values = self.confidences(batch, cost).tolist()  # [B][N]
+        self.add_cost(Output([], confidence_cost=cost))
+        return [{"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)]
 
 
 def main(argv: list[str]) -> None:
     from selfens.cli import cli
-    from selfens.methods.logit import LogitFusion
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip() + "\n\nAll options of `selfens test` apply (config overrides such as --data.init_args.limit N).")
         return
     run = cli(argv, run=False)
-    model = run.model
-    if not isinstance(model, LogitFusion) or model.method not in WEIGHTED:
+    model, data = run.model, run.datamodule
+    if not isinstance(model, LogitFusion) or not model.fusion_rule.needs_weights:
         raise ConfigError(
             f"selfens confidence needs a weighted method (LogitFusion with fusion weighted_avg or "
             f"weighted_max); this config has {type(model).__name__} ({model.method})."
         )
-    model.confidence_only = True
-    run.trainer.predict(model, datamodule=run.datamodule, return_predictions=False)
+    job = ConfidencePass(**{k: v for k, v in model.hparams.items() if not k.startswith("_")})
+    data.connect(job.tokenizer, job.model_name)
+    run.trainer.predict(job, datamodule=data, return_predictions=False)
     folder = Path(run.trainer.log_dir or ".")
     if run.trainer.is_global_zero:
         announce(folder)
-        print(f"confidences ({model.hparams.confidence}) cached in {model.confidence_cache.path}")
+        print(f"confidences ({job.hparams.confidence}) cached in {job.confidence.cache.path}")

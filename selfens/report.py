@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from selfens.methods.scoring import METRICS
+from selfens.metrics.views import METRICS
 
 
 def collect(paths: list[str]) -> list[tuple[Path, dict]]:

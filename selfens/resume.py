@@ -36,11 +36,16 @@ def finished_rows(folder: str | Path) -> list[dict]:
     return [rows[i] for i in sorted(rows)]
 
 
-def check_rows(rows: list[dict], method: str, ids: list[str], folder) -> None:
-    """The rows must come from the same method on the same data (ids at the same positions)."""
+def check_method(rows: list[dict], method: str, folder) -> None:
+    """The rows must come from the same method."""
     for row in rows:
         if row["method"] != method:
             raise ConfigError(f"cannot resume from {folder}: it ran method {row['method']!r}, this run is {method!r}")
+
+
+def check_ids(rows: list[dict], ids: list[str], folder) -> None:
+    """The rows must come from the same data: their ids at the same positions."""
+    for row in rows:
         if row["index"] >= len(ids) or ids[row["index"]] != row["id"]:
             raise ConfigError(
                 f"cannot resume from {folder}: its example {row['index']} is {row['id']!r}, which is not "

@@ -77,7 +77,7 @@ class RunWriter(Callback):
             "carried_cost": carried,  # spent by the run it resumed
             "total_cost": {name: cost[name] + carried[name] for name in COSTS},
             "warnings": _warnings(rows),
-            "data_hash": getattr(data, "data_hash", None),
+            "data_hash": data.data_hash,
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
             "wall_time_s": round(time.time() - self.started, 3),
@@ -110,7 +110,7 @@ class RunWriter(Callback):
             self._start(trainer, module, "val")
 
     def on_predict_start(self, trainer, module):
-        self._start(trainer, module, "confidence" if getattr(module, "confidence_only", False) else "predict")
+        self._start(trainer, module, module.predict_stage)
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self._append(outputs, module)

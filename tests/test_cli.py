@@ -246,7 +246,7 @@ def test_per_prompt_views_nontrivial(own_answers):
     """Gold answers are chosen among the model's own per-paraphrase answers, so every view scores
     something: oracle must be 1, and each view must equal what predictions.jsonl implies."""
     from selfens.metrics import load_lemmatizer, normalize_answer
-    from selfens.methods.scoring import score
+    from selfens.metrics.views import score
 
     rows = read_jsonl(own_answers["run"] / "predictions.jsonl")
     metrics = json.loads((own_answers["run"] / "results.json").read_text())["metrics"]

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from selfens.confidence import ConfidenceCache, ConfidenceSettings, agreement, mean_token_prob
+from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, agreement, mean_token_prob
 from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.methods import LogitFusion
@@ -50,7 +50,7 @@ def module(path: str, folder, **kwargs) -> LogitFusion:
 
 
 def cache_lines(m: LogitFusion) -> list[dict]:
-    return [json.loads(line) for line in m.confidence_cache.path.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(line) for line in m.confidence.cache.path.read_text(encoding="utf-8").splitlines()]
 
 
 def _refuse(*args, **kwargs):
@@ -64,24 +64,24 @@ def test_cache_is_written_then_read_without_sampling(tiny_model_path, small, tmp
     batch = small
     first = module(tiny_model_path, tmp_path)
     calls = []
-    sample = LogitFusion._samples
+    sample = Confidence._samples
 
     def spy(self, *args, **kwargs):
         calls.append(1)
         return sample(self, *args, **kwargs)
 
-    monkeypatch.setattr(LogitFusion, "_samples", spy)
+    monkeypatch.setattr(Confidence, "_samples", spy)
     out1 = first.decode(batch)
     assert len(calls) == len(batch.ids) * N  # every prompt sampled once (the prompts all differ)
     lines = cache_lines(first)
-    assert first.confidence_cache.path.parent == tmp_path
+    assert first.confidence.cache.path.parent == tmp_path
     assert len(lines) == len(batch.ids) * N
     assert all({"key", "confidence", "greedy", "measure"} <= set(line) for line in lines)
     assert {line["measure"] for line in lines} == {"sampling"}
 
     # A second module on the same folder reads every value: the sampling path must not run.
-    monkeypatch.setattr(LogitFusion, "_samples", _refuse)
-    monkeypatch.setattr("selfens.methods.logit.sampler", _refuse)
+    monkeypatch.setattr(Confidence, "_samples", _refuse)
+    monkeypatch.setattr("selfens.confidence.sampler", _refuse)
     monkeypatch.setattr("selfens.decode.sampler", _refuse)
     second = module(tiny_model_path, tmp_path)
     out2 = second.decode(batch)
@@ -106,7 +106,7 @@ def test_missing_confidence_without_compute_raises(tiny_model_path, batch, tmp_p
 def test_other_sampling_settings_do_not_reuse_the_cache(tiny_model_path, batch, tmp_path, change):
     # Plant a value for every prompt under the default settings (no sampling needed) ...
     base = module(tiny_model_path, tmp_path, compute_confidence=False)
-    settings, cache = base.confidence_settings(), base.confidence_cache
+    settings, cache = base.confidence_settings(), base.confidence.cache
     ids, valid = batch.rows()
     for row, mask in zip(ids, valid):
         cache.put(cache.key(settings, row[mask].tolist()), 0.5)
@@ -121,7 +121,7 @@ def test_cache_keys(tiny_model_path, tmp_path):
     m = module(tiny_model_path, tmp_path, temperature=0.7, top_k=20, top_p=0.95)
     s = m.confidence_settings()
     assert s == ConfidenceSettings("sampling", 4, (), SAMPLES, 4, 0.7, 20, 0.95, 0)
-    cache, prompt = m.confidence_cache, [5, 6, 7]
+    cache, prompt = m.confidence.cache, [5, 6, 7]
     key = cache.key(s, prompt)
     assert cache.key(s, prompt) == key
     for changed in (

@@ -195,7 +195,7 @@ def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
 def test_scores_do_not_depend_on_the_order_of_batches():
     """Two batches, one where EM, F1 and lemma agree and one where they do not: either order must
     give the exact means of the per-example scores (compute groups once gave 0.5/0.5 in one order)."""
-    from selfens.methods.scoring import Scores, score
+    from selfens.metrics.views import Scores, score
     from selfens.metrics import load_lemmatizer
 
     lemmatizer = load_lemmatizer()

@@ -17,6 +17,7 @@ from selfens.data.encoding import encode_example
 from selfens.data.records import DataError, Record
 from selfens.errors import ConfigError
 from selfens.models import resolve
+from selfens.resume import check_ids
 from selfens.prompts import CuePlace, PromptFormat, render
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class ParaphraseDataModule(L.LightningDataModule):
     """Yields `ParaphraseBatch`es of records with `num_paraphrases` phrasings each.
 
     Subclasses implement `load_records` (and name their prompt format). The tokenizer and the
-    model's prompt defaults are only known late: `connect` takes them (the method module calls it).
+    model's prompt defaults are only known once the method module exists: `connect` takes them
+    (the selfens CLI calls it before running; so must any other caller).
     """
 
     def __init__(
@@ -63,7 +65,9 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.tokenizer = None
         self.model_name: Optional[str] = None
         self.examples: Optional[list[Example]] = None
-        self.skip: set[int] = set()  # indices already finished by a resumed run
+        self.data_hash: Optional[str] = None  # of what is evaluated, once encoded
+        self.finished: list[dict] = []  # rows a resumed run already has: not decoded again
+        self.resumed_from: Optional[str] = None
 
     # -- what subclasses provide -------------------------------------------------------------------
     def prompt_format(self) -> PromptFormat:
@@ -77,6 +81,10 @@ class ParaphraseDataModule(L.LightningDataModule):
     def connect(self, tokenizer, model_name: str) -> None:
         """Take the tokenizer and model name, known only once the method module exists."""
         self.tokenizer, self.model_name = tokenizer, model_name
+
+    def skip_finished(self, rows: list[dict], folder: str) -> None:
+        """Leave out the examples of `rows`, finished by the run in `folder` that this one resumes."""
+        self.finished, self.resumed_from = rows, folder
 
     @property
     def chat(self) -> bool:
@@ -96,9 +104,9 @@ class ParaphraseDataModule(L.LightningDataModule):
         if self.examples is not None:
             return
         if self.tokenizer is None:
-            module = self.trainer.lightning_module
-            self.connect(module.tokenizer, module.model_name)
+            raise RuntimeError(f"{type(self).__name__} has no tokenizer: call connect(tokenizer, model_name) before setup")
         self.examples = self.encode(self.load_records())
+        check_ids(self.finished, [e.id for e in self.examples], self.resumed_from)
         log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
 
     def encode(self, records: list[Record]) -> list[Example]:
@@ -131,8 +139,9 @@ class ParaphraseDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
-        trainer = getattr(self, "trainer", None)
-        examples = [e for e in self.examples if e.index not in self.skip]
+        trainer = self.trainer
+        done = {row["index"] for row in self.finished}
+        examples = [e for e in self.examples if e.index not in done]
         sampler = None
         if trainer is not None and trainer.world_size > 1:
             # Lightning's default test sampler pads ranks with duplicate examples; this one does

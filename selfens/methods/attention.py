@@ -51,6 +51,11 @@ class AttentionFusion(EnsembleModule):
             **kwargs: see EnsembleModule.
         """
         super().__init__(**kwargs)
+        if self.hparams.attn_implementation != "sdpa":
+            raise ConfigError(
+                f"AttentionFusion chooses the attention implementation from its backend (dense: sdpa, flex: "
+                f"FlexAttention); drop attn_implementation: {self.hparams.attn_implementation}, or set backend"
+            )
         self.layout, self.positions, self.first_token = layout, positions, first_token
         if FUSIONS[first_fusion].needs_weights:
             unweighted = ", ".join(name for name, rule in FUSIONS.items() if not rule.needs_weights)
@@ -59,12 +64,10 @@ class AttentionFusion(EnsembleModule):
         self.backend = backend
         self._mask_logged = False
 
-    def configure_model(self) -> None:
-        if self.lm is not None:
-            return
+    def attention_implementation(self) -> str:
+        # The backend decides: the packed mask must reach attention exactly as built.
         self.backend = self.backend or default_backend(self.target_device())
-        self.hparams.attn_implementation = attn_implementation(self.backend)
-        super().configure_model()
+        return attn_implementation(self.backend)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -13,9 +13,9 @@ from selfens import decode as decoding
 from selfens.decode import DecodeCost, Prompt
 from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
-from selfens.methods.scoring import Scores, ViewScores, score
+from selfens.metrics.views import Scores, ViewScores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
-from selfens.resume import check_rows, finished_cost, finished_rows
+from selfens.resume import check_method, finished_cost, finished_rows
 
 # The cost of a run, summed over batches and processes. Confidence work (weighted methods: greedy
 # answers and K samples per prompt) is named apart from the decode of the answers themselves.
@@ -48,6 +48,7 @@ class EnsembleModule(L.LightningModule):
     """Decodes multi-paraphrase batches; subclasses define `decode` and the views they score."""
 
     method: str = "base"
+    predict_stage: str = "predict"  # what results.json calls a predict run
 
     def __init__(
         self,
@@ -106,8 +107,6 @@ class EnsembleModule(L.LightningModule):
         if self.scores is None:
             self.scores = self.build_scores(data.num_paraphrases)
         if self.resumed_rows:
-            check_rows(self.resumed_rows, self.method, [e.id for e in data.examples], self.resumed_from)
-            data.skip = {row["index"] for row in self.resumed_rows}
             # Resumed rows are scored from their saved answers exactly as new ones are.
             for row in self.resumed_rows:
                 row.pop("scores", None)
@@ -117,6 +116,7 @@ class EnsembleModule(L.LightningModule):
     def resume_from(self, folder: str) -> None:
         """Keep the finished examples of an interrupted run in `folder`; decode only the others."""
         self.resumed_from, self.resumed_rows = str(folder), finished_rows(folder)
+        check_method(self.resumed_rows, self.method, folder)
         self.carried_cost = finished_cost(folder, COSTS)
 
     def _replay_resumed(self) -> None:
@@ -129,11 +129,15 @@ class EnsembleModule(L.LightningModule):
         """Where the model will run: the strategy's device, or the CPU without a Trainer."""
         return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
 
+    def attention_implementation(self) -> str:
+        """The transformers attention backend the model loads with."""
+        return self.hparams.attn_implementation
+
     def configure_model(self) -> None:
         if self.lm is not None:
             return
         dtype = resolve_dtype(self.hparams.dtype, self.target_device())
-        self.lm = load_model(self.model_name, dtype=dtype, attn_implementation=self.hparams.attn_implementation)
+        self.lm = load_model(self.model_name, dtype=dtype, attn_implementation=self.attention_implementation())
         self.lm.requires_grad_(False)
 
     @property

@@ -7,7 +7,7 @@ import math
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import Prompt
 from selfens.methods.base import EnsembleModule, Output
-from selfens.methods.scoring import METRICS, ViewScores, majority, score
+from selfens.metrics.views import METRICS, ViewScores, majority, score
 
 
 class Origin(EnsembleModule):

@@ -7,17 +7,12 @@ from typing import Optional
 
 import torch
 
-from selfens.confidence import ConfidenceCache, ConfidenceSettings, Measure, agreement, mean_token_prob
+from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
 from selfens.data.batch import ParaphraseBatch
-from selfens.errors import SelfensError
-from selfens.decode import DecodeCost, Decoded, Prompt, sampler
-from selfens.fusion import WEIGHTED, FusionName, bind, get_fusion
+from selfens.decode import DecodeCost, Prompt
+from selfens.fusion import FUSIONS, FusionName, bind
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
-
-
-class MissingConfidence(SelfensError, RuntimeError):
-    """A weighted method needs confidences that are not cached, and may not compute them."""
 
 
 class LogitFusion(EnsembleModule):
@@ -55,11 +50,24 @@ class LogitFusion(EnsembleModule):
             **kwargs: see EnsembleModule.
         """
         super().__init__(**kwargs)
-        self.fusion = get_fusion(fusion)
+        self.fusion_rule = FUSIONS[fusion]
         self.method = fusion
-        self.confidence_only = False  # set by `selfens confidence`
+        self.confidence: Optional[Confidence] = None  # weighted rules: made with the model, in configure_model
 
     # -- confidence --------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        super().configure_model()
+        if self.fusion_rule.needs_weights and self.confidence is None:
+            hp = self.hparams
+            self.confidence = Confidence(
+                self.confidence_settings(),
+                ConfidenceCache(Path(hp.confidence_dir or cache_dir() / "confidence"), self.model_name),
+                generate=self.generate,
+                text=self.text,
+                lemmatizer=self.lemmatizer,
+                compute_missing=hp.compute_confidence,
+            )
+
     def confidence_settings(self) -> ConfidenceSettings:
         config, hp = self.lm.generation_config, self.hparams
         pick = lambda ours, theirs, default: ours if ours is not None else (theirs if theirs is not None else default)
@@ -75,77 +83,22 @@ class LogitFusion(EnsembleModule):
             seed=0,
         )
 
-    @property
-    def confidence_cache(self) -> ConfidenceCache:
-        if getattr(self, "_cache", None) is None:
-            folder = self.hparams.confidence_dir or cache_dir() / "confidence"
-            self._cache = ConfidenceCache(Path(folder), self.model_name)
-        return self._cache
-
     def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
-        """Confidence of each paraphrase prompt, [B, N]; computes (and caches) what is missing,
-        adding what that costs to `cost`."""
-        settings, cache = self.confidence_settings(), self.confidence_cache
-        ids, valid = batch.rows()  # [B*N, L]
-        prompts = [row[mask].tolist() for row, mask in zip(ids, valid)]
-        keys = [cache.key(settings, p) for p in prompts]
-        missing = [i for i, key in enumerate(keys) if cache.get(key) is None and key not in keys[:i]]
-        if missing and not self.hparams.compute_confidence:
-            raise MissingConfidence(
-                f"{len(missing)} prompt(s) have no cached {settings.measure!r} confidence in {cache.path}. "
-                f"Compute them first with `selfens confidence --config <this config>`, "
-                f"or set model.init_args.compute_confidence: true."
-            )
-        if missing:
-            spent = self._compute_confidences(ids[missing], valid[missing], [keys[i] for i in missing], settings)
-            if cost is not None:
-                cost.add(spent)
-        values = torch.tensor([cache.get(k) for k in keys], dtype=torch.float32)
+        """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to `cost`."""
+        values, spent = self.confidence(*batch.rows())  # rows: [B*N, L]
+        if cost is not None:
+            cost.add(spent)
         return values.view(len(batch.ids), batch.num_paraphrases)
-
-    def _compute_confidences(self, ids, valid, keys, settings: ConfidenceSettings) -> DecodeCost:
-        greedy = self.generate(Prompt.left_padded(ids, valid))
-        spent = greedy.cost
-        answers = [self.text(t) for t in greedy.tokens]
-        for row, key in enumerate(keys):
-            if settings.measure == "token_prob":
-                value = mean_token_prob(greedy.token_probs[row])
-            else:
-                sampled = self._samples(ids[row], valid[row], key, settings)
-                spent.add(sampled.cost)
-                value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
-            self.confidence_cache.put(key, value, greedy=answers[row], measure=settings.measure)
-        return spent
-
-    def _samples(self, ids, valid, key: str, settings: ConfidenceSettings) -> Decoded:
-        """K sampled answers of one prompt; the generator is seeded from the cache key, so a value
-        does not depend on batching or on which process computed it."""
-        k = settings.num_samples
-        generator = torch.Generator(device=ids.device).manual_seed(int(key[:15], 16) + settings.seed)
-        return self.generate(
-            Prompt.left_padded(ids[None, valid], valid[None, valid]),
-            choose=sampler(settings.temperature, settings.top_k, settings.top_p, generator),
-            max_new_tokens=settings.max_new_tokens,
-            copies=k,
-        )
 
     # -- decoding ----------------------------------------------------------------------------------
     def decode(self, batch: ParaphraseBatch) -> Output:
         confidence_cost = DecodeCost()
-        weights = self.confidences(batch, confidence_cost) if self.method in WEIGHTED else None  # [B, N]
+        weights = self.confidences(batch, confidence_cost) if self.fusion_rule.needs_weights else None  # [B, N]
         ids, valid = batch.rows()  # [B*N, L], example-major
         decoded = self.generate(
             Prompt.left_padded(ids, valid),
             rows_per_example=batch.num_paraphrases,
-            fuse=bind(self.fusion, None if weights is None else weights.to(ids.device)),
+            fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(ids.device)),
         )
         extra = [{"weights": [round(w, 4) for w in row]} for row in weights.tolist()] if weights is not None else []
         return Output([self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost)
-
-    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
-        if not self.confidence_only:
-            return super().predict_step(batch, batch_idx)
-        cost = DecodeCost()
-        weights = self.confidences(batch, cost).tolist()
-        self.add_cost(Output([], confidence_cost=cost))
-        return [{"index": int(i), "id": id_, "confidences": w} for i, id_, w in zip(batch.index.tolist(), batch.ids, weights)]

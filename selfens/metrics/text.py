@@ -42,22 +42,13 @@ class MeanScore(Metric):
     def update(self, scores: Tensor) -> None:
         self.scores.append(scores.detach().to(torch.float64).flatten())
 
-    @property
-    def count(self) -> int:
-        """Examples seen (by this process, before a sync)."""
-        return sum(s.numel() for s in self.scores) if isinstance(self.scores, list) else self.scores.numel()
-
     def compute(self) -> Tensor:
         """Mean score so far; NaN before any update."""
         scores = dim_zero_cat(self.scores) if len(self.scores) else torch.zeros(0, dtype=torch.float64)
         return _mean_compute(scores)
 
 
-class _MeanAnswerScore(MeanScore):
-    """A MeanScore whose `update` scores predictions against gold aliases."""
-
-
-class ExactMatch(_MeanAnswerScore):
+class ExactMatch(MeanScore):
     """Fraction of predictions equal to some gold alias after SQuAD v1.1 normalisation."""
 
     def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
@@ -65,7 +56,7 @@ class ExactMatch(_MeanAnswerScore):
         super().update(_exact_match_update(preds, targets))
 
 
-class F1Score(_MeanAnswerScore):
+class F1Score(MeanScore):
     """Mean SQuAD v1.1 token F1 against the best gold alias."""
 
     def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
@@ -73,7 +64,7 @@ class F1Score(_MeanAnswerScore):
         super().update(_f1_update(preds, targets))
 
 
-class LemmaMatch(_MeanAnswerScore):
+class LemmaMatch(MeanScore):
     """Fraction of predictions whose lemmas contain some gold alias's lemmas as a contiguous run.
 
     Args:

@@ -54,7 +54,7 @@ def fused_tokens(m: LogitFusion, batch: ParaphraseBatch) -> list[list[int]]:
     """The token ids LogitFusion.decode generates (the same call, without the text step)."""
     weights = m.confidences(batch) if m.method in WEIGHTED else None
     return m.generate(
-        Prompt.left_padded(*batch.rows()), rows_per_example=batch.num_paraphrases, fuse=bind(m.fusion, weights)
+        Prompt.left_padded(*batch.rows()), rows_per_example=batch.num_paraphrases, fuse=bind(m.fusion_rule.fn, weights)
     ).tokens
 
 
@@ -230,7 +230,7 @@ def test_weighted_max_equals_most_confident_paraphrase_alone(tiny_model_path, ba
 def test_weighted_avg_with_equal_confidences_equals_avg(tiny_model_path, batch3, tmp_path):
     # Equal confidences, planted in the cache; compute_confidence=False proves that they are used.
     m = fusion_module(tiny_model_path, "weighted_avg", tmp_path, compute_confidence=False)
-    settings, cache = m.confidence_settings(), m.confidence_cache
+    settings, cache = m.confidence_settings(), m.confidence.cache
     for b in range(len(batch3.ids)):
         for k in range(batch3.num_paraphrases):
             cache.put(cache.key(settings, single_prompt(batch3, b, k)), 0.25)
