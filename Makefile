@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO := demo-$(shell date +%Y%m%d-%H%M%S)
 DEMO_METHODS := origin per_prompt avg attention
 
-.PHONY: install demo test clean
+.PHONY: install demo lint test clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,7 +26,11 @@ demo: install
 	done
 	$(VENV)/bin/selfens report lightning_logs/$(DEMO)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check selfens tests
+	$(VENV)/bin/ruff format --check selfens tests
+
+test: lint
 	$(PY) -m pytest -q
 
 clean:

@@ -37,7 +37,10 @@ COMMAND_HELP = {
     "test": ("evaluate: metrics, predictions.jsonl, results.json", "selfens test --config configs/pararel/origin.yaml"),
     "predict": ("decode only: predictions.jsonl", "selfens predict --config configs/pararel/avg.yaml"),
     "validate": ("like test, logged as val/", "selfens validate --config configs/pararel/origin.yaml"),
-    "confidence": ("compute and cache a weighted method's confidences", "selfens confidence --config configs/pararel/weighted_avg.yaml"),
+    "confidence": (
+        "compute and cache a weighted method's confidences",
+        "selfens confidence --config configs/pararel/weighted_avg.yaml",
+    ),
     "mask": ("draw the attention mask of one example", "selfens mask --config configs/pararel/attention.yaml"),
     "report": ("one table over finished runs", "selfens report lightning_logs/<name>"),
 }
@@ -87,7 +90,11 @@ def explain_parse_error(message: str, parser) -> str:
         return f"unknown option {name!r}" + _closest(name, [o.lstrip("-").split(".")[-1] for o in own])
     invalid = re.search(r"invalid choice: '([^']+)'", message)
     if invalid:
-        return f"unknown command {invalid.group(1)!r}" + _closest(invalid.group(1), list(COMMAND_HELP)) + " (selfens --help lists them)"
+        return (
+            f"unknown command {invalid.group(1)!r}"
+            + _closest(invalid.group(1), list(COMMAND_HELP))
+            + " (selfens --help lists them)"
+        )
     key = re.match(r'Parser key "([^"]+)":\s*(.*)', message, re.S)
     if key:  # a bad value; nested parsers wrap an inner one's (already explained) reason in "- ..."
         name, body = key.groups()
@@ -99,7 +106,9 @@ def explain_parse_error(message: str, parser) -> str:
             reason = re.sub(r"\. Got value: .*", "", reason).replace("Expected a ", "expected ")
             reason += f", got {given.group(1).strip()!r}" if given else ""
         inner = re.match(r"([\w.]+): (.*)", reason, re.S)
-        return f"{name}.{inner.group(1)}: {inner.group(2)}" if inner and " " not in inner.group(1) else f"{name}: {reason}"
+        return (
+            f"{name}.{inner.group(1)}: {inner.group(2)}" if inner and " " not in inner.group(1) else f"{name}: {reason}"
+        )
     return " ".join(line.strip() for line in message.strip().splitlines()[:2])
 
 
@@ -119,7 +128,9 @@ class SelfensCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
-            "--resume", type=Optional[str], default=None,
+            "--resume",
+            type=Optional[str],
+            default=None,
             help="A run folder (lightning_logs/<name>/version_<k>) of an interrupted run: its finished "
             "examples are kept (and counted in the metrics), only the rest are decoded.",
         )
@@ -173,6 +184,7 @@ class SelfensCLI(LightningCLI):
         kwargs.setdefault("description", DESCRIPTION)
         kwargs.setdefault("formatter_class", RawDescriptionHelpFormatter)
         return super().init_parser(**kwargs)
+
 
 def cli(args=None, run: bool = True) -> SelfensCLI:
     return SelfensCLI(

@@ -26,14 +26,19 @@ class ConfidencePass(LogitFusion):
         cost = DecodeCost()
         values = self.confidences(batch, cost).tolist()  # [B][N]
         self.add_cost(Output([], confidence_cost=cost))
-        return [{"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)]
+        return [
+            {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
+        ]
 
 
 def main(argv: list[str]) -> None:
     from selfens.cli import cli
 
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__.strip() + "\n\nAll options of `selfens test` apply (config overrides such as --data.init_args.limit N).")
+        print(
+            __doc__.strip()
+            + "\n\nAll options of `selfens test` apply (config overrides such as --data.init_args.limit N)."
+        )
         return
     run = cli(argv, run=False)
     model, data = run.model, run.datamodule

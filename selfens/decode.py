@@ -33,7 +33,9 @@ def greedy(logits: Tensor) -> Tensor:
     return logits.argmax(-1)
 
 
-def sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None) -> Choose:
+def sampler(
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None
+) -> Choose:
     """Sample from softmax(logits / temperature), restricted to the top_k tokens (0: all) and then
     to the smallest set whose probability reaches top_p (transformers' order of warpers)."""
 

@@ -73,18 +73,18 @@ def main(argv: list[str]) -> None:
         packed, problem = pack(batch.segments, model.layout, model.tokenizer.pad_token_id), str(err)
 
     mask, labels = extend_with_generated(packed, 0, opts.generated)
-    settings = (
-        f"layout: {model.layout}  positions: {model.positions}  "
-        f"first_token: {model.first_token}"
-        + (f" (fused with {model.hparams.first_fusion})" if model.first_token == "block_ends" else "")
+    settings = f"layout: {model.layout}  positions: {model.positions}  first_token: {model.first_token}" + (
+        f" (fused with {model.hparams.first_fusion})" if model.first_token == "block_ends" else ""
     )
     title = f"example {opts.index} ({example.id}), N={len(example.segments.blocks)}\n{settings}"
     out = opts.out or Path("lightning_logs") / f"mask_{model.layout}_{opts.index}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     mask_figure(mask, labels, title).savefig(out)
 
-    print(f"example {opts.index} ({example.id}): {len(example.segments.blocks)} paraphrases, "
-          f"{int(packed.valid.sum())} packed tokens + {opts.generated} generated")
+    print(
+        f"example {opts.index} ({example.id}): {len(example.segments.blocks)} paraphrases, "
+        f"{int(packed.valid.sum())} packed tokens + {opts.generated} generated"
+    )
     print(mask_text(mask, labels))
     print(settings)
     if problem:

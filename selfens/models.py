@@ -186,9 +186,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementatio
     """A causal LM in eval mode. `attn_implementation`: "sdpa" (dense masks) or "flex_attention"."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path(name), dtype=dtype, attn_implementation=attn_implementation
-    )
+    model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=dtype, attn_implementation=attn_implementation)
     return model.eval()
 
 

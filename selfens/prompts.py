@@ -50,9 +50,7 @@ FORMATS: dict[str, PromptFormat] = {
         separator="\n\n",
     ),
     # The template cut before [Y]; shots are completed sentences; the model continues the text.
-    "completion": PromptFormat(
-        instruction="", block="{query}", shot="{query} {answer}{tail}", cue="", separator="\n"
-    ),
+    "completion": PromptFormat(instruction="", block="{query}", shot="{query} {answer}{tail}", cue="", separator="\n"),
 }
 
 
@@ -78,7 +76,7 @@ def render(
         content = head + "".join(shot_texts) + query + fmt.cue
         full = chat(content)
         start = full.index(content)
-        opening, closing = full[:start], full[start + len(content):]
+        opening, closing = full[:start], full[start + len(content) :]
     return [
         ("instruction", opening + head),
         *(("shot", text) for text in shot_texts),

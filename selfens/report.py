@@ -33,22 +33,28 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
                 views.setdefault(parts[1], {})[parts[2]] = value
         cost = r.get("total_cost", r.get("cost", {}))
         for view, values in views.items():
-            table.append([
-                str(folder), r["method"], view,
-                *(f"{100 * values.get(m, float('nan')):.1f}" for m in METRICS),
-                str(r.get("num_examples", "")),
-                f"{cost.get('prefill_tokens', 0):.0f}",
-                f"{cost.get('forward_calls', 0):.0f}",
-                f"{cost.get('decode_seconds', 0):.1f}",
-                f"{cost.get('confidence_seconds', 0):.1f}",
-            ])
+            table.append(
+                [
+                    str(folder),
+                    r["method"],
+                    view,
+                    *(f"{100 * values.get(m, float('nan')):.1f}" for m in METRICS),
+                    str(r.get("num_examples", "")),
+                    f"{cost.get('prefill_tokens', 0):.0f}",
+                    f"{cost.get('forward_calls', 0):.0f}",
+                    f"{cost.get('decode_seconds', 0):.1f}",
+                    f"{cost.get('confidence_seconds', 0):.1f}",
+                ]
+            )
     return table
 
 
 def format_table(table: list[list[str]]) -> str:
     header = ["run", "method", "view", "EM", "F1", "lemma", "n", "prefill tok", "forwards", "decode s", "conf s"]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
-    line = lambda cells: "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    line = lambda cells: "  ".join(
+        str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in table])
 
 

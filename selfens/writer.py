@@ -54,7 +54,9 @@ class RunWriter(Callback):
         if not trainer.is_global_zero:
             return
         rows = finished_rows(self.folder)  # every rank's rows, in dataset order
-        _write_atomic(self.folder / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        _write_atomic(
+            self.folder / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        )
         scored = self.stage in ("test", "val")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{self.stage}/")}
         results = self._results(trainer, module, rows, metrics if scored else None, cost)
@@ -93,7 +95,11 @@ class RunWriter(Callback):
         logger = trainer.logger
         if logger is None:
             return
-        params = {"method": module.method, **dict(module.hparams), **{f"data.{k}": v for k, v in _data_config(trainer.datamodule).items()}}
+        params = {
+            "method": module.method,
+            **dict(module.hparams),
+            **{f"data.{k}": v for k, v in _data_config(trainer.datamodule).items()},
+        }
         logger.log_hyperparams(params, {**metrics, **{f"cost/{k}": v for k, v in cost.items()}})
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_text") and rows and "prediction" in rows[0]:

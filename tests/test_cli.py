@@ -90,7 +90,9 @@ def runs(tiny_model_path, tmp_path_factory):
 @pytest.mark.parametrize("run", ["origin", "per_prompt", "predict"])
 def test_run_folder_files(runs, run):
     folder = runs[run]
-    assert folder.is_dir(), f"no run folder {folder}; found {sorted(p.relative_to(runs['root']) for p in runs['root'].rglob('*'))}"
+    assert folder.is_dir(), (
+        f"no run folder {folder}; found {sorted(p.relative_to(runs['root']) for p in runs['root'].rglob('*'))}"
+    )
     assert (folder / "config.yaml").is_file()
     assert (folder / "predictions.jsonl").is_file()
     assert not list(folder.glob("predictions.rank*.jsonl")), "per-rank files should be merged and removed"
@@ -120,7 +122,9 @@ def test_origin_results(runs):
     assert set(results["metrics"]) == {f"test/origin/{m}" for m in METRICS}
     rows = read_jsonl(runs["origin"] / "predictions.jsonl")
     for m in METRICS:  # the logged metric is the mean of the per-example scores
-        assert results["metrics"][f"test/origin/{m}"] == pytest.approx(sum(r["scores"]["origin"][m] for r in rows) / LIMIT, abs=1e-6)
+        assert results["metrics"][f"test/origin/{m}"] == pytest.approx(
+            sum(r["scores"]["origin"][m] for r in rows) / LIMIT, abs=1e-6
+        )
     assert results["cost"]["prefill_tokens"] > 0
     assert results["cost"]["forward_calls"] > 0
     assert isinstance(results["data_hash"], str) and len(results["data_hash"]) == 64
@@ -198,10 +202,34 @@ def test_per_prompt_p1_equals_origin(runs):
 
 # Very different wordings, so that the random tiny model answers them differently.
 QUESTIONS = [
-    ["what does jamaican people speak?", "which language is spoken in jamaica?", "the capital of France is what city?", "where is Tokyo located?", "who works in Berlin?"],
-    ["where was Allan Peiper born?", "Paul Mounsey is originally from where?", "what is the capital of Germany?", "which city plays the country?", "the a an of in"],
-    ["capital city country language", "born located capital", "Predict the word", "Answer the question", "Tokyo Japan Paris"],
-    ["what is the capital of France?", "France capital?", "name the capital of France", "Paris is the capital of which country?", "which country speaks Jamaican English?"],
+    [
+        "what does jamaican people speak?",
+        "which language is spoken in jamaica?",
+        "the capital of France is what city?",
+        "where is Tokyo located?",
+        "who works in Berlin?",
+    ],
+    [
+        "where was Allan Peiper born?",
+        "Paul Mounsey is originally from where?",
+        "what is the capital of Germany?",
+        "which city plays the country?",
+        "the a an of in",
+    ],
+    [
+        "capital city country language",
+        "born located capital",
+        "Predict the word",
+        "Answer the question",
+        "Tokyo Japan Paris",
+    ],
+    [
+        "what is the capital of France?",
+        "France capital?",
+        "name the capital of France",
+        "Paris is the capital of which country?",
+        "which country speaks Jamaican English?",
+    ],
     ["is it?", "was it?", "who?", "when?", "from where?"],
     ["the capital of Germany", "Berlin is located in", "Tokyo is located in", "the language of Jamaica", "Paris is in"],
     ["speaks", "works in the city of", "plays for", "was born in", "is from"],
@@ -215,18 +243,36 @@ def own_answers_data(model: str, folder: Path, batch_size: int = 2) -> tuple[Pat
     from selfens.metrics import normalize_answer
 
     data = folder / "q.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "paraphrases": ps, "answers": ["unused"]}) + "\n" for i, ps in enumerate(QUESTIONS)))
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "paraphrases": ps, "answers": ["unused"]}) + "\n"
+            for i, ps in enumerate(QUESTIONS)
+        )
+    )
     args = [
-        "--config", PER_PROMPT, "--model.init_args.model", model,
-        "--data", "selfens.data.JsonlQuestions", "--data.init_args.path", data, "--data.init_args.num_shots", 0,
-        "--data.init_args.format", "completion", "--data.init_args.prompt_style", "raw",
-        "--data.init_args.batch_size", batch_size, *quiet(),
+        "--config",
+        PER_PROMPT,
+        "--model.init_args.model",
+        model,
+        "--data",
+        "selfens.data.JsonlQuestions",
+        "--data.init_args.path",
+        data,
+        "--data.init_args.num_shots",
+        0,
+        "--data.init_args.format",
+        "completion",
+        "--data.init_args.prompt_style",
+        "raw",
+        "--data.init_args.batch_size",
+        batch_size,
+        *quiet(),
     ]
     selfens("predict", *args, "--trainer.logger.init_args.save_dir", folder / "first")
     first = read_jsonl(folder / "first" / logger_name(PER_PROMPT) / "version_0" / "predictions.jsonl")
     lines = []
     for i, (row, paraphrases) in enumerate(zip(first, QUESTIONS)):
-        candidates = [p for p in row["per_paraphrase"][i % 5:] + row["per_paraphrase"] if normalize_answer(p)]
+        candidates = [p for p in row["per_paraphrase"][i % 5 :] + row["per_paraphrase"] if normalize_answer(p)]
         assert candidates, f"the tiny model gave only empty answers for {row['id']}"
         lines.append(json.dumps({"id": row["id"], "paraphrases": paraphrases, "answers": [candidates[0]]}) + "\n")
     data.write_text("".join(lines))
@@ -285,8 +331,14 @@ def test_metrics_do_not_depend_on_batch_size(own_answers):
     base = json.loads((own_answers["run"] / "results.json").read_text())["metrics"]
     for batch_size in (1, len(QUESTIONS)):
         save_dir = own_answers["folder"] / f"batch{batch_size}"
-        selfens("test", *own_answers["args"], "--data.init_args.batch_size", batch_size,
-                "--trainer.logger.init_args.save_dir", save_dir)
+        selfens(
+            "test",
+            *own_answers["args"],
+            "--data.init_args.batch_size",
+            batch_size,
+            "--trainer.logger.init_args.save_dir",
+            save_dir,
+        )
         run = save_dir / logger_name(PER_PROMPT) / "version_0"
         rows = read_jsonl(run / "predictions.jsonl")
         assert [r["per_paraphrase"] for r in rows] == [r["per_paraphrase"] for r in base_rows], batch_size
@@ -324,8 +376,16 @@ def test_report_without_runs(tmp_path):
 def test_unknown_model_lists_known_names(tmp_path, capsys):
     from selfens.models import MODELS
 
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.model", "no_such_model",
-                            "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "test",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        "no_such_model",
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "no_such_model" in message
     for name in MODELS:
         assert name in message
@@ -350,8 +410,9 @@ def _env() -> dict:
 
 @pytest.mark.slow
 def test_python_m_selfens_help_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "selfens", "--help"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "selfens", "--help"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "predict" in proc.stdout and "test" in proc.stdout
 
@@ -361,9 +422,23 @@ def test_unknown_model_exit_status(tmp_path):
     from selfens.models import MODELS
 
     proc = subprocess.run(
-        [sys.executable, "-m", "selfens", "test", "--config", str(ORIGIN), "--model.init_args.model", "no_such_model",
-         "--trainer.logger.init_args.save_dir", str(tmp_path)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "selfens",
+            "test",
+            "--config",
+            str(ORIGIN),
+            "--model.init_args.model",
+            "no_such_model",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "Unknown model 'no_such_model'" in proc.stderr
@@ -375,8 +450,16 @@ def test_attention_logs_its_mask_image(tiny_model_path, tmp_path):
 
     config = Path("configs/pararel/attention.yaml")
     selfens(
-        "test", "--config", config, "--model.init_args.model", tiny_model_path, "--data.init_args.limit", 3,
-        "--trainer.logger.init_args.save_dir", tmp_path, *quiet(),
+        "test",
+        "--config",
+        config,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        3,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+        *quiet(),
     )
     run = tmp_path / logger_name(config) / "version_0"
     acc = EventAccumulator(str(run), size_guidance={"images": 0})

@@ -102,7 +102,10 @@ def test_missing_confidence_without_compute_raises(tiny_model_path, batch, tmp_p
     assert not (tmp_path / "empty").exists()
 
 
-@pytest.mark.parametrize("change", [{"num_samples": SAMPLES * 2}, {"temperature": 0.5}, {"top_k": 5}, {"top_p": 0.9}, {"sample_max_new_tokens": 3}])
+@pytest.mark.parametrize(
+    "change",
+    [{"num_samples": SAMPLES * 2}, {"temperature": 0.5}, {"top_k": 5}, {"top_p": 0.9}, {"sample_max_new_tokens": 3}],
+)
 def test_other_sampling_settings_do_not_reuse_the_cache(tiny_model_path, batch, tmp_path, change):
     # Plant a value for every prompt under the default settings (no sampling needed) ...
     base = module(tiny_model_path, tmp_path, compute_confidence=False)
@@ -110,7 +113,9 @@ def test_other_sampling_settings_do_not_reuse_the_cache(tiny_model_path, batch, 
     ids, valid = batch.rows()
     for row, mask in zip(ids, valid):
         cache.put(cache.key(settings, row[mask].tolist()), 0.5)
-    assert torch.equal(module(tiny_model_path, tmp_path, compute_confidence=False).confidences(batch), torch.full((4, N), 0.5))
+    assert torch.equal(
+        module(tiny_model_path, tmp_path, compute_confidence=False).confidences(batch), torch.full((4, N), 0.5)
+    )
     # ... which a module with other sampling settings must not use.
     other = module(tiny_model_path, tmp_path, compute_confidence=False, **change)
     with pytest.raises(RuntimeError, match="selfens confidence"):

@@ -67,11 +67,24 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
     init_args = yaml.safe_load(path.read_text())["model"].get("init_args") or {}
     # Keep sampling-based settings small (100 samples of 20 tokens per prompt take ~30 s here).
     shrink = [f"--model.init_args.{k}={v}" for k, v in SMALL.items() if k in init_args]
-    main([
-        "test", "--config", str(path), "--model.init_args.model", tiny_model_path, *shrink,
-        "--data.init_args.limit", "3", "--data.init_args.batch_size", "2",
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false",
-    ])
+    main(
+        [
+            "test",
+            "--config",
+            str(path),
+            "--model.init_args.model",
+            tiny_model_path,
+            *shrink,
+            "--data.init_args.limit",
+            "3",
+            "--data.init_args.batch_size",
+            "2",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     found = list((tmp_path / "logs").rglob("results.json"))
     assert len(found) == 1, found
     results = json.loads(found[0].read_text())

@@ -15,10 +15,23 @@ PER_PROMPT = ROOT / "configs" / "pararel" / "per_prompt.yaml"
 
 def weighted(command: str, model: str, tmp_path: Path, save_dir: str, *extra) -> Path:
     selfens(
-        command, "--config", WEIGHTED, "--model.init_args.model", model, "--data.init_args.limit", 4,
-        "--data.init_args.batch_size", 2, "--model.init_args.num_samples", 4,
-        "--model.init_args.confidence_dir", tmp_path / "confidence",
-        "--trainer.logger.init_args.save_dir", tmp_path / save_dir, *quiet(), *extra,
+        command,
+        "--config",
+        WEIGHTED,
+        "--model.init_args.model",
+        model,
+        "--data.init_args.limit",
+        4,
+        "--data.init_args.batch_size",
+        2,
+        "--model.init_args.num_samples",
+        4,
+        "--model.init_args.confidence_dir",
+        tmp_path / "confidence",
+        "--trainer.logger.init_args.save_dir",
+        tmp_path / save_dir,
+        *quiet(),
+        *extra,
     )
     return tmp_path / save_dir / logger_name(WEIGHTED) / "version_0"
 
@@ -53,7 +66,15 @@ def test_weighted_run_counts_its_confidence_work(tiny_model_path, tmp_path):
 
 
 def test_resumed_run_records_both_costs(tiny_model_path, tmp_path):
-    common = ["--model.init_args.model", tiny_model_path, "--data.init_args.limit", 6, "--data.init_args.batch_size", 2, *quiet()]
+    common = [
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        6,
+        "--data.init_args.batch_size",
+        2,
+        *quiet(),
+    ]
     selfens("test", "--config", PER_PROMPT, *common, "--trainer.logger.init_args.save_dir", tmp_path / "full")
     full = tmp_path / "full" / logger_name(PER_PROMPT) / "version_0"
     whole = json.loads((full / "results.json").read_text())["cost"]
@@ -66,7 +87,16 @@ def test_resumed_run_records_both_costs(tiny_model_path, tmp_path):
     first_batch = {name: (value / 3 if name.endswith("tokens") else 1.0) for name, value in whole.items()}
     (crashed / "cost.rank0.json").write_text(json.dumps(first_batch))
 
-    selfens("test", "--config", PER_PROMPT, *common, "--resume", crashed, "--trainer.logger.init_args.save_dir", tmp_path / "resumed")
+    selfens(
+        "test",
+        "--config",
+        PER_PROMPT,
+        *common,
+        "--resume",
+        crashed,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path / "resumed",
+    )
     results = json.loads((tmp_path / "resumed" / logger_name(PER_PROMPT) / "version_0" / "results.json").read_text())
     assert results["carried_cost"] == first_batch
     assert 0 < results["cost"]["prefill_tokens"] < whole["prefill_tokens"]

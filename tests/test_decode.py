@@ -20,9 +20,12 @@ def _batch(tokenizer, texts):
 def _generate(model, tokenizer, texts, max_new_tokens):
     ids, valid = _batch(tokenizer, texts)
     out = model.generate(
-        input_ids=ids, attention_mask=valid.long(), max_new_tokens=max_new_tokens, do_sample=False,
+        input_ids=ids,
+        attention_mask=valid.long(),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
-    )[:, ids.shape[1]:]
+    )[:, ids.shape[1] :]
     eos = set(eos_token_ids(model, tokenizer))
     result = []
     for row in out.tolist():
@@ -34,7 +37,9 @@ def _generate(model, tokenizer, texts, max_new_tokens):
 def _ours(model, tokenizer, texts, max_new_tokens):
     ids, valid = _batch(tokenizer, texts)
     return decode(
-        model, Prompt.left_padded(ids, valid), max_new_tokens=max_new_tokens,
+        model,
+        Prompt.left_padded(ids, valid),
+        max_new_tokens=max_new_tokens,
         eos_ids=eos_token_ids(model, tokenizer),
     ).tokens
 
@@ -56,7 +61,10 @@ def test_stop_callback_ends_one_example(tiny):
     full = _ours(model, tokenizer, PROMPTS, 8)
     ids, valid = _batch(tokenizer, PROMPTS)
     stopped = decode(
-        model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=[],
+        model,
+        Prompt.left_padded(ids, valid),
+        max_new_tokens=8,
+        eos_ids=[],
         stop=lambda b, toks: b == 1 and len(toks) == 3,
     ).tokens
     assert stopped[1] == full[1][:3]
@@ -79,7 +87,9 @@ def test_copies_repeat_each_prompt_greedy(tiny):
     ids, valid = _batch(tokenizer, PROMPTS)
     plain = _ours(model, tokenizer, PROMPTS, 8)
     assert all(plain)
-    out = decode(model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=eos_token_ids(model, tokenizer), copies=k)
+    out = decode(
+        model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=eos_token_ids(model, tokenizer), copies=k
+    )
     assert len(out.tokens) == len(PROMPTS) * k
     # Prompt-major: example b is copy b % k of prompt b // k.
     assert out.tokens == [t for t in plain for _ in range(k)]
@@ -92,7 +102,11 @@ def test_copies_with_one_copy_stopped_early(tiny):
     ids, valid = _batch(tokenizer, PROMPTS)
     plain = _ours(model, tokenizer, PROMPTS, 8)
     out = decode(
-        model, Prompt.left_padded(ids, valid), max_new_tokens=8, eos_ids=eos_token_ids(model, tokenizer), copies=k,
+        model,
+        Prompt.left_padded(ids, valid),
+        max_new_tokens=8,
+        eos_ids=eos_token_ids(model, tokenizer),
+        copies=k,
         stop=lambda b, toks: b == 4 and len(toks) == 2,  # copy 1 of prompt 1
     )
     expected = [t for t in plain for _ in range(k)]
@@ -111,7 +125,11 @@ def _sampled(model, tokenizer, seed, **kwargs):
     ids, valid = _batch(tokenizer, PROMPTS)
     generator = torch.Generator().manual_seed(seed)
     return decode(
-        model, Prompt.left_padded(ids, valid), max_new_tokens=6, eos_ids=[], copies=4,
+        model,
+        Prompt.left_padded(ids, valid),
+        max_new_tokens=6,
+        eos_ids=[],
+        copies=4,
         choose=sampler(generator=generator, **kwargs),
     ).tokens
 
@@ -125,10 +143,12 @@ def test_seeded_sampling_through_decode_is_reproducible(tiny):
 
 
 # Logits of 2 rows over 8 tokens, no ties; probabilities of row 0: .5, .3, .15, .05, then ~0.
-_PROBS = torch.tensor([
-    [0.5, 0.3, 0.15, 0.05, 4e-9, 3e-9, 2e-9, 1e-9],
-    [0.02, 0.03, 0.05, 0.1, 0.12, 0.18, 0.2, 0.3],
-])
+_PROBS = torch.tensor(
+    [
+        [0.5, 0.3, 0.15, 0.05, 4e-9, 3e-9, 2e-9, 1e-9],
+        [0.02, 0.03, 0.05, 0.1, 0.12, 0.18, 0.2, 0.3],
+    ]
+)
 _LOGITS = _PROBS.log()
 
 
@@ -162,7 +182,9 @@ def test_sampler_top_k_with_high_temperature():
     assert set(draws[:, 1].tolist()) == {7, 6}
 
 
-@pytest.mark.parametrize("top_p, kept", [(0.01, {0}), (0.45, {0}), (0.7, {0, 1}), (0.9, {0, 1, 2}), (0.97, {0, 1, 2, 3})])
+@pytest.mark.parametrize(
+    "top_p, kept", [(0.01, {0}), (0.45, {0}), (0.7, {0, 1}), (0.9, {0, 1, 2}), (0.97, {0, 1, 2, 3})]
+)
 def test_sampler_respects_top_p(top_p, kept):
     # The smallest set of most likely tokens whose probability reaches top_p (row 0).
     draws = _draws(sampler(1.0, 0, top_p, torch.Generator().manual_seed(0)), logits=_LOGITS[:1])

@@ -53,8 +53,14 @@ def _run(stage: str, args: list, save_dir: Path, devices: int) -> Path:
     if devices > 1:
         trainer += ["--trainer.strategy", "ddp"]
     command = [
-        *_console_script(), stage, *map(str, args), *trainer,
-        "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir),
+        *_console_script(),
+        stage,
+        *map(str, args),
+        *trainer,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(save_dir),
     ]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (
@@ -90,8 +96,16 @@ def _check_same(single: Path, ddp: Path, scored: bool) -> None:
 
 
 def test_ddp_test_matches_single_process_pararel(tiny_model_path, tmp_path):
-    args = ["--config", PER_PROMPT, "--model.init_args.model", tiny_model_path,
-            "--data.init_args.limit", LIMIT, "--data.init_args.batch_size", BATCH]
+    args = [
+        "--config",
+        PER_PROMPT,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        LIMIT,
+        "--data.init_args.batch_size",
+        BATCH,
+    ]
     single = _run("test", args, tmp_path / "one", devices=1)
     ddp = _run("test", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=True)
@@ -112,8 +126,16 @@ def test_ddp_test_matches_single_process_nonzero_scores(tiny_model_path, tmp_pat
 
 
 def test_ddp_predict_matches_single_process(tiny_model_path, tmp_path):
-    args = ["--config", PER_PROMPT, "--model.init_args.model", tiny_model_path,
-            "--data.init_args.limit", LIMIT, "--data.init_args.batch_size", BATCH]
+    args = [
+        "--config",
+        PER_PROMPT,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        LIMIT,
+        "--data.init_args.batch_size",
+        BATCH,
+    ]
     single = _run("predict", args, tmp_path / "one", devices=1)
     ddp = _run("predict", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=False)

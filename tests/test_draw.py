@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from selfens.attention import dense_mask, pack, packed_mask_mod
-from selfens.data.segments import Segments
 from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
+from selfens.data.segments import Segments
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
@@ -100,13 +100,20 @@ def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
     from selfens.mask_command import main
 
     out = tmp_path / "sub" / "m.png"
-    main([
-        "--config", str(ROOT / "configs/pararel/attention.yaml"),
-        "--model.init_args.model", tiny_model_path,
-        "--data.init_args.limit", "2",
-        "--index", "1",
-        "--out", str(out),
-    ])
+    main(
+        [
+            "--config",
+            str(ROOT / "configs/pararel/attention.yaml"),
+            "--model.init_args.model",
+            tiny_model_path,
+            "--data.init_args.limit",
+            "2",
+            "--index",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert out.exists() and out.stat().st_size > 1024
     printed = capsys.readouterr().out
     cells = grid(printed[printed.index("attention mask") :])
@@ -117,14 +124,36 @@ def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
         assert "warning: this config would fail to decode: first_token: block_ends needs an empty suffix" in printed
 
     with pytest.raises(SystemExit, match=r"out of range.*2 example"):
-        main(["--config", str(ROOT / "configs/pararel/attention.yaml"), "--model.init_args.model", tiny_model_path,
-              "--data.init_args.limit", "2", "--index", "2", "--out", str(tmp_path / "x.png")])
+        main(
+            [
+                "--config",
+                str(ROOT / "configs/pararel/attention.yaml"),
+                "--model.init_args.model",
+                tiny_model_path,
+                "--data.init_args.limit",
+                "2",
+                "--index",
+                "2",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
 
 
 def test_mask_command_needs_attention(tiny_model_path, tmp_path, clean_process):
     from selfens.mask_command import main
 
-    with pytest.raises(SystemExit, match=r"selfens\.methods\.baselines\.Origin.*needs selfens\.methods\.AttentionFusion"):
-        main(["--config", str(ROOT / "configs/pararel/origin.yaml"), "--model.init_args.model", tiny_model_path,
-              "--out", str(tmp_path / "m.png")])
+    with pytest.raises(
+        SystemExit, match=r"selfens\.methods\.baselines\.Origin.*needs selfens\.methods\.AttentionFusion"
+    ):
+        main(
+            [
+                "--config",
+                str(ROOT / "configs/pararel/origin.yaml"),
+                "--model.init_args.model",
+                tiny_model_path,
+                "--out",
+                str(tmp_path / "m.png"),
+            ]
+        )
     assert not (tmp_path / "m.png").exists()

@@ -33,8 +33,15 @@ def jsonl_args(path: Path, model: str, save_dir: Path, *extra) -> list:
         f"    init_args:\n      name: {logger_name(ORIGIN)}\n"
     )
     return [
-        "test", "--config", config, "--model.init_args.model", model,
-        "--trainer.logger.init_args.save_dir", save_dir, *quiet(), *extra,
+        "test",
+        "--config",
+        config,
+        "--model.init_args.model",
+        model,
+        "--trainer.logger.init_args.save_dir",
+        save_dir,
+        *quiet(),
+        *extra,
     ]
 
 
@@ -44,8 +51,16 @@ def assert_nothing_left(save_dir: Path, config: Path = ORIGIN) -> None:
 
 
 QUESTIONS = [
-    {"id": "a", "paraphrases": ["where is tokyo?", "tokyo is in which country?", "in what country is tokyo?"], "answers": ["Japan"]},
-    {"id": "b", "paraphrases": ["capital of france?", "france's capital?", "which city is france's capital?"], "answers": ["Paris"]},
+    {
+        "id": "a",
+        "paraphrases": ["where is tokyo?", "tokyo is in which country?", "in what country is tokyo?"],
+        "answers": ["Japan"],
+    },
+    {
+        "id": "b",
+        "paraphrases": ["capital of france?", "france's capital?", "which city is france's capital?"],
+        "answers": ["Paris"],
+    },
 ]
 
 
@@ -93,23 +108,51 @@ def test_unknown_command_suggests_the_closest(capsys):
 
 
 def test_bad_option_value(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.model", tiny_model_path,
-                            "--data.init_args.limit", 0, "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "test",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        0,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "limit must be at least 1" in message
     message = selfens_fails(capsys, "test", "--config", ORIGIN, "--data.init_args.limit", "abc")
     assert message == "selfens: error: data.limit: expected int, got 'abc'"
     message = selfens_fails(capsys, "test", "--config", ORIGIN, "--trainer.devices", 0)
     assert message.startswith("selfens: error: trainer: ")
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.model", tiny_model_path,
-                            "--model.init_args.dtype", "float33", "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "test",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--model.init_args.dtype",
+        "float33",
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "Unknown dtype 'float33'" in message
     assert_nothing_left(tmp_path)
 
 
 def test_hub_model_without_network_fails_at_once(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.model", "llama3.2_1b_it",
-                            "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "test",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        "llama3.2_1b_it",
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "'llama3.2_1b_it' (meta-llama/Llama-3.2-1B-Instruct) is not in the local Hugging Face cache" in message
     assert "pass model: DIR" in message
     assert_nothing_left(tmp_path)
@@ -117,15 +160,33 @@ def test_hub_model_without_network_fails_at_once(tmp_path, capsys, monkeypatch):
 
 def test_attention_with_an_unsuitable_prompt_fails_at_start_up(tiny_model_path, tmp_path, capsys):
     """A chat prompt has a suffix (the assistant header), which first_token: block_ends cannot use."""
-    message = selfens_fails(capsys, "test", "--config", ATTENTION, "--model.init_args.model", tiny_model_path,
-                            "--data.init_args.prompt_style", "chat", "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "test",
+        "--config",
+        ATTENTION,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.prompt_style",
+        "chat",
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "first_token: block_ends needs an empty suffix" in message
     assert_nothing_left(tmp_path, ATTENTION)
 
 
 def test_confidence_of_an_unweighted_method(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(capsys, "confidence", "--config", ORIGIN, "--model.init_args.model", tiny_model_path,
-                            "--trainer.logger.init_args.save_dir", tmp_path)
+    message = selfens_fails(
+        capsys,
+        "confidence",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+    )
     assert "selfens confidence needs a weighted method" in message and "Origin (origin)" in message
 
 
@@ -142,7 +203,11 @@ def test_a_failing_command_prints_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "selfens", "test", "--config", str(ORIGIN), "--data.init_args.limt", "3"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -170,8 +235,18 @@ def test_own_data_uses_every_paraphrase_and_records_prompt_settings(tiny_model_p
 
 
 def test_pararel_records_the_fill_style_used(tiny_model_path, tmp_path):
-    selfens("test", "--config", ORIGIN, "--model.init_args.model", tiny_model_path, "--data.init_args.limit", 2,
-            "--trainer.logger.init_args.save_dir", tmp_path, *quiet())
+    selfens(
+        "test",
+        "--config",
+        ORIGIN,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        2,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path,
+        *quiet(),
+    )
     run = tmp_path / logger_name(ORIGIN) / "version_0"
     import yaml
 

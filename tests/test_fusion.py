@@ -7,14 +7,12 @@ from torch.testing import assert_close
 from selfens.fusion import FUSIONS, WEIGHTED, avg, bind, get_fusion, max_prob, weighted_avg, weighted_max
 
 # B=2, N=3, V=4
-LOGITS = torch.tensor([
-    [[1.0, 2.0, 3.0, 4.0],
-     [4.0, 3.0, 2.0, 1.0],
-     [0.0, 0.0, 6.0, 0.0]],
-    [[2.0, 0.0, 0.0, 0.0],
-     [0.0, 2.0, 0.0, 0.0],
-     [0.0, 0.0, 0.0, 5.0]],
-])
+LOGITS = torch.tensor(
+    [
+        [[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [0.0, 0.0, 6.0, 0.0]],
+        [[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]],
+    ]
+)
 W = torch.tensor([[1.0, 1.0, 2.0], [0.0, 3.0, 1.0]])
 
 
@@ -37,10 +35,12 @@ def test_max_prob_formula():
 
 def test_weighted_avg_formula():
     # Example 0: w = [.25, .25, .5]; example 1: w = [0, .75, .25].
-    expected = torch.tensor([
-        [0.25 * 1 + 0.25 * 4, 0.25 * 2 + 0.25 * 3, 0.25 * 3 + 0.25 * 2 + 0.5 * 6, 0.25 * 4 + 0.25 * 1],
-        [0.0, 1.5, 0.0, 1.25],
-    ])
+    expected = torch.tensor(
+        [
+            [0.25 * 1 + 0.25 * 4, 0.25 * 2 + 0.25 * 3, 0.25 * 3 + 0.25 * 2 + 0.5 * 6, 0.25 * 4 + 0.25 * 1],
+            [0.0, 1.5, 0.0, 1.25],
+        ]
+    )
     assert_close(weighted_avg(LOGITS, W), expected)
 
 

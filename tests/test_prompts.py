@@ -56,7 +56,10 @@ def test_mask_format():
 
 
 def test_completion_format_has_no_instruction_and_keeps_the_tail():
-    shots = [Shot("Paul Mounsey is originally from", "Scotland", "."), Shot("Mark Strong used to work in", "London", " .")]
+    shots = [
+        Shot("Paul Mounsey is originally from", "Scotland", "."),
+        Shot("Mark Strong used to work in", "London", " ."),
+    ]
     parts = render(FORMATS["completion"], "Allan Peiper was born in", shots)
     assert parts[0] == ("instruction", "")
     assert parts[-1] == ("suffix", "")
@@ -86,7 +89,9 @@ def test_chat_with_a_real_template(tiny):
         messages = [{"role": "user", "content": content}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    parts = render(FORMATS["completion"], "Allan Peiper was born in", [Shot("Paul Mounsey is from", "Scotland", ".")], chat=chat)
+    parts = render(
+        FORMATS["completion"], "Allan Peiper was born in", [Shot("Paul Mounsey is from", "Scotland", ".")], chat=chat
+    )
     assert parts[0] == ("instruction", "<|im_start|>user\n")  # the completion format has no instruction text
     assert parts[-1] == ("suffix", "<|im_end|>\n<|im_start|>assistant\n")
     assert joined(parts) == chat("Paul Mounsey is from Scotland.\nAllan Peiper was born in")

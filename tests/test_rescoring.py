@@ -71,7 +71,7 @@ def lemmas(text: str) -> list[str]:
 
 def lemma(pred: str, gold: str) -> float:
     p, g = lemmas(pred), lemmas(gold)
-    return float(bool(g) and any(p[i:i + len(g)] == g for i in range(len(p) - len(g) + 1)))
+    return float(bool(g) and any(p[i : i + len(g)] == g for i in range(len(p) - len(g) + 1)))
 
 
 def scores(pred: str, answers: list[str]) -> dict[str, float]:
@@ -126,7 +126,11 @@ def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
     shutil.copytree(BUNDLED, target)
     gold = {}
     for i, row in enumerate(rows):
-        answer = row["per_paraphrase"][i % len(row["per_paraphrase"])] if "per_paraphrase" in row and i % 2 else row["prediction"]
+        answer = (
+            row["per_paraphrase"][i % len(row["per_paraphrase"])]
+            if "per_paraphrase" in row and i % 2
+            else row["prediction"]
+        )
         gold[row["id"]] = gold_from(answer, i)
     for path in (target / "triples").glob("*.jsonl"):
         facts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -138,9 +142,19 @@ def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
 
 def run(config: Path, model: str, folder: Path, stage: str, *extra) -> Path:
     selfens(
-        stage, "--config", config, "--model.init_args.model", model,
-        "--data.init_args.limit", LIMIT, "--data.init_args.batch_size", BATCH,
-        "--trainer.logger.init_args.save_dir", folder, *quiet(), *extra,
+        stage,
+        "--config",
+        config,
+        "--model.init_args.model",
+        model,
+        "--data.init_args.limit",
+        LIMIT,
+        "--data.init_args.batch_size",
+        BATCH,
+        "--trainer.logger.init_args.save_dir",
+        folder,
+        *quiet(),
+        *extra,
     )
     return folder / logger_name(config) / "version_0"
 
@@ -179,7 +193,9 @@ def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
     crashed.mkdir()
     kept = [{k: v for k, v in r.items() if k != "scores"} for r in rows[: 2 * BATCH]]
     (crashed / "predictions.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    resumed = run(config, tiny_model_path, tmp_path / "resumed", "test", "--data.init_args.data_dir", data, "--resume", crashed)
+    resumed = run(
+        config, tiny_model_path, tmp_path / "resumed", "test", "--data.init_args.data_dir", data, "--resume", crashed
+    )
 
     results = json.loads((resumed / "results.json").read_text())
     assert results["resumed_examples"] == 2 * BATCH
@@ -195,8 +211,8 @@ def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
 def test_scores_do_not_depend_on_the_order_of_batches():
     """Two batches, one where EM, F1 and lemma agree and one where they do not: either order must
     give the exact means of the per-example scores (compute groups once gave 0.5/0.5 in one order)."""
-    from selfens.metrics.views import Scores, score
     from selfens.metrics import load_lemmatizer
+    from selfens.metrics.views import Scores, score
 
     lemmatizer = load_lemmatizer()
     agree = {"id": "a", "scores": {"origin": score("Paris", ["Paris"], lemmatizer)}}  # 1 / 1 / 1

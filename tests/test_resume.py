@@ -3,8 +3,6 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.test_cli import logger_name, quiet, read_jsonl, selfens, selfens_fails
 
 PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
@@ -12,9 +10,19 @@ PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
 
 def _args(tiny_model_path, root, *extra) -> list:
     return [
-        "test", "--config", PER_PROMPT, "--model.init_args.model", tiny_model_path,
-        "--data.init_args.limit", 6, "--data.init_args.batch_size", 2,
-        "--trainer.logger.init_args.save_dir", root, *quiet(), *extra,
+        "test",
+        "--config",
+        PER_PROMPT,
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.limit",
+        6,
+        "--data.init_args.batch_size",
+        2,
+        "--trainer.logger.init_args.save_dir",
+        root,
+        *quiet(),
+        *extra,
     ]
 
 
@@ -43,7 +51,10 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     assert [r["id"] for r in new_rows] == [r["id"] for r in rows]
     assert [r["per_paraphrase"] for r in new_rows] == [r["per_paraphrase"] for r in rows]
     # Only the 2 unfinished examples were decoded: 2 examples x 5 paraphrases of prompts.
-    assert results["cost"]["prefill_tokens"] < json.loads((full / "results.json").read_text())["cost"]["prefill_tokens"] / 2
+    assert (
+        results["cost"]["prefill_tokens"]
+        < json.loads((full / "results.json").read_text())["cost"]["prefill_tokens"] / 2
+    )
 
 
 def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path, capsys):

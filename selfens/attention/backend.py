@@ -48,7 +48,9 @@ def _flex_forward(module, query, key, value, attention_mask, scaling=None, dropo
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if not isinstance(attention_mask, BlockMask):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     global _compiled
     if query.device.type == "cuda":
         _compiled = _compiled or torch.compile(flex_attention)

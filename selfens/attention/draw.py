@@ -191,6 +191,8 @@ def mask_figure(mask: Tensor, labels: Sequence[Label], title: str = "") -> Figur
         ax.set_title(title, fontsize=10)
     ax.legend(
         handles=[Patch(color=colors[1], label="attends"), Patch(facecolor=colors[0], edgecolor="#999", label="masked")],
-        loc="upper right", fontsize=7, framealpha=0.9,
+        loc="upper right",
+        fontsize=7,
+        framealpha=0.9,
     )
     return fig

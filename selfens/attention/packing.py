@@ -30,7 +30,9 @@ class Packed:
     labels: list[list[tuple[str, int, int]]]
 
     def to(self, device) -> "Packed":
-        tensors = {name: getattr(self, name).to(device) for name in ("input_ids", "level", "segment", "valid", "block_ends")}
+        tensors = {
+            name: getattr(self, name).to(device) for name in ("input_ids", "level", "segment", "valid", "block_ends")
+        }
         return Packed(**tensors, labels=self.labels)
 
 

@@ -5,4 +5,14 @@ from selfens.data.pararel import ParaRel
 from selfens.data.records import DataError, Record
 from selfens.data.webquestions import WebQuestions
 
-__all__ = ["DataError", "Example", "JsonlQuestions", "ParaRel", "ParaphraseBatch", "ParaphraseDataModule", "Record", "WebQuestions", "collate"]
+__all__ = [
+    "DataError",
+    "Example",
+    "JsonlQuestions",
+    "ParaRel",
+    "ParaphraseBatch",
+    "ParaphraseDataModule",
+    "Record",
+    "WebQuestions",
+    "collate",
+]

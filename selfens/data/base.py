@@ -17,8 +17,8 @@ from selfens.data.encoding import encode_example
 from selfens.data.records import DataError, Record
 from selfens.errors import ConfigError
 from selfens.models import resolve
-from selfens.resume import check_ids
 from selfens.prompts import CuePlace, PromptFormat, render
+from selfens.resume import check_ids
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class ParaphraseDataModule(L.LightningDataModule):
         if self.examples is not None:
             return
         if self.tokenizer is None:
-            raise RuntimeError(f"{type(self).__name__} has no tokenizer: call connect(tokenizer, model_name) before setup")
+            raise RuntimeError(
+                f"{type(self).__name__} has no tokenizer: call connect(tokenizer, model_name) before setup"
+            )
         self.examples = self.encode(self.load_records())
         check_ids(self.finished, [e.id for e in self.examples], self.resumed_from)
         log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
@@ -120,9 +122,7 @@ class ParaphraseDataModule(L.LightningDataModule):
         examples = []
         for index, record in enumerate(records):
             prompts = [render(fmt, p, record.shots, cue_in=self.cue_in, chat=chat) for p in record.paraphrases]
-            segments = encode_example(
-                self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id
-            )
+            segments = encode_example(self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id)
             examples.append(Example(index, record.id, record.paraphrases, record.answers, segments))
         self.data_hash = _hash(records)
         return examples

@@ -59,8 +59,8 @@ def collate(examples: list[Example], pad_id: int) -> ParaphraseBatch:
     input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
     valid = torch.zeros((len(prompts), length), dtype=torch.bool)
     for row, prompt in enumerate(prompts):
-        input_ids[row, length - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        valid[row, length - len(prompt):] = True
+        input_ids[row, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        valid[row, length - len(prompt) :] = True
     return ParaphraseBatch(
         index=torch.tensor([e.index for e in examples], dtype=torch.long),
         ids=[e.id for e in examples],

@@ -60,7 +60,9 @@ class JsonlQuestions(ParaphraseDataModule):
                     )
                 self.num_paraphrases = first[1]
             elif len(paraphrases) < self.num_paraphrases:
-                raise DataError(f"{where}: {len(paraphrases)} paraphrases, fewer than num_paraphrases={self.num_paraphrases}")
+                raise DataError(
+                    f"{where}: {len(paraphrases)} paraphrases, fewer than num_paraphrases={self.num_paraphrases}"
+                )
             record = Record(
                 str(item.get("id", number)), paraphrases[: self.num_paraphrases], require(item, "answers", list, where)
             )

@@ -83,7 +83,9 @@ class ParaRel(ParaphraseDataModule):
     def _relation_ids(self) -> list[str]:
         folder = self.data_dir / "patterns"
         if not folder.is_dir():
-            raise DataError(f"ParaRel data_dir {self.data_dir} has no patterns/ folder (expected patterns/P*.jsonl and triples/P*.jsonl)")
+            raise DataError(
+                f"ParaRel data_dir {self.data_dir} has no patterns/ folder (expected patterns/P*.jsonl and triples/P*.jsonl)"
+            )
         found = sorted(p.stem for p in folder.glob("P*.jsonl"))
         if self.relations is None:
             return found
@@ -118,12 +120,16 @@ class ParaRel(ParaphraseDataModule):
         for number, item in read_jsonl(path):
             where = f"{path}:{number}"
             lines.append(number)
-            facts.append((
-                require(item, "uuid", str, where),
-                require(item, "sub_label", str, where),
-                require(item, "obj_label", str, where),
-            ))
-        shot_facts = set(random.Random(f"{self.seed}-{relation}").sample(range(len(facts)), min(self.num_shots, len(facts))))
+            facts.append(
+                (
+                    require(item, "uuid", str, where),
+                    require(item, "sub_label", str, where),
+                    require(item, "obj_label", str, where),
+                )
+            )
+        shot_facts = set(
+            random.Random(f"{self.seed}-{relation}").sample(range(len(facts)), min(self.num_shots, len(facts)))
+        )
         shots = []
         for i in sorted(shot_facts):
             query, tail = self._fill(templates[0], facts[i][1])

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from selfens.data.base import ParaphraseDataModule
-from selfens.errors import ConfigError
 from selfens.data.records import DataError, Record, read_json_array, require
+from selfens.errors import ConfigError
 from selfens.prompts import FORMATS, PromptFormat, Shot
 
 BUNDLED = resources.files("selfens") / "resources" / "webquestions"
@@ -59,7 +59,13 @@ class WebQuestions(ParaphraseDataModule):
             where = f"{path}: item {i}"
             if not isinstance(item, dict):
                 raise DataError(f"{where}: expected an object")
-            rows.append((require(item, "qId", str, where), require(item, "qText", str, where), require(item, "answers", list, where)))
+            rows.append(
+                (
+                    require(item, "qId", str, where),
+                    require(item, "qText", str, where),
+                    require(item, "answers", list, where),
+                )
+            )
         return rows
 
     def load_records(self) -> list[Record]:
@@ -67,7 +73,9 @@ class WebQuestions(ParaphraseDataModule):
         picked = random.Random(self.seed).sample(train, min(self.num_shots, len(train)))
         for qid, _, answers in picked:
             if not answers or not isinstance(answers[0], str) or not answers[0].strip():
-                raise DataError(f"{self.data_dir / self.train_file}.json: question {qid!r} has no answer for a few-shot example")
+                raise DataError(
+                    f"{self.data_dir / self.train_file}.json: question {qid!r} has no answer for a few-shot example"
+                )
         shots = [Shot(question, answers[0]) for _, question, answers in picked]
         records = []
         for i, (qid, question, answers) in enumerate(self._read(self.split)):

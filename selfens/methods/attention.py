@@ -6,9 +6,9 @@ from typing import Literal, Optional
 
 from selfens.attention.backend import Backend, attn_implementation, default_backend, prefill_mask
 from selfens.attention.packing import LAYOUTS, Layout, Packed, pack
-from selfens.data.segments import Segments
 from selfens.attention.positions import PositionMode, position_ids
 from selfens.data.batch import ParaphraseBatch
+from selfens.data.segments import Segments
 from selfens.decode import Prompt, first_row
 from selfens.errors import ConfigError
 from selfens.fusion import FUSIONS, FusionName, bind, get_fusion
@@ -59,7 +59,9 @@ class AttentionFusion(EnsembleModule):
         self.layout, self.positions, self.first_token = layout, positions, first_token
         if FUSIONS[first_fusion].needs_weights:
             unweighted = ", ".join(name for name, rule in FUSIONS.items() if not rule.needs_weights)
-            raise ConfigError(f"first_fusion {first_fusion!r} needs confidences, which attention fusion has none of; use one of: {unweighted}")
+            raise ConfigError(
+                f"first_fusion {first_fusion!r} needs confidences, which attention fusion has none of; use one of: {unweighted}"
+            )
         self.first_fusion = get_fusion(first_fusion)
         self.backend = backend
         self._mask_logged = False

@@ -8,8 +8,8 @@ from typing import Optional
 import lightning as L
 import torch
 
-from selfens.data.batch import ParaphraseBatch
 from selfens import decode as decoding
+from selfens.data.batch import ParaphraseBatch
 from selfens.decode import DecodeCost, Prompt
 from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
@@ -20,8 +20,14 @@ from selfens.resume import check_method, finished_cost, finished_rows
 # The cost of a run, summed over batches and processes. Confidence work (weighted methods: greedy
 # answers and K samples per prompt) is named apart from the decode of the answers themselves.
 COSTS = (
-    "prefill_tokens", "forward_calls", "decode_steps", "decode_seconds",
-    "confidence_prefill_tokens", "confidence_forward_calls", "confidence_decode_steps", "confidence_seconds",
+    "prefill_tokens",
+    "forward_calls",
+    "decode_steps",
+    "decode_seconds",
+    "confidence_prefill_tokens",
+    "confidence_forward_calls",
+    "confidence_decode_steps",
+    "confidence_seconds",
 )
 
 
@@ -38,10 +44,21 @@ class Output:
     def cost_values(self) -> dict[str, float]:
         """This batch's cost under the names of COSTS."""
         d, c = self.cost, self.confidence_cost
-        return dict(zip(COSTS, (
-            d.prefill_tokens, d.forward_calls, d.decode_steps, d.seconds,
-            c.prefill_tokens, c.forward_calls, c.decode_steps, c.seconds,
-        )))
+        return dict(
+            zip(
+                COSTS,
+                (
+                    d.prefill_tokens,
+                    d.forward_calls,
+                    d.decode_steps,
+                    d.seconds,
+                    c.prefill_tokens,
+                    c.forward_calls,
+                    c.decode_steps,
+                    c.seconds,
+                ),
+            )
+        )
 
 
 class EnsembleModule(L.LightningModule):
@@ -55,7 +72,7 @@ class EnsembleModule(L.LightningModule):
         model: str = EMBEDDED,
         dtype: str = "auto",
         max_new_tokens: int = 16,
-        stop_strings: list[str] = ["\n"],
+        stop_strings: list[str] = ["\n"],  # noqa: B006 (shown by LightningCLI; never mutated)
         lemmatizer: str = "blank_en",
         attn_implementation: str = "sdpa",
     ):

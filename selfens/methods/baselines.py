@@ -46,7 +46,7 @@ class PerPrompt(EnsembleModule):
         ids, valid = batch.rows()  # [B*N, L], example-major
         decoded = self.generate(Prompt.left_padded(ids, valid))
         texts = [self.text(t) for t in decoded.tokens]
-        per_paraphrase = [texts[b * n:(b + 1) * n] for b in range(len(batch.ids))]
+        per_paraphrase = [texts[b * n : (b + 1) * n] for b in range(len(batch.ids))]
         votes = [majority(answers) for answers in per_paraphrase]
         extra = [{"agreement": share} for _, share in votes]
         return Output([answer for answer, _ in votes], per_paraphrase, extra, decoded.cost)

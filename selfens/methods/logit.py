@@ -101,4 +101,6 @@ class LogitFusion(EnsembleModule):
             fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(ids.device)),
         )
         extra = [{"weights": [round(w, 4) for w in row]} for row in weights.tolist()] if weights is not None else []
-        return Output([self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost)
+        return Output(
+            [self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost
+        )

@@ -58,7 +58,9 @@ class Scores(nn.Module):
         """Add scored predictions.jsonl rows: each has `scores` (view -> metric -> value) and the extras."""
         for row in rows:
             if set(row["scores"]) != set(self.views):
-                raise ValueError(f"row {row['id']!r} scores views {sorted(row['scores'])}, expected {sorted(self.views)}")
+                raise ValueError(
+                    f"row {row['id']!r} scores views {sorted(row['scores'])}, expected {sorted(self.views)}"
+                )
         for view, metrics in self.views.items():
             for m, state in metrics.items():
                 state.update(torch.tensor([row["scores"][view][m] for row in rows], dtype=torch.float64))
@@ -66,7 +68,11 @@ class Scores(nn.Module):
             state.update(torch.tensor([row[name] for row in rows], dtype=torch.float64))
 
     def compute(self, stage: str) -> dict[str, torch.Tensor]:
-        out = {f"{stage}/{view}/{m}": state.compute() for view, metrics in self.views.items() for m, state in metrics.items()}
+        out = {
+            f"{stage}/{view}/{m}": state.compute()
+            for view, metrics in self.views.items()
+            for m, state in metrics.items()
+        }
         out.update({f"{stage}/{name}": state.compute() for name, state in self.extra.items()})
         return out
 

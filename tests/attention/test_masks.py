@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
 
-from selfens.data.segments import Segments
 from selfens.attention import (
     LAYOUTS,
     block_mask,
@@ -15,6 +14,7 @@ from selfens.attention import (
     pack,
     packed_mask_mod,
 )
+from selfens.data.segments import Segments
 
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
 SHORT = Segments(instruction=[1], shots=[], blocks=[[6], [8]], suffix=[])
@@ -76,9 +76,9 @@ SEED = rows(
 )
 
 
-@pytest.mark.parametrize("layout, expected", [
-    ("shared_prefix", SHARED_PREFIX), ("isolated_fewshot", ISOLATED_FEWSHOT), ("seed", SEED)
-])
+@pytest.mark.parametrize(
+    "layout, expected", [("shared_prefix", SHARED_PREFIX), ("isolated_fewshot", ISOLATED_FEWSHOT), ("seed", SEED)]
+)
 def test_hand_written(layout, expected):
     mask = mask_of(pack([EXAMPLE], layout, pad_id=0))
     assert mask.dtype == torch.bool

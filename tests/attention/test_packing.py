@@ -25,7 +25,12 @@ def test_isolated_fewshot():
     assert p.segment.tolist() == [[0, 0, 1, 2, 2, 3, 3, 4, 5]]
     assert p.block_ends.tolist() == [[6, 7]]
     assert [name for name, _, _ in p.labels[0]] == [
-        "instruction", "shot 1", "shot 2", "paraphrase 1", "paraphrase 2", "suffix"
+        "instruction",
+        "shot 1",
+        "shot 2",
+        "paraphrase 1",
+        "paraphrase 2",
+        "suffix",
     ]
 
 

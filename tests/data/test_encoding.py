@@ -6,9 +6,9 @@ import pytest
 import torch
 from tokenizers.processors import TemplateProcessing
 
-from selfens.data.segments import Segments
 from selfens.data import Example, ParaRel, WebQuestions, collate
 from selfens.data.encoding import PromptCutError, cut, encode_example
+from selfens.data.segments import Segments
 from selfens.prompts import render
 
 STYLES = ("raw", "chat")
@@ -42,7 +42,9 @@ def check_encoding(dm, tokenizer) -> None:
             assert example.segments.prompt(k) == expected
             # Shared parts: the cut of every paraphrase's own prompt gives the same tokens.
             pieces = cut(
-                tokenizer, render(fmt, query, record.shots, cue_in=dm.cue_in, chat=renderer), add_special_tokens=not chat
+                tokenizer,
+                render(fmt, query, record.shots, cue_in=dm.cue_in, chat=renderer),
+                add_special_tokens=not chat,
             )
             assert pieces[0] == s.instruction
             assert pieces[1:-2] == s.shots
@@ -183,7 +185,10 @@ def test_encode_example_segments(tiny):
     assert isinstance(s, Segments) and len(s.shots) == 1 and len(s.blocks) == 2
     for k, parts in enumerate(prompts):
         text = "".join(t for _, t in parts)
-        assert s.instruction + s.shots[0] + s.blocks[k] + s.suffix == tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert (
+            s.instruction + s.shots[0] + s.blocks[k] + s.suffix
+            == tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
 
 
 def test_encode_example_raises_when_shared_parts_differ(tiny):
@@ -226,7 +231,7 @@ def test_batch_is_left_padded(batches, tiny):
     first = next(iter(dm.test_dataloader()))
     assert torch.equal(first.input_ids, batches[0].input_ids)
     for i, batch in enumerate(batches):
-        examples = dm.examples[4 * i: 4 * i + 4]
+        examples = dm.examples[4 * i : 4 * i + 4]
         prompts = [[e.segments.prompt(k) for k in range(3)] for e in examples]
         length = max(len(p) for row in prompts for p in row)
         assert batch.input_ids.shape == (len(examples), 3, length)

@@ -8,8 +8,16 @@ import pytest
 from selfens.data import DataError, JsonlQuestions
 
 LINES = [
-    {"id": "a", "paraphrases": ["where is tokyo?", "tokyo is in which country?", "in what country is tokyo?"], "answers": ["Japan"]},
-    {"id": "b", "paraphrases": ["what is the capital of france?", "france's capital is?"], "answers": ["Paris", "paris"]},
+    {
+        "id": "a",
+        "paraphrases": ["where is tokyo?", "tokyo is in which country?", "in what country is tokyo?"],
+        "answers": ["Japan"],
+    },
+    {
+        "id": "b",
+        "paraphrases": ["what is the capital of france?", "france's capital is?"],
+        "answers": ["Paris", "paris"],
+    },
 ]
 
 

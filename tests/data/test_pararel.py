@@ -59,7 +59,11 @@ def test_mask_style_uses_the_first_n_templates(tmp_path):
         if subject not in by_subject:
             continue
         r = by_subject[subject]
-        assert r.paraphrases == [f"{subject} was born in [MASK].", f"[MASK] is the birthplace of {subject}.", f"{subject} is from [MASK]"]
+        assert r.paraphrases == [
+            f"{subject} was born in [MASK].",
+            f"[MASK] is the birthplace of {subject}.",
+            f"{subject} is from [MASK]",
+        ]
         assert r.answers == [obj]
         assert r.meta["relation"] == "P1" and r.id.startswith("P1/u")
     shot = rs[0].shots[0]
@@ -149,7 +153,9 @@ def test_short_relation_is_skipped_with_a_warning(caplog):
 
 
 def test_short_relation_error():
-    with pytest.raises(DataError, match=r"relation P937 has 5 templates usable with fill_style 'mask', fewer than num_paraphrases=6"):
+    with pytest.raises(
+        DataError, match=r"relation P937 has 5 templates usable with fill_style 'mask', fewer than num_paraphrases=6"
+    ):
         ParaRel(num_paraphrases=6, fill_style="mask", on_short_relation="error").load_records()
 
 
@@ -225,7 +231,9 @@ def test_line_that_is_not_an_object(tmp_path, tiny, tiny_model_path):
 def test_missing_field_in_triples(tmp_path, tiny, tiny_model_path):
     triples = [{"uuid": "u0", "sub_label": "Alice", "obj_label": "Paris"}] * 2 + [{"uuid": "u2", "sub_label": "Bob"}]
     write_pararel(tmp_path, triples=triples)
-    message = setup_error(tiny, tiny_model_path, r"triples/P1.jsonl:3: missing field 'obj_label'", data_dir=str(tmp_path))
+    message = setup_error(
+        tiny, tiny_model_path, r"triples/P1.jsonl:3: missing field 'obj_label'", data_dir=str(tmp_path)
+    )
     assert "sub_label" in message  # the fields present
 
 
@@ -236,19 +244,33 @@ def test_missing_pattern_field(tmp_path, tiny, tiny_model_path):
 
 def test_wrong_field_type(tmp_path, tiny, tiny_model_path):
     write_pararel(tmp_path, triples=[{"uuid": 7, "sub_label": "Alice", "obj_label": "Paris"}])
-    setup_error(tiny, tiny_model_path, r"triples/P1.jsonl:1: field 'uuid' should be str, got int", data_dir=str(tmp_path))
+    setup_error(
+        tiny, tiny_model_path, r"triples/P1.jsonl:1: field 'uuid' should be str, got int", data_dir=str(tmp_path)
+    )
 
 
 @pytest.mark.parametrize("pattern", ["[Y] is where it was born.", "[X] was born somewhere."])
 def test_pattern_without_x_or_y(tmp_path, tiny, tiny_model_path, pattern):
     write_pararel(tmp_path, patterns=[{"pattern": PATTERNS[0]}, {"pattern": pattern}])
-    setup_error(tiny, tiny_model_path, r"patterns/P1.jsonl:2: field 'pattern' needs both \[X\] and \[Y\]", data_dir=str(tmp_path))
+    setup_error(
+        tiny,
+        tiny_model_path,
+        r"patterns/P1.jsonl:2: field 'pattern' needs both \[X\] and \[Y\]",
+        data_dir=str(tmp_path),
+    )
 
 
 def test_empty_answer_names_its_line(tmp_path, tiny, tiny_model_path):
-    triples = [{"uuid": "u0", "sub_label": "Alice", "obj_label": "Paris"}, "", {"uuid": "u1", "sub_label": "Bob", "obj_label": " "}]
+    triples = [
+        {"uuid": "u0", "sub_label": "Alice", "obj_label": "Paris"},
+        "",
+        {"uuid": "u1", "sub_label": "Bob", "obj_label": " "},
+    ]
     write_pararel(tmp_path, triples=triples)
     setup_error(
-        tiny, tiny_model_path, r"triples/P1.jsonl:3: record 'P1/u1' needs a non-empty list of non-empty answers",
-        data_dir=str(tmp_path), num_shots=0,
+        tiny,
+        tiny_model_path,
+        r"triples/P1.jsonl:3: record 'P1/u1' needs a non-empty list of non-empty answers",
+        data_dir=str(tmp_path),
+        num_shots=0,
     )

@@ -167,7 +167,7 @@ def assert_same_steps(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
     """Two examples' fused logits [V] are equal (to float tolerance) at every step."""
     assert len(a) == len(b)
     for t, (x, y) in enumerate(zip(a, b)):
-        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4, msg=lambda m: f"step {t}: {m}")
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4, msg=lambda m, t=t: f"step {t}: {m}")
 
 
 def attention(module, layout, positions, mode, **kwargs) -> AttentionFusion:
@@ -301,14 +301,18 @@ def test_dense_equals_flex(module, data, layout, positions, config, mode):
         _, flex_decoded, flex_steps = run(flex, batch)
         with torch.no_grad():
             flex_logits = flex.lm(
-                input_ids=flex_prompt.input_ids, attention_mask=flex_prompt.attention_mask,
-                position_ids=flex_prompt.position_ids, use_cache=False,
+                input_ids=flex_prompt.input_ids,
+                attention_mask=flex_prompt.attention_mask,
+                position_ids=flex_prompt.position_ids,
+                use_cache=False,
             ).logits
     _, dense_decoded, dense_steps = run(dense, batch)
     with torch.no_grad():
         dense_logits = dense.lm(
-            input_ids=dense_prompt.input_ids, attention_mask=dense_prompt.attention_mask,
-            position_ids=dense_prompt.position_ids, use_cache=False,
+            input_ids=dense_prompt.input_ids,
+            attention_mask=dense_prompt.attention_mask,
+            position_ids=dense_prompt.position_ids,
+            use_cache=False,
         ).logits
     assert flex_decoded.tokens == dense_decoded.tokens
     for b in range(len(dense_decoded.tokens)):
@@ -367,7 +371,9 @@ def test_seed_layout_first_token_comes_from_the_last_paraphrase_alone(module, da
     _, decoded, _ = run(m, batch)
     assert [t[:1] for t in decoded.tokens] == last.argmax(-1).unsqueeze(-1).tolist()
     for k in range(n - 1):  # blocks 1..N-1 do not matter
-        torch.testing.assert_close(first_step_logits(m, with_blocks(batch, dm, _reverse_block(k))), seed, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            first_step_logits(m, with_blocks(batch, dm, _reverse_block(k))), seed, atol=1e-4, rtol=1e-4
+        )
     assert differs(first_step_logits(m, with_blocks(batch, dm, _reverse_block(n - 1))), seed).all()
 
 

@@ -25,7 +25,9 @@ MAX_NEW = 6
 
 
 def pararel(path: str, n: int, limit: int = 4) -> ParaRel:
-    dm = ParaRel(num_paraphrases=n, num_shots=2, limit=limit, batch_size=limit, prompt_style="raw", fill_style="completion")
+    dm = ParaRel(
+        num_paraphrases=n, num_shots=2, limit=limit, batch_size=limit, prompt_style="raw", fill_style="completion"
+    )
     dm.connect(load_tokenizer(path), path)
     dm.setup("test")
     return dm
@@ -91,7 +93,7 @@ def disagreeing(dm: ParaRel, m) -> list:
     batch = collate(dm.examples, pad_id=dm.tokenizer.pad_token_id)
     n = batch.num_paraphrases
     answers = m.generate(Prompt.left_padded(*batch.rows())).tokens  # [B*N], example-major
-    return [e for b, e in enumerate(dm.examples) if len({tuple(a) for a in answers[b * n:(b + 1) * n]}) > 1]
+    return [e for b, e in enumerate(dm.examples) if len({tuple(a) for a in answers[b * n : (b + 1) * n]}) > 1]
 
 
 @pytest.fixture(scope="module")
