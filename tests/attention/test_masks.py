@@ -76,13 +76,18 @@ SEED = rows(
 )
 
 
-@pytest.mark.parametrize(
-    "layout, expected", [("shared_prefix", SHARED_PREFIX), ("isolated_fewshot", ISOLATED_FEWSHOT), ("seed", SEED)]
-)
-def test_hand_written(layout, expected):
+HAND_WRITTEN = {"shared_prefix": SHARED_PREFIX, "isolated_fewshot": ISOLATED_FEWSHOT, "seed": SEED}
+
+
+def test_every_layout_has_a_hand_written_mask():
+    assert set(HAND_WRITTEN) == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_hand_written(layout):
     mask = mask_of(pack([EXAMPLE], layout, pad_id=0))
     assert mask.dtype == torch.bool
-    assert torch.equal(mask, expected)
+    assert torch.equal(mask, HAND_WRITTEN[layout])
 
 
 def test_padding():
