@@ -112,9 +112,10 @@ class Confidence:
         self.settings, self.cache, self.compute_missing = settings, cache, compute_missing
         self.generate, self.text, self.lemmatizer = generate, text, lemmatizer
 
-    def __call__(self, ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, DecodeCost]:
-        """Confidences of left-padded prompt rows ([R, L] ids and validity) -> ([R], what computing cost)."""
-        prompts = [row[mask].tolist() for row, mask in zip(ids, valid)]
+    def __call__(self, prompt: Prompt) -> tuple[torch.Tensor, DecodeCost]:
+        """Confidences of the R single prompts of `prompt` -> ([R], what computing them cost)."""
+        shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
+        prompts = [shared + row[mask].tolist() for row, mask in zip(prompt.input_ids.cpu(), prompt.valid.cpu())]
         keys = [self.cache.key(self.settings, p) for p in prompts]
         missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None and key not in keys[:i]]
         if missing and not self.compute_missing:
@@ -123,30 +124,30 @@ class Confidence:
                 f"Compute them first with `selfens confidence --config <this config>`, "
                 f"or set model.init_args.compute_confidence: true."
             )
-        spent = self._compute(ids[missing], valid[missing], [keys[i] for i in missing]) if missing else DecodeCost()
+        spent = self._compute(prompt.select(missing), [keys[i] for i in missing]) if missing else DecodeCost()
         return torch.tensor([self.cache.get(k) for k in keys], dtype=torch.float32), spent
 
-    def _compute(self, ids, valid, keys: list[str]) -> DecodeCost:
-        greedy = self.generate(Prompt.left_padded(ids, valid))
+    def _compute(self, prompt: Prompt, keys: list[str]) -> DecodeCost:
+        greedy = self.generate(prompt)
         spent = greedy.cost
         answers = [self.text(t) for t in greedy.tokens]
         for row, key in enumerate(keys):
             if self.settings.measure == "token_prob":
                 value = mean_token_prob(greedy.token_probs[row])
             else:
-                sampled = self._samples(ids[row], valid[row], key)
+                sampled = self._samples(prompt.select([row]), key)
                 spent.add(sampled.cost)
                 value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
             self.cache.put(key, value, greedy=answers[row], measure=self.settings.measure)
         return spent
 
-    def _samples(self, ids, valid, key: str) -> Decoded:
-        """K sampled answers of one prompt; the generator is seeded from the cache key, so a value
-        does not depend on batching or on which process computed it."""
+    def _samples(self, prompt: Prompt, key: str) -> Decoded:
+        """K sampled answers of a one-row prompt; the generator is seeded from the cache key, so a
+        value does not depend on batching or on which process computed it."""
         s = self.settings
-        generator = torch.Generator(device=ids.device).manual_seed(int(key[:15], 16) + s.seed)
+        generator = torch.Generator(device=prompt.input_ids.device).manual_seed(int(key[:15], 16) + s.seed)
         return self.generate(
-            Prompt.left_padded(ids[None, valid], valid[None, valid]),
+            prompt,
             choose=sampler(s.temperature, s.top_k, s.top_p, generator),
             max_new_tokens=s.max_new_tokens,
             copies=s.num_samples,

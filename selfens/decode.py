@@ -9,6 +9,8 @@ attention fusion packs them into one row and may fuse the prefill logits at N po
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -56,24 +58,112 @@ def sampler(
 
 @dataclass
 class Prompt:
-    """What the model reads at prefill, R rows, left-padded: everything decoding needs to know about
-    how the rows are laid out comes in here (packed prompts: from `selfens.attention`)."""
+    """What the model reads at prefill, R rows: everything decoding needs to know about how the rows
+    are laid out comes in here (packed prompts: from `selfens.attention`).
+
+    With a `prefix`, every row starts with the same tokens: the prefix (one row, P tokens) is
+    prefilled once, or its KV taken from a `PrefixCache`, and shared by all R rows; the rows here
+    are what follows it, and `attention_mask` covers the prefix's keys and theirs.
+    """
 
     input_ids: Tensor  # [R, L]
     valid: Tensor  # [R, L] bool: real tokens (False on padding)
     position_ids: Tensor  # [R, L]
-    attention_mask: object  # [R, L] padding mask, or [R, 1, L, L] bool, or a BlockMask
-    logit_positions: Optional[Tensor] = None  # [R, P] where the prefill's next-token logits are read; None: the last
+    attention_mask: object  # [R, P+L] padding mask (causal implied), or [R, 1, L, P+L] bool, or a BlockMask
+    logit_positions: Optional[Tensor] = None  # [R, Q] where the prefill's next-token logits are read; None: the last
+    prefix: Optional[Prompt] = None  # one row of P tokens that every row starts with
+    key: Optional[Hashable] = None  # a prefix's identity (tokens, positions, mask) for the PrefixCache
 
     @classmethod
-    def left_padded(cls, input_ids: Tensor, valid: Tensor) -> "Prompt":
+    def left_padded(cls, input_ids: Tensor, valid: Tensor) -> Prompt:
         """Independent prompts: positions count the real tokens of each row, as `generate` does."""
         return cls(input_ids, valid, sequential_positions(valid), attention_mask=valid.long())
 
+    @classmethod
+    def with_prefix(cls, prefix: list[int], rests: list[list[int]], pad_id: int) -> Prompt:
+        """Single prompts `prefix + rest` that share `prefix`: the rests left-padded after it."""
+        prefix_ids = torch.tensor(prefix, dtype=torch.long)[None]  # [1, P]
+        shared = cls.left_padded(prefix_ids, torch.ones_like(prefix_ids, dtype=torch.bool))
+        shared.key = ("causal", tuple(prefix))
+        length = max(map(len, rests))
+        ids = torch.full((len(rests), length), pad_id, dtype=torch.long)
+        valid = torch.zeros((len(rests), length), dtype=torch.bool)
+        for row, rest in enumerate(rests):
+            ids[row, length - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+            valid[row, length - len(rest) :] = True
+        positions = (sequential_positions(valid) + len(prefix)).masked_fill(~valid, 0)
+        mask = torch.cat([valid.new_ones(len(rests), len(prefix)), valid], dim=-1).long()
+        return cls(ids, valid, positions, attention_mask=mask, prefix=shared)
+
+    @property
+    def key_valid(self) -> Tensor:
+        """[R, P+L]: which keys are real once prefilled, the prefix's included."""
+        if self.prefix is None:
+            return self.valid
+        return torch.cat([self.prefix.valid.expand(self.valid.shape[0], -1), self.valid], dim=-1)
+
     @property
     def real_tokens(self) -> int:
-        """Tokens read at prefill, padding excluded."""
-        return int(self.valid.sum())
+        """Tokens read at prefill, padding excluded (the prefix once)."""
+        return int(self.valid.sum()) + (self.prefix.real_tokens if self.prefix is not None else 0)
+
+    @property
+    def computed_tokens(self) -> int:
+        """Tokens run through the model at prefill, padding included (the prefix once)."""
+        return self.valid.numel() + (self.prefix.computed_tokens if self.prefix is not None else 0)
+
+    def to(self, device) -> Prompt:
+        move = lambda t: t.to(device) if isinstance(t, Tensor) else t
+        prefix = self.prefix.to(device) if self.prefix is not None else None
+        return Prompt(
+            *(move(t) for t in (self.input_ids, self.valid, self.position_ids, self.attention_mask)),
+            logit_positions=move(self.logit_positions),
+            prefix=prefix,
+            key=self.key,
+        )
+
+    def select(self, rows: list[int]) -> Prompt:
+        """Some rows of a prompt with a padding mask, without the columns that are padding in all of them."""
+        if (
+            not isinstance(self.attention_mask, Tensor)
+            or self.attention_mask.dim() != 2
+            or self.logit_positions is not None
+        ):
+            raise ValueError("select() takes single prompts (a padding mask, no logit positions)")
+        valid = self.valid[rows]
+        keep = valid.any(0).nonzero().squeeze(-1)  # [L']
+        p = self.attention_mask.shape[-1] - self.valid.shape[-1]  # the prefix's keys
+        mask_cols = torch.cat([torch.arange(p, device=keep.device), keep + p])
+        return Prompt(
+            self.input_ids[rows][:, keep],
+            valid[:, keep],
+            self.position_ids[rows][:, keep],
+            attention_mask=self.attention_mask[rows][:, mask_cols],
+            prefix=self.prefix,
+            key=self.key,
+        )
+
+
+class PrefixCache:
+    """The KV of recently prefilled prefixes (one row each), keyed by what determines it; least
+    recently used first out, at most `size` of them."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.entries = size, OrderedDict()
+
+    def get(self, key: Hashable):
+        if key is None or key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key: Hashable, kv) -> None:
+        if key is None or self.size < 1:
+            return
+        self.entries[key] = kv
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
 
 
 @dataclass
@@ -81,16 +171,25 @@ class DecodeCost:
     """What a decode costs, summed over calls."""
 
     prefill_tokens: int = 0
-    """Real (non-padding) tokens read at prefill."""
+    """Real (non-padding) tokens run at prefill; a prefix taken from the PrefixCache is not run."""
+    prefill_padded_tokens: int = 0
+    """Tokens run at prefill, padding included: what the model computed."""
     forward_calls: int = 0
     decode_steps: int = 0
+    row_steps: int = 0
+    """Rows decoded, summed over decode steps (finished rows are dropped)."""
     seconds: float = 0.0
+    peak_kv_bytes: int = 0
+    """The largest KV cache held (max over calls, not summed)."""
 
-    def add(self, other: "DecodeCost") -> None:
+    def add(self, other: DecodeCost) -> None:
         self.prefill_tokens += other.prefill_tokens
+        self.prefill_padded_tokens += other.prefill_padded_tokens
         self.forward_calls += other.forward_calls
         self.decode_steps += other.decode_steps
+        self.row_steps += other.row_steps
         self.seconds += other.seconds
+        self.peak_kv_bytes = max(self.peak_kv_bytes, other.peak_kv_bytes)
 
 
 @dataclass
@@ -102,11 +201,28 @@ class Decoded:
     cost: DecodeCost = field(default_factory=DecodeCost)
 
 
-def prefill(model, prompt: Prompt):
-    """Run the prompt once and keep the logits at its `logit_positions` ([R, P]; default: the last).
+def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, cost: Optional[DecodeCost] = None):
+    """Run the prompt once and keep the logits at its `logit_positions` ([R, Q]; default: the last).
+    A prefix is run once for all rows, or its KV taken from `prefix_cache`; what runs is added to `cost`.
 
-    Returns (logits [R, P, V], cache).
+    Returns (logits [R, Q, V], cache).
     """
+    cost = cost if cost is not None else DecodeCost()
+    cache = None
+    if prompt.prefix is not None:
+        kv = prefix_cache.get(prompt.prefix.key) if prefix_cache is not None else None
+        if kv is None:
+            out = _forward(model, prompt.prefix, cost, logits_to_keep=1)
+            kv = [(layer.keys, layer.values) for layer in out.cache.layers]  # each [1, H, P, D]
+            if prefix_cache is not None:
+                prefix_cache.put(prompt.prefix.key, kv)
+        from transformers import DynamicCache
+
+        rows = prompt.input_ids.shape[0]
+        # A view per row: the rows' own keys are concatenated to it, so the prefix is never copied.
+        cache = DynamicCache(
+            [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv], config=model.config
+        )
     logit_positions = prompt.logit_positions
     if logit_positions is None:
         keep, index = 1, None
@@ -114,17 +230,30 @@ def prefill(model, prompt: Prompt):
         # logits_to_keep takes one list of positions for all rows: keep their union, then gather.
         keep = torch.unique(logit_positions)
         index = torch.searchsorted(keep, logit_positions)
-    out = model(
-        input_ids=prompt.input_ids,
-        attention_mask=prompt.attention_mask,
-        position_ids=prompt.position_ids,
-        use_cache=True,
-        logits_to_keep=keep,
-    )
-    logits = out.logits  # [R, P or 1, V]
+    out = _forward(model, prompt, cost, logits_to_keep=keep, cache=cache)
+    logits = out.logits  # [R, Q or 1, V]
     if index is not None:
         logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
     return logits.float(), out.cache
+
+
+def _forward(model, prompt: Prompt, cost: DecodeCost, logits_to_keep, cache=None):
+    cost.prefill_tokens += int(prompt.valid.sum())
+    cost.prefill_padded_tokens += prompt.valid.numel()
+    cost.forward_calls += 1
+    return model(
+        input_ids=prompt.input_ids,
+        attention_mask=prompt.attention_mask,
+        position_ids=prompt.position_ids,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=logits_to_keep,
+    )
+
+
+def kv_bytes(cache) -> int:
+    """Bytes held by a KV cache's keys and values."""
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
 def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache):
@@ -147,6 +276,7 @@ def decode(
     fuse_first: Optional[Fuse] = None,
     choose: Choose = greedy,
     copies: int = 1,
+    prefix_cache: Optional[PrefixCache] = None,
 ) -> Decoded:
     """Decoding of B = R / rows_per_example examples (greedy unless `choose` samples).
 
@@ -158,6 +288,8 @@ def decode(
     `copies` > 1 decodes each prompt row that many times after one prefill (the cache is repeated,
     not recomputed): for sampling several answers of a prompt. Examples are then ordered
     prompt-major: example b is copy b % copies of prompt b // copies.
+
+    A prompt's prefix KV is looked up in, and added to, `prefix_cache`.
     """
     if copies > 1 and rows_per_example != 1:
         raise ValueError("copies > 1 decodes independent rows: it needs rows_per_example == 1")
@@ -166,12 +298,11 @@ def decode(
     batch = prompt.input_ids.shape[0] // group
     device = prompt.input_ids.device
     eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
-    cost = DecodeCost(prefill_tokens=prompt.real_tokens)
+    cost = DecodeCost()
 
-    logits, cache = prefill(model, prompt)  # [R, P, V]
-    cost.forward_calls += 1
+    logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
     position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
-    valid = prompt.valid
+    valid = prompt.key_valid
     if copies > 1:
         cache.batch_repeat_interleave(copies)
         logits, position, valid = (t.repeat_interleave(copies, dim=0) for t in (logits, position, valid))
@@ -204,6 +335,8 @@ def decode(
         position = position + 1
         cost.forward_calls += 1
         cost.decode_steps += 1
+        cost.row_steps += token.shape[0]
+        cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(cache))
         fused = fuse(logits.view(len(alive), group, -1), alive)
     cost.seconds = time.perf_counter() - start
     return Decoded(generated, probs, cost)

@@ -22,8 +22,8 @@ def collect(paths: list[str]) -> list[tuple[Path, dict]]:
 
 def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
     """One row per (run, view): run folder, method, view, EM, F1, lemma, examples, and the cost of
-    the whole run (a resumed run's included): prefill tokens, forward calls, decode seconds, and the
-    seconds spent on confidences (weighted methods)."""
+    the whole run (a resumed run's included): prefill tokens (real, and computed with padding),
+    forward calls, decode seconds, and the seconds spent on confidences (weighted methods)."""
     table = []
     for folder, r in runs:
         views: dict[str, dict[str, float]] = {}
@@ -41,6 +41,7 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
                     *(f"{100 * values.get(m, float('nan')):.1f}" for m in METRICS),
                     str(r.get("num_examples", "")),
                     f"{cost.get('prefill_tokens', 0):.0f}",
+                    f"{cost.get('prefill_padded_tokens', 0):.0f}",
                     f"{cost.get('forward_calls', 0):.0f}",
                     f"{cost.get('decode_seconds', 0):.1f}",
                     f"{cost.get('confidence_seconds', 0):.1f}",
@@ -50,7 +51,20 @@ def rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
 
 
 def format_table(table: list[list[str]]) -> str:
-    header = ["run", "method", "view", "EM", "F1", "lemma", "n", "prefill tok", "forwards", "decode s", "conf s"]
+    header = [
+        "run",
+        "method",
+        "view",
+        "EM",
+        "F1",
+        "lemma",
+        "n",
+        "prefill tok",
+        "padded",
+        "forwards",
+        "decode s",
+        "conf s",
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
     line = lambda cells: "  ".join(
         str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))

@@ -29,7 +29,8 @@ def dm(tiny_model_path) -> ParaRel:
 
 @pytest.fixture(scope="module")
 def batch(dm) -> ParaphraseBatch:
-    return next(iter(dm.test_dataloader()))
+    """4 facts of 4 relations."""
+    return collate(dm.examples, pad_id=dm.tokenizer.pad_token_id)
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,22 @@ def test_answer_settings_are_part_of_the_key(tiny_model_path, small, tmp_path, m
     other = module(tiny_model_path, tmp_path, confidence=measure, max_new_tokens=6, compute_confidence=False)
     with pytest.raises(RuntimeError, match="selfens confidence"):
         other.confidences(small)
+
+
+@pytest.mark.parametrize("measure", ["sampling", "token_prob"])
+def test_reusing_the_prefix_gives_the_same_confidences(tiny_model_path, tmp_path, measure):
+    """4 facts of one relation: their prompts share a prefix, read once for the greedy answers and
+    the K samples alike; the values (and cache keys) are those of reading each prompt whole."""
+    from selfens.models import load_tokenizer
+
+    dm = ParaRel(num_paraphrases=N, num_shots=2, limit=40, prompt_style="raw", fill_style="completion")
+    dm.connect(load_tokenizer(tiny_model_path), tiny_model_path)
+    dm.setup("test")
+    same = [e for e in dm.examples if e.segments.prefix == dm.examples[0].segments.prefix][:2]
+    batch = collate(same, pad_id=dm.tokenizer.pad_token_id)
+    reused = module(tiny_model_path, tmp_path / "a", confidence=measure)
+    plain = module(tiny_model_path, tmp_path / "b", confidence=measure, reuse_prefix=False)
+    assert reused.single_prompts(batch).prefix is not None
+    a, b = reused.confidences(batch), plain.confidences(batch)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert [line["key"] for line in cache_lines(reused)] == [line["key"] for line in cache_lines(plain)]

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from selfens.attention.masks import block_mask, dense_mask, packed_mask_mod
+from selfens.attention.masks import block_mask, dense_mask, from_query, packed_mask_mod
 from selfens.attention.packing import Packed
 
 Backend = Literal["dense", "flex"]
@@ -33,14 +33,15 @@ def attn_implementation(backend: Backend) -> str:
     return "sdpa"
 
 
-def prefill_mask(packed: Packed, backend: Backend):
-    """The packed prefill's mask, on the packed tensors' device: [B, 1, L, L] bool (dense) or a BlockMask (flex)."""
-    mask_mod = packed_mask_mod(packed)
+def prefill_mask(packed: Packed, backend: Backend, first_query: int = 0):
+    """The packed prefill's mask for its queries from column `first_query` on (the earlier columns
+    being a prefix already in the cache) over all keys, on the packed tensors' device:
+    [B, 1, L - first_query, L] bool (dense) or a BlockMask (flex)."""
+    mask_mod = from_query(packed_mask_mod(packed), first_query) if first_query else packed_mask_mod(packed)
     batch, length = packed.input_ids.shape
     device = packed.input_ids.device
-    if backend == "flex":
-        return block_mask(mask_mod, batch, length, device)
-    return dense_mask(mask_mod, batch, length, device)
+    make = block_mask if backend == "flex" else dense_mask
+    return make(mask_mod, batch, length - first_query, device, kv_length=length)
 
 
 def _flex_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -74,25 +74,41 @@ def packed_mask_mod(packed: Packed | tuple[Tensor, Tensor, Tensor]) -> MaskMod:
     return _named(or_masks(rule, diagonal()), "packed")
 
 
-def dense_mask(mask_mod: MaskMod, batch: int, length: int, device: torch.device | str | None = None) -> Tensor:
-    """Evaluate mask_mod on broadcast index grids -> [B, 1, L, L] bool (True = attend).
+def dense_mask(
+    mask_mod: MaskMod, batch: int, length: int, device: torch.device | str | None = None, kv_length: int | None = None
+) -> Tensor:
+    """Evaluate mask_mod on broadcast index grids -> [B, 1, L, K] bool (True = attend); K = L by default.
 
     This is the 4D mask the dense backend hands to a transformers model running SDPA.
     """
+    kv_length = length if kv_length is None else kv_length
     b = torch.arange(batch, device=device).view(-1, 1, 1, 1)
     h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
     q_idx = torch.arange(length, device=device).view(1, 1, -1, 1)
-    kv_idx = torch.arange(length, device=device).view(1, 1, 1, -1)
-    return mask_mod(b, h, q_idx, kv_idx).expand(batch, 1, length, length)
+    kv_idx = torch.arange(kv_length, device=device).view(1, 1, 1, -1)
+    return mask_mod(b, h, q_idx, kv_idx).expand(batch, 1, length, kv_length)
 
 
-def block_mask(mask_mod: MaskMod, batch: int, length: int, device: torch.device | str | None = None) -> BlockMask:
-    """FlexAttention BlockMask of mask_mod for [B, L] queries and keys, shared by all heads.
+def block_mask(
+    mask_mod: MaskMod, batch: int, length: int, device: torch.device | str | None = None, kv_length: int | None = None
+) -> BlockMask:
+    """FlexAttention BlockMask of mask_mod for [B, L] queries and [B, K] keys (K = L by default),
+    shared by all heads.
 
     L need not be a multiple of the 128 block size: create_block_mask pads internally and never
     calls mask_mod beyond L (checked on CPU with torch 2.13).
     """
-    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=length, device=device)
+    kv_length = length if kv_length is None else kv_length
+    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=kv_length, device=device)
+
+
+def from_query(mask_mod: MaskMod, first: int) -> MaskMod:
+    """mask_mod for the queries from packed index `first` on (the earlier ones already cached)."""
+
+    def later_queries(b, h, q_idx, kv_idx):
+        return mask_mod(b, h, q_idx + first, kv_idx)
+
+    return later_queries
 
 
 def decode_mask(valid_keys: Tensor) -> Tensor:

@@ -26,14 +26,21 @@ class Packed:
     segment: Tensor  # [B, L] long, -1 on padding
     valid: Tensor  # [B, L] bool, False on padding
     block_ends: Tensor  # [B, N] long, packed index of the last token of each paraphrase
+    shared: int  # the first `shared` columns are the same in every row (the prompt prefix): padding follows them
     # Per example: (name, start, end) with half-open [start, end) packed indices; empty pieces omitted.
     labels: list[list[tuple[str, int, int]]]
+
+    def prefix(self) -> "Packed":
+        """The shared columns of the first row: the prefix, packed alone."""
+        p = self.shared
+        cut = {name: getattr(self, name)[:1, :p] for name in ("input_ids", "level", "segment", "valid")}
+        return Packed(**cut, block_ends=self.block_ends[:1, :0], shared=p, labels=[])
 
     def to(self, device) -> "Packed":
         tensors = {
             name: getattr(self, name).to(device) for name in ("input_ids", "level", "segment", "valid", "block_ends")
         }
-        return Packed(**tensors, labels=self.labels)
+        return Packed(**tensors, shared=self.shared, labels=self.labels)
 
 
 # One piece of a packed example: (label, token ids, level, segment id, ends a paraphrase).
@@ -79,8 +86,13 @@ LAYOUTS: dict[str, LayoutRule] = {
 Layout = Literal[tuple(LAYOUTS)]  # type: ignore[valid-type]
 
 
-def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
-    """Pack each example's paraphrases into one sequence and left-pad the batch to [B, L]."""
+def pack(examples: list[Segments], layout: Layout, pad_id: int, share_prefix: bool = False) -> Packed:
+    """Pack each example's paraphrases into one sequence and left-pad the batch to [B, L].
+
+    With `share_prefix`, when every row starts with the same prompt prefix (same tokens, levels and
+    segments: its KV is then the same in every row), the padding goes after it instead, so that
+    the prefix can be prefilled once for the batch.
+    """
     if not examples:
         raise ValueError("pack() needs at least one example")
     counts = {len(ex.blocks) for ex in examples}
@@ -106,6 +118,7 @@ def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
                 ends.append(len(ids) - 1)
         rows.append((ids, level, segment, labels, ends))
 
+    shared = _shared_prefix_length(examples, rows) if share_prefix else 0
     length = max(len(r[0]) for r in rows)
     batch = len(rows)
     packed = Packed(
@@ -114,17 +127,31 @@ def pack(examples: list[Segments], layout: Layout, pad_id: int) -> Packed:
         segment=torch.full((batch, length), PAD, dtype=torch.long),
         valid=torch.zeros((batch, length), dtype=torch.bool),
         block_ends=torch.zeros((batch, counts.pop()), dtype=torch.long),
+        shared=shared,
         labels=[],
     )
     for i, (ids, level, segment, labels, ends) in enumerate(rows):
-        pad = length - len(ids)  # left padding: real tokens end at the last column
-        packed.input_ids[i, pad:] = torch.tensor(ids, dtype=torch.long)
-        packed.level[i, pad:] = torch.tensor(level, dtype=torch.long)
-        packed.segment[i, pad:] = torch.tensor(segment, dtype=torch.long)
-        packed.valid[i, pad:] = True
-        packed.block_ends[i] = torch.tensor(ends, dtype=torch.long) + pad
-        packed.labels.append([(name, start + pad, end + pad) for name, start, end in labels])
+        pad = length - len(ids)  # padding: real tokens end at the last column
+        columns = torch.cat([torch.arange(shared), torch.arange(shared + pad, length)])  # where the tokens go
+        packed.input_ids[i, columns] = torch.tensor(ids, dtype=torch.long)
+        packed.level[i, columns] = torch.tensor(level, dtype=torch.long)
+        packed.segment[i, columns] = torch.tensor(segment, dtype=torch.long)
+        packed.valid[i, columns] = True
+        packed.block_ends[i] = columns[torch.tensor(ends, dtype=torch.long)]
+        shift = lambda index: index if index < shared else index + pad  # noqa: B023 (used at once)
+        packed.labels.append([(name, shift(start), shift(end - 1) + 1) for name, start, end in labels])
     return packed
+
+
+def _shared_prefix_length(examples: list[Segments], rows) -> int:
+    """len(prefix) if every example has the same prompt prefix and every row starts with the same
+    tokens, levels and segments for that long; else 0."""
+    prefix = examples[0].prefix
+    if not prefix or any(ex.prefix != prefix for ex in examples):
+        return 0
+    p = len(prefix)
+    first = [r[:p] for r in rows[0][:3]]
+    return p if all([r[:p] for r in row[:3]] == first for row in rows) else 0
 
 
 def structure(packed: Packed | tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -141,17 +141,17 @@ class ParaphraseDataModule(L.LightningDataModule):
     def _loader(self) -> DataLoader:
         trainer = self.trainer
         done = {row["index"] for row in self.finished}
-        examples = [e for e in self.examples if e.index not in done]
+        batches = prefix_batches([e for e in self.examples if e.index not in done], self.batch_size)
         sampler = None
         if trainer is not None and trainer.world_size > 1:
-            # Lightning's default test sampler pads ranks with duplicate examples; this one does
-            # not, so each example is decoded and counted exactly once across processes.
+            # Whole batches go to processes. Lightning's default test sampler pads ranks with
+            # duplicates; this one does not, so each example is decoded and counted exactly once.
             sampler = UnrepeatedDistributedSampler(
-                examples, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+                batches, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         return DataLoader(
-            examples,
-            batch_size=self.batch_size,
+            batches,
+            batch_size=None,  # each item is a batch already
             sampler=sampler,
             shuffle=False,
             num_workers=self.num_workers,
@@ -166,6 +166,19 @@ class ParaphraseDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader()
+
+
+def prefix_batches(examples: list[Example], batch_size: int) -> list[list[Example]]:
+    """Batches in which every example has the same prompt prefix, so that methods read it once;
+    within a prefix, examples of similar length travel together (less padding). Deterministic."""
+    groups: dict[tuple[int, ...], list[Example]] = {}
+    for example in examples:
+        groups.setdefault(tuple(example.segments.prefix), []).append(example)
+    batches = []
+    for group in groups.values():
+        group = sorted(group, key=lambda e: (sum(map(len, e.segments.blocks)), e.index))
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    return batches
 
 
 def _hash(records: list[Record]) -> str:

@@ -94,33 +94,44 @@ class AttentionFusion(EnsembleModule):
 
     def pack(self, batch: ParaphraseBatch) -> Packed:
         self.check_prompts(batch.segments)
-        return pack(batch.segments, self.layout, self.tokenizer.pad_token_id)
+        return pack(batch.segments, self.layout, self.tokenizer.pad_token_id, share_prefix=self.hparams.reuse_prefix)
 
     def prompt(self, packed: Packed) -> Prompt:
         """The packed prefill: its tokens, positions and mask, and with `block_ends` the N block ends
-        whose logits choose the first token."""
-        positions = position_ids(packed, self.positions)  # per-token bookkeeping: cheaper on the CPU
-        packed = packed.to(self.device)
+        whose logits choose the first token. A prefix shared by every row is read once."""
+        positions = position_ids(packed, self.positions).to(self.device)  # per-token bookkeeping: cheaper on the CPU
+        packed, p = packed.to(self.device), packed.shared
+        prefix = None
+        if p:
+            head = packed.prefix()
+            prefix = Prompt(
+                head.input_ids, head.valid, positions[:1, :p], attention_mask=prefill_mask(head, self.backend)
+            )
+            prefix.key = (
+                "packed",
+                self.backend,
+                *(tuple(t[0].tolist()) for t in (head.input_ids, head.level, head.segment, prefix.position_ids)),
+            )
         return Prompt(
-            input_ids=packed.input_ids,
-            valid=packed.valid,
-            position_ids=positions.to(self.device),
-            attention_mask=prefill_mask(packed, self.backend),
-            logit_positions=packed.block_ends if self.first_token == "block_ends" else None,
+            input_ids=packed.input_ids[:, p:],
+            valid=packed.valid[:, p:],
+            position_ids=positions[:, p:],
+            attention_mask=prefill_mask(packed, self.backend, first_query=p),
+            logit_positions=packed.block_ends - p if self.first_token == "block_ends" else None,
+            prefix=prefix,
         )
 
     def decode(self, batch: ParaphraseBatch) -> Output:
-        packed = self.pack(batch)
         if not self._mask_logged:
-            self._log_mask(packed)
+            self._log_mask(batch)
         decoded = self.generate(
-            self.prompt(packed),
+            self.prompt(self.pack(batch)),
             fuse=first_row,
             fuse_first=bind(self.first_fusion, None) if self.first_token == "block_ends" else None,
         )
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
 
-    def _log_mask(self, packed: Packed) -> None:
+    def _log_mask(self, batch: ParaphraseBatch) -> None:
         """Draw the first example's mask into TensorBoard, once per run."""
         self._mask_logged = True
         logger = self.logger if self._trainer is not None else None
@@ -128,6 +139,6 @@ class AttentionFusion(EnsembleModule):
             return
         from selfens.attention.draw import extend_with_generated, mask_figure
 
-        mask, labels = extend_with_generated(packed, 0)
+        mask, labels = extend_with_generated(pack(batch.segments[:1], self.layout, self.tokenizer.pad_token_id), 0)
         title = f"{self.layout}, {self.positions} positions, first token: {self.first_token}"
         logger.experiment.add_figure("attention_mask", mask_figure(mask, labels, title))

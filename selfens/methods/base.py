@@ -10,7 +10,7 @@ import torch
 
 from selfens import decode as decoding
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost, Prompt
+from selfens.decode import DecodeCost, PrefixCache, Prompt
 from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
 from selfens.metrics.views import Scores, ViewScores, score
@@ -21,10 +21,12 @@ from selfens.resume import check_method, finished_cost, finished_rows
 # answers and K samples per prompt) is named apart from the decode of the answers themselves.
 COSTS = (
     "prefill_tokens",
+    "prefill_padded_tokens",
     "forward_calls",
     "decode_steps",
     "decode_seconds",
     "confidence_prefill_tokens",
+    "confidence_prefill_padded_tokens",
     "confidence_forward_calls",
     "confidence_decode_steps",
     "confidence_seconds",
@@ -43,22 +45,14 @@ class Output:
 
     def cost_values(self) -> dict[str, float]:
         """This batch's cost under the names of COSTS."""
-        d, c = self.cost, self.confidence_cost
-        return dict(
-            zip(
-                COSTS,
-                (
-                    d.prefill_tokens,
-                    d.forward_calls,
-                    d.decode_steps,
-                    d.seconds,
-                    c.prefill_tokens,
-                    c.forward_calls,
-                    c.decode_steps,
-                    c.seconds,
-                ),
-            )
-        )
+        values = {}
+        for prefix, c in (("", self.cost), ("confidence_", self.confidence_cost)):
+            values[f"{prefix}prefill_tokens"] = c.prefill_tokens  # real tokens run
+            values[f"{prefix}prefill_padded_tokens"] = c.prefill_padded_tokens  # padding included
+            values[f"{prefix}forward_calls"] = c.forward_calls
+            values[f"{prefix}decode_steps"] = c.decode_steps
+        values["decode_seconds"], values["confidence_seconds"] = self.cost.seconds, self.confidence_cost.seconds
+        return {name: values[name] for name in COSTS}
 
 
 class EnsembleModule(L.LightningModule):
@@ -75,6 +69,8 @@ class EnsembleModule(L.LightningModule):
         stop_strings: list[str] = ["\n"],  # noqa: B006 (shown by LightningCLI; never mutated)
         lemmatizer: str = "blank_en",
         attn_implementation: str = "sdpa",
+        reuse_prefix: bool = True,
+        prefix_cache_size: int = 32,
     ):
         """
         Args:
@@ -84,6 +80,10 @@ class EnsembleModule(L.LightningModule):
             stop_strings: an answer ends at the first of these (after leading whitespace); EOS always ends it.
             lemmatizer: spaCy pipeline for lemma match: "blank_en" (offline lookup tables) or an installed one.
             attn_implementation: transformers attention backend: "sdpa" or "flex_attention".
+            reuse_prefix: prefill the prompt prefix (instruction and few-shot examples) that a batch's
+                rows share once, and keep the KV of recent prefixes for later batches; False: every row
+                reads its whole prompt (to compare).
+            prefix_cache_size: how many recent prefixes' KV are kept.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +94,7 @@ class EnsembleModule(L.LightningModule):
         self.model_name = model
         self.tokenizer = load_tokenizer(model)
         self.lm = None
+        self.prefix_cache = PrefixCache(prefix_cache_size if reuse_prefix else 0)
         self.lemmatizer = load_lemmatizer(lemmatizer)
         self.scores: Optional[Scores] = None  # built in setup, once N is known
         self.run_cost = dict.fromkeys(COSTS, 0.0)  # this process, this run
@@ -165,7 +166,24 @@ class EnsembleModule(L.LightningModule):
     def generate(self, prompt: Prompt, **kwargs) -> decoding.Decoded:
         """`decoding.decode` with this module's model, EOS ids, length limit and stop strings."""
         kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
-        return decoding.decode(self.lm, prompt, eos_ids=self.eos_ids, stop=self._stopped, **kwargs)
+        return decoding.decode(
+            self.lm,
+            prompt.to(self.device),
+            eos_ids=self.eos_ids,
+            stop=self._stopped,
+            prefix_cache=self.prefix_cache,
+            **kwargs,
+        )
+
+    def single_prompts(self, batch: ParaphraseBatch, paraphrases: Optional[list[int]] = None) -> Prompt:
+        """The single prompts of the chosen paraphrases (default: all) as rows, example-major. When
+        every example of the batch has the same prefix, it is read once (`reuse_prefix`)."""
+        chosen = range(batch.num_paraphrases) if paraphrases is None else paraphrases
+        prefix = batch.segments[0].prefix
+        if self.hparams.reuse_prefix and prefix and all(s.prefix == prefix for s in batch.segments):
+            rests = [s.blocks[k] + s.suffix for s in batch.segments for k in chosen]
+            return Prompt.with_prefix(prefix, rests, self.tokenizer.pad_token_id).to(self.device)
+        return Prompt.left_padded(*batch.rows(paraphrases)).to(self.device)
 
     def _raw_text(self, tokens: list[int]) -> str:
         # Leading whitespace is not an answer: a stop string there does not end it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import Prompt
 from selfens.methods.base import EnsembleModule, Output
 from selfens.metrics.views import METRICS, ViewScores, majority, score
 
@@ -16,8 +15,7 @@ class Origin(EnsembleModule):
     method = "origin"
 
     def decode(self, batch: ParaphraseBatch) -> Output:
-        ids, valid = batch.rows([0])  # [B, L]
-        decoded = self.generate(Prompt.left_padded(ids, valid))
+        decoded = self.generate(self.single_prompts(batch, [0]))  # B rows
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
 
 
@@ -43,8 +41,7 @@ class PerPrompt(EnsembleModule):
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         n = batch.num_paraphrases
-        ids, valid = batch.rows()  # [B*N, L], example-major
-        decoded = self.generate(Prompt.left_padded(ids, valid))
+        decoded = self.generate(self.single_prompts(batch))  # B*N rows, example-major
         texts = [self.text(t) for t in decoded.tokens]
         per_paraphrase = [texts[b * n : (b + 1) * n] for b in range(len(batch.ids))]
         votes = [majority(answers) for answers in per_paraphrase]

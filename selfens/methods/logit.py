@@ -9,7 +9,7 @@ import torch
 
 from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost, Prompt
+from selfens.decode import DecodeCost
 from selfens.fusion import FUSIONS, FusionName, bind
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
@@ -85,7 +85,7 @@ class LogitFusion(EnsembleModule):
 
     def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
         """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to `cost`."""
-        values, spent = self.confidence(*batch.rows())  # rows: [B*N, L]
+        values, spent = self.confidence(self.single_prompts(batch))  # B*N rows
         if cost is not None:
             cost.add(spent)
         return values.view(len(batch.ids), batch.num_paraphrases)
@@ -94,11 +94,10 @@ class LogitFusion(EnsembleModule):
     def decode(self, batch: ParaphraseBatch) -> Output:
         confidence_cost = DecodeCost()
         weights = self.confidences(batch, confidence_cost) if self.fusion_rule.needs_weights else None  # [B, N]
-        ids, valid = batch.rows()  # [B*N, L], example-major
         decoded = self.generate(
-            Prompt.left_padded(ids, valid),
+            self.single_prompts(batch),  # B*N rows, example-major
             rows_per_example=batch.num_paraphrases,
-            fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(ids.device)),
+            fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(self.device)),
         )
         extra = [{"weights": [round(w, 4) for w in row]} for row in weights.tolist()] if weights is not None else []
         return Output(

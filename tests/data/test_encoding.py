@@ -221,15 +221,40 @@ def batches(tiny, tiny_model_path):
     dm = ParaRel(num_paraphrases=3, limit=10, batch_size=4, fill_style="mask", prompt_style="raw")
     dm.connect(tokenizer, tiny_model_path)
     dm.setup("test")
-    return dm, list(dm.test_dataloader())
+    pad = tokenizer.pad_token_id
+    return dm, [collate(dm.examples[i : i + 4], pad) for i in range(0, 10, 4)]
+
+
+def test_loader_batches_share_a_prefix(batches):
+    """The loader groups examples by prompt prefix (10 facts of 10 relations: one batch each), each
+    example exactly once, in the same order on every call."""
+    dm, _ = batches
+    loaded = list(dm.test_dataloader())
+    assert sorted(i for b in loaded for i in b.index.tolist()) == list(range(10))
+    assert all(len({tuple(s.prefix) for s in b.segments}) == 1 for b in loaded)
+    assert [b.index.tolist() for b in loaded] == [b.index.tolist() for b in dm.test_dataloader()]
+
+
+def test_prefix_batches_group_then_sort_by_length(tiny, tiny_model_path):
+    from selfens.data.base import prefix_batches
+
+    dm = ParaRel(num_paraphrases=3, relations=["P19", "P20"], limit=20, fill_style="mask", prompt_style="raw")
+    dm.connect(tiny[1], tiny_model_path)
+    dm.setup("test")
+    batches = prefix_batches(dm.examples, 4)
+    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
+    for batch in batches:
+        assert len({tuple(e.segments.prefix) for e in batch}) == 1
+    for group in (batches[:3], batches[3:]):
+        lengths = [sum(map(len, e.segments.blocks)) for b in group for e in b]
+        assert lengths == sorted(lengths)
+    assert sorted(e.index for b in batches for e in b) == list(range(20))
 
 
 def test_batch_is_left_padded(batches, tiny):
     dm, batches = batches
     pad = tiny[1].pad_token_id
     assert [b.input_ids.shape[0] for b in batches] == [4, 4, 2]
-    first = next(iter(dm.test_dataloader()))
-    assert torch.equal(first.input_ids, batches[0].input_ids)
     for i, batch in enumerate(batches):
         examples = dm.examples[4 * i : 4 * i + 4]
         prompts = [[e.segments.prompt(k) for k in range(3)] for e in examples]

@@ -51,7 +51,7 @@ def test_examples_and_batch(tmp_path, tiny, tiny_model_path):
     assert tokenizer.decode(dm.examples[0].segments.blocks[1]) == "Q: tokyo is in which country?\nA:"
     batch = next(iter(dm.test_dataloader()))
     assert batch.input_ids.shape[:2] == (2, 2)
-    assert batch.index.tolist() == [0, 1]
+    assert sorted(batch.index.tolist()) == [0, 1]  # shortest first within a prefix
 
 
 def test_shots_are_not_supported():

@@ -95,22 +95,32 @@ def module(tiny_model_path):
 
 @pytest.fixture(scope="module")
 def data(tiny_model_path):
-    """data(config, n, shots): (first batch of 4 examples, data module), built once per arguments."""
+    """data(config, n, shots, shared): (a batch of 4 examples, data module), built once per arguments.
+
+    shared=False: 4 facts of 4 relations, whose prompt prefixes differ (read whole, left-padded);
+    shared=True: 4 facts of one relation, whose common prefix the methods read once."""
     from selfens.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_path)
     built = {}
 
-    def get(config: str, n: int, shots: int) -> tuple[ParaphraseBatch, ParaRel]:
-        key = (config, n, shots)
+    def get(config: str, n: int, shots: int, shared: bool = False) -> tuple[ParaphraseBatch, ParaRel]:
+        key = (config, n, shots, shared)
         if key not in built:
-            dm = ParaRel(num_paraphrases=n, num_shots=shots, limit=4, batch_size=4, **CONFIGS[config])
+            dm = ParaRel(num_paraphrases=n, num_shots=shots, limit=40 if shared else 4, **CONFIGS[config])
             dm.connect(tokenizer, tiny_model_path)
             dm.setup("test")
-            built[key] = (next(iter(dm.test_dataloader())), dm)
+            examples = dm.examples[:4]
+            if shared:
+                examples = [e for e in dm.examples if e.segments.prefix == dm.examples[0].segments.prefix][:4]
+            assert len(examples) == 4 and len({tuple(e.segments.prefix) for e in examples}) == (1 if shared else 4)
+            built[key] = (collate(examples, tokenizer.pad_token_id), dm)
         return built[key]
 
     return get
+
+
+SHARED = pytest.mark.parametrize("shared", [False, True], ids=["mixed", "shared"])
 
 
 def run(m: EnsembleModule, batch: ParaphraseBatch) -> tuple[Output, Decoded, list[list[torch.Tensor]]]:
@@ -207,8 +217,9 @@ def differs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # -- 1. one paraphrase is the single prompt ------------------------------------------------------------
 @pytest.mark.parametrize("layout, positions, config, mode", cases())
-def test_one_paraphrase_equals_origin(module, data, layout, positions, config, mode):
-    batch, _ = data(config, n=1, shots=1)  # isolated_fewshot with one shot: nothing to isolate
+@SHARED
+def test_one_paraphrase_equals_origin(module, data, layout, positions, config, mode, shared):
+    batch, _ = data(config, n=1, shots=1, shared=shared)  # isolated_fewshot with one shot: nothing to isolate
     segments = batch.segments[0]
     assert (not segments.suffix) == (config in EMPTY_SUFFIX)  # the configuration is what it claims
     out, decoded, steps = run(attention(module, layout, positions, mode), batch)
@@ -274,8 +285,9 @@ def reference_decode(m: AttentionFusion, segments, pad_id: int) -> tuple[list[in
 
 
 @pytest.mark.parametrize("layout, positions, config, mode", cases(("completion", "mask_suffix")))
-def test_cached_decoding_equals_full_recomputation(module, data, layout, positions, config, mode):
-    batch, dm = data(config, n=3, shots=2)
+@SHARED
+def test_cached_decoding_equals_full_recomputation(module, data, layout, positions, config, mode, shared):
+    batch, dm = data(config, n=3, shots=2, shared=shared)
     m = attention(module, layout, positions, mode)
     _, decoded, steps = run(m, batch)
     reference = [reference_decode(m, s, dm.tokenizer.pad_token_id) for s in batch.segments]
@@ -287,12 +299,13 @@ def test_cached_decoding_equals_full_recomputation(module, data, layout, positio
 
 # -- 3. dense == flex ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("layout, positions, config, mode", MODE_CASES)
-def test_dense_equals_flex(module, data, layout, positions, config, mode):
-    batch, _ = data(config, n=3, shots=2)
+@SHARED
+def test_dense_equals_flex(module, data, layout, positions, config, mode, shared):
+    batch, _ = data(config, n=3, shots=2, shared=shared)
     dense = attention(module, layout, positions, mode, backend="dense")
     flex = attention(module, layout, positions, mode, backend="flex")
     assert flex.lm.config._attn_implementation == "selfens_flex"
-    packed = dense.pack(batch)
+    packed = pack(batch.segments, layout, dense.tokenizer.pad_token_id)  # whole rows: no prefix cache needed
     dense_prompt, flex_prompt = dense.prompt(packed), flex.prompt(packed)
     assert isinstance(flex_prompt.attention_mask, BlockMask)
     assert isinstance(dense_prompt.attention_mask, torch.Tensor)
@@ -323,8 +336,9 @@ def test_dense_equals_flex(module, data, layout, positions, config, mode):
 
 # -- 4. a batch == each example alone ----------------------------------------------------------------
 @pytest.mark.parametrize("layout, positions, config, mode", MODE_CASES)
-def test_batch_equals_each_example_alone(module, data, layout, positions, config, mode):
-    batch, dm = data(config, n=3, shots=2)
+@SHARED
+def test_batch_equals_each_example_alone(module, data, layout, positions, config, mode, shared):
+    batch, dm = data(config, n=3, shots=2, shared=shared)
     m = attention(module, layout, positions, mode)
     packed = m.pack(batch)
     assert len(set(packed.valid.sum(-1).tolist())) > 1  # different packed lengths: padding is exercised
@@ -403,6 +417,39 @@ def test_prefill_token_and_forward_call_accounting(module, data, layout, mode):
     if layout == "shared_prefix":
         per_prompt = int(batch.valid.sum())  # every single prompt alone: the prefix N times
         assert cost.prefill_tokens < per_prompt
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("mode", ["block_ends", "suffix"])
+def test_a_shared_prefix_is_read_once_then_taken_from_the_cache(module, data, layout, mode):
+    """4 facts of one relation: the prefix is prefilled once for the batch, and not at all for a
+    later batch with the same prefix; the rest of every packed row is read as without reuse."""
+    batch, _ = data(CONFIG_OF[mode], n=3, shots=2, shared=True)
+    m = attention(module, layout, "sequential", mode)
+    m.prefix_cache.entries.clear()
+    prefix = len(batch.segments[0].prefix)
+    first = run(m, batch)[0].cost
+    again = run(m, batch)[0].cost
+    assert first.prefill_tokens == _expected_prefill_tokens(layout, batch) - 3 * prefix  # 4 rows, 1 prefix
+    assert again.prefill_tokens == first.prefill_tokens - prefix  # from the cache
+    assert first.forward_calls == 2 + first.decode_steps  # the prefix, then the rest of the batch
+    assert again.forward_calls == 1 + again.decode_steps
+    assert first.prefill_padded_tokens >= first.prefill_tokens
+
+
+@pytest.mark.parametrize("layout, positions, config, mode", MODE_CASES)
+def test_reusing_the_prefix_changes_no_token(module, data, layout, positions, config, mode):
+    batch, _ = data(config, n=3, shots=2, shared=True)
+    with_reuse = attention(module, layout, positions, mode)
+    without = attention(module, layout, positions, mode, reuse_prefix=False)
+    assert with_reuse.prompt(with_reuse.pack(batch)).prefix is not None
+    assert without.prompt(without.pack(batch)).prefix is None
+    _, reused, reused_steps = run(with_reuse, batch)
+    _, plain, plain_steps = run(without, batch)
+    assert reused.tokens == plain.tokens
+    for b in range(len(plain.tokens)):
+        assert_same_steps(reused_steps[b], plain_steps[b])
+    assert reused.cost.prefill_tokens < plain.cost.prefill_tokens
 
 
 # -- 7. refused first-token configurations ----------------------------------------------------------

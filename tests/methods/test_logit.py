@@ -14,7 +14,7 @@ from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.decode import Prompt
 from selfens.fusion import FUSIONS, WEIGHTED, bind
-from selfens.methods import LogitFusion, Origin
+from selfens.methods import LogitFusion, Origin, PerPrompt
 from selfens.models import load_tokenizer
 
 ALL = sorted(FUSIONS)  # avg, max, weighted_avg, weighted_max
@@ -33,8 +33,13 @@ def pararel(path: str, n: int, limit: int = 4) -> ParaRel:
     return dm
 
 
-def first_batch(dm: ParaRel) -> ParaphraseBatch:
-    return next(iter(dm.test_dataloader()))
+def first_batch(dm: ParaRel, shared: bool = False) -> ParaphraseBatch:
+    """4 examples: of 4 relations (different prompt prefixes), or of one (one prefix, read once)."""
+    examples = dm.examples[:4]
+    if shared:
+        examples = [e for e in dm.examples if e.segments.prefix == dm.examples[0].segments.prefix][:4]
+    assert len(examples) == 4 and len({tuple(e.segments.prefix) for e in examples}) == (1 if shared else 4)
+    return collate(examples, pad_id=dm.tokenizer.pad_token_id)
 
 
 def fusion_module(path: str, fusion: str, folder, **kwargs) -> LogitFusion:
@@ -56,12 +61,12 @@ def fused_tokens(m: LogitFusion, batch: ParaphraseBatch) -> list[list[int]]:
     """The token ids LogitFusion.decode generates (the same call, without the text step)."""
     weights = m.confidences(batch) if m.method in WEIGHTED else None
     return m.generate(
-        Prompt.left_padded(*batch.rows()), rows_per_example=batch.num_paraphrases, fuse=bind(m.fusion_rule.fn, weights)
+        m.single_prompts(batch), rows_per_example=batch.num_paraphrases, fuse=bind(m.fusion_rule.fn, weights)
     ).tokens
 
 
 def origin_tokens(m, batch: ParaphraseBatch) -> list[list[int]]:
-    return m.generate(Prompt.left_padded(*batch.rows([0]))).tokens
+    return m.generate(m.single_prompts(batch, [0])).tokens
 
 
 def alone(m, prompt_ids: list[int], **kwargs) -> list[int]:
@@ -134,9 +139,10 @@ def test_identical_paraphrases_equal_origin(tiny_model_path, dm3, origin, fusion
     assert m.decode(batch).predictions == origin.decode(batch).predictions
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["mixed", "shared"])
 @pytest.mark.parametrize("fusion", ALL)
-def test_one_paraphrase_equals_origin(tiny_model_path, origin, fusion, tmp_path):
-    batch = first_batch(pararel(tiny_model_path, 1))
+def test_one_paraphrase_equals_origin(tiny_model_path, origin, fusion, shared, tmp_path):
+    batch = first_batch(pararel(tiny_model_path, 1, limit=40 if shared else 4), shared)
     assert batch.num_paraphrases == 1
     m = fusion_module(tiny_model_path, fusion, tmp_path)
     expected = origin_tokens(origin, batch)
@@ -146,6 +152,37 @@ def test_one_paraphrase_equals_origin(tiny_model_path, origin, fusion, tmp_path)
     assert out.predictions == origin.decode(batch).predictions
     if fusion in WEIGHTED:
         assert [len(e["weights"]) for e in out.extra] == [1] * len(batch.ids)
+
+
+@pytest.mark.parametrize("fusion", ALL)
+def test_reusing_the_prefix_changes_no_token(tiny_model_path, fusion, tmp_path):
+    """One relation's facts share a prefix: read once (and cached for later batches), the tokens
+    and fused answers are those of reading every prompt whole."""
+    batch = first_batch(pararel(tiny_model_path, 3, limit=40), shared=True)
+    with_reuse = fusion_module(tiny_model_path, fusion, tmp_path / "a")
+    without = fusion_module(tiny_model_path, fusion, tmp_path / "b", reuse_prefix=False)
+    assert with_reuse.single_prompts(batch).prefix is not None and without.single_prompts(batch).prefix is None
+    tokens = fused_tokens(without, batch)
+    assert any(tokens)
+    assert fused_tokens(with_reuse, batch) == tokens
+    assert fused_tokens(with_reuse, batch) == tokens  # the prefix KV now from the cache
+    reused, plain = with_reuse.decode(batch), without.decode(batch)
+    assert reused.predictions == plain.predictions
+    assert reused.extra == plain.extra  # the same confidences, for weighted rules
+    assert reused.cost.prefill_tokens < plain.cost.prefill_tokens
+
+
+@pytest.mark.parametrize("method", [Origin, PerPrompt])
+def test_baselines_reusing_the_prefix_change_no_answer(tiny_model_path, method):
+    batch = first_batch(pararel(tiny_model_path, 3, limit=40), shared=True)
+    with_reuse = method(model=tiny_model_path, max_new_tokens=MAX_NEW, stop_strings=[])
+    without = method(model=tiny_model_path, max_new_tokens=MAX_NEW, stop_strings=[], reuse_prefix=False)
+    for m in (with_reuse, without):
+        m.configure_model()
+    reused, plain = with_reuse.decode(batch), without.decode(batch)
+    assert reused.predictions == plain.predictions
+    assert reused.per_paraphrase == plain.per_paraphrase
+    assert reused.cost.prefill_tokens < plain.cost.prefill_tokens
 
 
 # -- the cached lockstep decoder against a reference loop ----------------------------------------------
