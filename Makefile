@@ -27,8 +27,8 @@ demo: install
 	$(VENV)/bin/selfens report lightning_logs/$(DEMO)
 
 lint: install
-	$(VENV)/bin/ruff check selfens tests
-	$(VENV)/bin/ruff format --check selfens tests
+	$(VENV)/bin/ruff check selfens tests benchmarks
+	$(VENV)/bin/ruff format --check selfens tests benchmarks
 
 test: lint
 	$(PY) -m pytest -q

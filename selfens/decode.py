@@ -301,6 +301,7 @@ def decode(
     cost = DecodeCost()
 
     logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
+    cost.peak_kv_bytes = kv_bytes(cache)
     position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
     valid = prompt.key_valid
     if copies > 1:
