@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from selfens.attention.backend import attn_implementation, default_backend  # noqa: E402
 from selfens.confidence import ConfidenceCache  # noqa: E402
 from selfens.data import ParaRel, collate  # noqa: E402
 from selfens.data.base import prefix_batches  # noqa: E402
@@ -43,7 +44,7 @@ METHODS = {
     "avg": (LogitFusion, {"fusion": "avg"}),
     "max": (LogitFusion, {"fusion": "max"}),
     "weighted_avg": (LogitFusion, {"fusion": "weighted_avg", "confidence": "token_prob"}),
-    "attention": (AttentionFusion, {"layout": "shared_prefix", "first_token": "block_ends", "backend": "dense"}),
+    "attention": (AttentionFusion, {"layout": "shared_prefix", "first_token": "block_ends"}),
 }
 SEED_STEPS = 20
 
@@ -128,10 +129,16 @@ def run_seed_avg(module, dm: ParaRel) -> dict:
 
 
 def build_modules(model: str, device: torch.device, dtype: str) -> dict:
-    """(method, reuse_prefix) -> a configured module; all share one loaded model."""
-    lm = load_model(model, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa").to(device)
+    """(method, reuse_prefix) -> a configured module; all share one loaded model. Attention fusion
+    uses its device's default backend (flex on CUDA, whose attention function runs SDPA for the
+    other methods' plain masks; dense elsewhere)."""
+    backend = default_backend(device)
+    lm = load_model(model, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation(backend))
+    lm = lm.to(device)
     modules = {}
     for name, (cls, kwargs) in METHODS.items():
+        if cls is AttentionFusion:
+            kwargs = {**kwargs, "backend": backend}
         for reuse in (True, False):
             m = cls(model=model, dtype=dtype, max_new_tokens=10, reuse_prefix=reuse, **kwargs)
             m.lm = lm  # configure_model keeps a model it already has (and builds confidences around it)
