@@ -19,6 +19,7 @@ from torch import Tensor
 
 from selfens.attention.masks import decode_mask
 from selfens.attention.positions import next_position, sequential_positions
+from selfens.padding import left_pad
 
 Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
 Choose = Callable[[Tensor], Tensor]  # fused logits [B, V] -> next token ids [B]
@@ -85,12 +86,7 @@ class Prompt:
         prefix_ids = torch.tensor(prefix, dtype=torch.long)[None]  # [1, P]
         shared = cls.left_padded(prefix_ids, torch.ones_like(prefix_ids, dtype=torch.bool))
         shared.key = ("causal", tuple(prefix))
-        length = max(map(len, rests))
-        ids = torch.full((len(rests), length), pad_id, dtype=torch.long)
-        valid = torch.zeros((len(rests), length), dtype=torch.bool)
-        for row, rest in enumerate(rests):
-            ids[row, length - len(rest) :] = torch.tensor(rest, dtype=torch.long)
-            valid[row, length - len(rest) :] = True
+        ids, valid = left_pad(rests, pad_id)
         positions = (sequential_positions(valid) + len(prefix)).masked_fill(~valid, 0)
         mask = torch.cat([valid.new_ones(len(rests), len(prefix)), valid], dim=-1).long()
         return cls(ids, valid, positions, attention_mask=mask, prefix=shared)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from selfens.data.segments import Segments
+from selfens.padding import left_pad
 
 
 @dataclass
@@ -54,13 +55,8 @@ def collate(examples: list[Example], pad_id: int) -> ParaphraseBatch:
     if len(counts) != 1:
         raise ValueError(f"examples of one batch need the same number of paraphrases, got {sorted(counts)}")
     n = counts.pop()
-    prompts = [e.segments.prompt(k) for e in examples for k in range(n)]
-    length = max(map(len, prompts))
-    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(prompts), length), dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        valid[row, length - len(prompt) :] = True
+    input_ids, valid = left_pad([e.segments.prompt(k) for e in examples for k in range(n)], pad_id)
+    length = input_ids.shape[-1]
     return ParaphraseBatch(
         index=torch.tensor([e.index for e in examples], dtype=torch.long),
         ids=[e.id for e in examples],
