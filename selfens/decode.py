@@ -98,16 +98,6 @@ class Prompt:
             return self.valid
         return torch.cat([self.prefix.valid.expand(self.valid.shape[0], -1), self.valid], dim=-1)
 
-    @property
-    def real_tokens(self) -> int:
-        """Tokens read at prefill, padding excluded (the prefix once)."""
-        return int(self.valid.sum()) + (self.prefix.real_tokens if self.prefix is not None else 0)
-
-    @property
-    def computed_tokens(self) -> int:
-        """Tokens run through the model at prefill, padding included (the prefix once)."""
-        return self.valid.numel() + (self.prefix.computed_tokens if self.prefix is not None else 0)
-
     def to(self, device) -> Prompt:
         move = lambda t: t.to(device) if isinstance(t, Tensor) else t
         prefix = self.prefix.to(device) if self.prefix is not None else None
