@@ -45,6 +45,20 @@ def jsonl_args(path: Path, model: str, save_dir: Path, *extra) -> list:
     ]
 
 
+def command(name: str, config: Path, model: str, save_dir: Path, *extra) -> list:
+    """`selfens NAME --config CONFIG` with the model and run folder overridden."""
+    return [
+        name,
+        "--config",
+        config,
+        "--model.init_args.model",
+        model,
+        "--trainer.logger.init_args.save_dir",
+        save_dir,
+        *extra,
+    ]
+
+
 def assert_nothing_left(save_dir: Path, config: Path = ORIGIN) -> None:
     folder = save_dir / logger_name(config)
     assert not folder.exists() or not any(folder.iterdir()), f"a failed run left {sorted(folder.rglob('*'))}"
@@ -108,34 +122,14 @@ def test_unknown_command_suggests_the_closest(capsys):
 
 
 def test_bad_option_value(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(
-        capsys,
-        "test",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--data.init_args.limit",
-        0,
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
-    )
+    message = selfens_fails(capsys, *command("test", ORIGIN, tiny_model_path, tmp_path, "--data.init_args.limit", 0))
     assert "limit must be at least 1" in message
     message = selfens_fails(capsys, "test", "--config", ORIGIN, "--data.init_args.limit", "abc")
     assert message == "selfens: error: data.limit: expected int, got 'abc'"
     message = selfens_fails(capsys, "test", "--config", ORIGIN, "--trainer.devices", 0)
     assert message.startswith("selfens: error: trainer: ")
     message = selfens_fails(
-        capsys,
-        "test",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--model.init_args.dtype",
-        "float33",
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
+        capsys, *command("test", ORIGIN, tiny_model_path, tmp_path, "--model.init_args.dtype", "float33")
     )
     assert "Unknown dtype 'float33'" in message
     assert_nothing_left(tmp_path)
@@ -143,16 +137,7 @@ def test_bad_option_value(tiny_model_path, tmp_path, capsys):
 
 def test_hub_model_without_network_fails_at_once(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
-    message = selfens_fails(
-        capsys,
-        "test",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        "llama3.2_1b_it",
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
-    )
+    message = selfens_fails(capsys, *command("test", ORIGIN, "llama3.2_1b_it", tmp_path))
     assert "'llama3.2_1b_it' (meta-llama/Llama-3.2-1B-Instruct) is not in the local Hugging Face cache" in message
     assert "pass model: DIR" in message
     assert_nothing_left(tmp_path)
@@ -161,32 +146,14 @@ def test_hub_model_without_network_fails_at_once(tmp_path, capsys, monkeypatch):
 def test_attention_with_an_unsuitable_prompt_fails_at_start_up(tiny_model_path, tmp_path, capsys):
     """A chat prompt has a suffix (the assistant header), which first_token: block_ends cannot use."""
     message = selfens_fails(
-        capsys,
-        "test",
-        "--config",
-        ATTENTION,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--data.init_args.prompt_style",
-        "chat",
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
+        capsys, *command("test", ATTENTION, tiny_model_path, tmp_path, "--data.init_args.prompt_style", "chat")
     )
     assert "first_token: block_ends needs an empty suffix" in message
     assert_nothing_left(tmp_path, ATTENTION)
 
 
 def test_confidence_of_an_unweighted_method(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(
-        capsys,
-        "confidence",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
-    )
+    message = selfens_fails(capsys, *command("confidence", ORIGIN, tiny_model_path, tmp_path))
     assert "selfens confidence needs a weighted method" in message and "Origin (origin)" in message
 
 
@@ -235,18 +202,7 @@ def test_own_data_uses_every_paraphrase_and_records_prompt_settings(tiny_model_p
 
 
 def test_pararel_records_the_fill_style_used(tiny_model_path, tmp_path):
-    selfens(
-        "test",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--data.init_args.limit",
-        2,
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
-        *quiet(),
-    )
+    selfens(*command("test", ORIGIN, tiny_model_path, tmp_path, "--data.init_args.limit", 2, *quiet()))
     run = tmp_path / logger_name(ORIGIN) / "version_0"
     import yaml
 
