@@ -52,7 +52,7 @@ class ConfidenceCache:
         self.path = Path(folder) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.jsonl"
         self.values: dict[str, float] = {}
         if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            for line in self.path.read_text(encoding="utf-8").split("\n"):
                 try:
                     item = json.loads(line)
                 except json.JSONDecodeError:

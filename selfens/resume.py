@@ -27,7 +27,7 @@ def finished_rows(folder: str | Path) -> list[dict]:
         )
     rows: dict[int, dict] = {}
     for path in files:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").split("\n"):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

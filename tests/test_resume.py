@@ -69,3 +69,14 @@ def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path, capsys
 def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path, capsys):
     message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", tmp_path / "nothing"))
     assert "no predictions" in message
+
+
+def test_rows_with_unicode_line_separators_are_kept(tmp_path):
+    """A model may write U+2028 or U+0085 into an answer; JSON keeps them raw, and str.splitlines()
+    would cut such a row in two (and drop it): rows are split at newlines only."""
+    from selfens.resume import finished_rows
+
+    rows = [{"index": 0, "id": "a", "prediction": "x\u2028y\x85z"}, {"index": 1, "id": "b", "prediction": "w"}]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    (tmp_path / "predictions.rank0.jsonl").write_text(text + '{"index": 2, "id": "c", "predic', encoding="utf-8")
+    assert finished_rows(tmp_path) == rows  # the line cut short by a crash is dropped, nothing else
