@@ -22,7 +22,7 @@ from selfens.attention.positions import next_position, sequential_positions
 from selfens.padding import left_pad
 
 Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
-Choose = Callable[[Tensor], Tensor]  # fused logits [B, V] -> next token ids [B]
+Choose = Callable[[Tensor, Tensor], Tensor]  # (fused logits [A, V], example ids [A]) -> next token ids [A]
 Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
 
 
@@ -31,28 +31,52 @@ def first_row(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:
     return logits[:, 0]
 
 
-def greedy(logits: Tensor) -> Tensor:
+def greedy(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:
     """The most likely token. [B, V] -> [B]."""
     return logits.argmax(-1)
+
+
+def _warped(logits: Tensor, temperature: float, top_k: int, top_p: float) -> tuple[Tensor, Tensor]:
+    """(probs, token ids), each [B, V'], of softmax(logits / temperature) restricted to the top_k
+    tokens (0: all) and then to the smallest set whose probability reaches top_p (transformers'
+    order of warpers); sorted by probability, descending."""
+    if 0 < top_k < logits.shape[-1]:
+        values, index = logits.topk(top_k, dim=-1)  # sorted, descending
+    else:
+        values, index = logits.sort(dim=-1, descending=True)
+    probs = (values / temperature).softmax(-1)
+    if top_p < 1.0:
+        before = probs.cumsum(-1) - probs  # mass of the more likely tokens
+        probs = probs.masked_fill(before >= top_p, 0.0)  # keeps the token that crosses top_p
+    return probs, index
 
 
 def sampler(
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Choose:
-    """Sample from softmax(logits / temperature), restricted to the top_k tokens (0: all) and then
-    to the smallest set whose probability reaches top_p (transformers' order of warpers)."""
+    """Sample every row from one `generator` (see `_warped` for the distribution)."""
 
-    def sample(logits: Tensor) -> Tensor:  # [B, V] -> [B]
-        if 0 < top_k < logits.shape[-1]:
-            values, index = logits.topk(top_k, dim=-1)  # sorted, descending
-        else:
-            values, index = logits.sort(dim=-1, descending=True)
-        probs = (values / temperature).softmax(-1)
-        if top_p < 1.0:
-            before = probs.cumsum(-1) - probs  # mass of the more likely tokens
-            probs = probs.masked_fill(before >= top_p, 0.0)  # keeps the token that crosses top_p
+    def sample(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:  # [B, V] -> [B]
+        probs, index = _warped(logits, temperature, top_k, top_p)
         choice = torch.multinomial(probs, 1, generator=generator)  # [B, 1]
         return index.gather(-1, choice).squeeze(-1)
+
+    return sample
+
+
+def seeded_sampler(temperature: float, top_k: int, top_p: float, seeds: list[int]) -> Choose:
+    """Sample example b from its own generator, seeded with seeds[b]: what it draws does not depend
+    on which other examples share its batch, or when they stop."""
+    generators: dict[int, torch.Generator] = {}
+
+    def sample(logits: Tensor, examples: Tensor) -> Tensor:  # [A, V], [A] -> [A]
+        probs, index = _warped(logits, temperature, top_k, top_p)
+        choices = []
+        for row, b in enumerate(examples.tolist()):
+            if b not in generators:
+                generators[b] = torch.Generator(device=logits.device).manual_seed(seeds[b])
+            choices.append(torch.multinomial(probs[row : row + 1], 1, generator=generators[b]))
+        return index.gather(-1, torch.cat(choices)).squeeze(-1)
 
     return sample
 
@@ -299,7 +323,7 @@ def decode(
     generated: list[list[int]] = [[] for _ in range(batch)]
     probs: list[list[float]] = [[] for _ in range(batch)]
     for step in range(max_new_tokens):
-        next_token = choose(fused)  # [A]
+        next_token = choose(fused, alive)  # [A]
         chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A]
         finished = torch.isin(next_token, eos)
         for i, b in enumerate(alive.tolist()):

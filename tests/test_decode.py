@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfens.decode import Prompt, decode, sampler
+from selfens.decode import Prompt, decode, sampler, seeded_sampler
 from selfens.models import eos_token_ids
 
 PROMPTS = [
@@ -195,3 +195,23 @@ def test_sampler_without_limits_follows_the_distribution():
     draws = _draws(sampler(1.0, 0, 1.0, torch.Generator().manual_seed(0)), logits=_LOGITS[1:], times=20000)
     freq = torch.bincount(draws[:, 0], minlength=8).float() / draws.shape[0]
     assert torch.allclose(freq, _PROBS[1], atol=0.015)
+
+
+def test_seeded_sampler_draws_of_an_example_do_not_depend_on_its_batch(tiny):
+    """Example b's draws come from its own seed: alone, or beside others that stop earlier, the same."""
+    model, tokenizer = tiny
+
+    def sampled(rows: list[int], seeds: list[int], max_new_tokens=6):
+        prompt = Prompt.left_padded(*_batch(tokenizer, [PROMPTS[r] for r in rows]))
+        choose = seeded_sampler(1.5, 0, 0.9, seeds)
+        return decode(model, prompt, max_new_tokens=max_new_tokens, eos_ids=[], choose=choose).tokens
+
+    together = sampled([0, 1], [11, 12])
+    assert sampled([1], [12]) == [together[1]]
+    assert sampled([0], [11]) == [together[0]]
+    assert sampled([0], [13]) != [together[0]]  # another seed, other draws
+    # A different companion that stops after one token leaves example 1's draws unchanged.
+    stop_first = seeded_sampler(1.5, 0, 0.9, [99, 12])
+    prompt = Prompt.left_padded(*_batch(tokenizer, [PROMPTS[0], PROMPTS[1]]))
+    out = decode(model, prompt, max_new_tokens=6, eos_ids=[], choose=stop_first, stop=lambda b, t: b == 0)
+    assert out.tokens[1] == together[1] and len(out.tokens[0]) == 1

@@ -133,7 +133,7 @@ def run(m: EnsembleModule, batch: ParaphraseBatch) -> tuple[Output, Decoded, lis
     calls, steps = [], []
     generate = m.generate
 
-    def choose(fused: torch.Tensor) -> torch.Tensor:
+    def choose(fused: torch.Tensor, examples=None) -> torch.Tensor:
         steps.append(fused.detach().clone())
         return greedy(fused)
 
