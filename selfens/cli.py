@@ -1,5 +1,5 @@
 """The `selfens` command: `test|predict|validate --config ...` through LightningCLI, and the
-`confidence`, `mask` and `report` commands beside it.
+`confidence`, `mask`, `paraphrase` and `report` commands beside it.
 
 Expected failures (bad data, settings or options) print one line and exit with status 2; `--debug`
 or SELFENS_DEBUG=1 shows the traceback instead.
@@ -42,6 +42,10 @@ COMMAND_HELP = {
         "selfens confidence --config configs/pararel/weighted_avg.yaml",
     ),
     "mask": ("draw the attention mask of one example", "selfens mask --config configs/pararel/attention.yaml"),
+    "paraphrase": (
+        "write a paraphrase file with a model",
+        "selfens paraphrase --config configs/paraphrase/webquestions.yaml",
+    ),
     "report": ("one table over finished runs", "selfens report lightning_logs/<name>"),
 }
 
@@ -205,6 +209,7 @@ COMMANDS = {
     "report": ("selfens.report", "main"),
     "confidence": ("selfens.confidence_command", "main"),
     "mask": ("selfens.mask_command", "main"),
+    "paraphrase": ("selfens.paraphrase.command", "main"),
 }
 
 

@@ -1,0 +1,162 @@
+"""`selfens paraphrase --config CONFIG`: write a paraphrase file for a dataset's questions.
+
+A Lightning predict job (progress bar; on several GPUs each question once). Each process appends
+its finished questions to `<output>.parts/rank<k>.jsonl`; at the end they are merged, in dataset
+order, into the output file and `<name>.meta.json` beside it. A re-run with the same settings
+resumes: questions already in the output or the parts are not paraphrased again (so a larger
+`limit` extends a file); other settings are refused rather than mixed into one file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.cli import LightningCLI
+
+from selfens.data.base import ParaphraseDataModule
+from selfens.data.paraphrase_files import meta_path, settings_hash, summary
+from selfens.errors import ConfigError
+from selfens.paraphrase.module import Paraphraser
+
+# Data settings that do not change a question's paraphrases.
+_RUN_ONLY = ("limit", "batch_size", "num_workers")
+
+
+class ParaphraseCLI(LightningCLI):
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("description", __doc__)
+        return super().init_parser(**kwargs)
+
+
+class ParaphraseWriter(Callback):
+    """Streams each process's rows to the parts folder; merges them into the output at the end."""
+
+    def __init__(self, output: Path, header: dict):
+        self.output, self.header = output, header
+        self.parts = parts_folder(output)
+
+    def on_predict_start(self, trainer, module):
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self.rank_file = self.parts / f"rank{trainer.global_rank}.jsonl"
+        if self.rank_file.exists() and not self.rank_file.read_bytes().endswith(b"\n"):
+            # A line cut short by a kill: end it, so that it is dropped alone, not with the next row.
+            with self.rank_file.open("a", encoding="utf-8") as f:
+                f.write("\n")
+        if trainer.is_global_zero:
+            (self.parts / "settings.json").write_text(json.dumps(self.header, indent=2) + "\n")
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        with self.rank_file.open("a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outputs))
+
+    def on_predict_end(self, trainer, module):
+        trainer.strategy.barrier()
+        if not trainer.is_global_zero:
+            return
+        rows = finished_rows(self.output)
+        _write_atomic(self.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        meta = {
+            **self.header,
+            "file": self.output.name,
+            "summary": summary(rows, module.hparams.num_paraphrases),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_atomic(meta_path(self.output), json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self.meta = meta
+
+
+def parts_folder(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def finished_rows(output: Path) -> list[dict]:
+    """The rows of the output file and of its parts folder, one per question index, in index order.
+    A line cut short by a kill is dropped: that question is paraphrased again."""
+    rows: dict[int, dict] = {}
+    for path in [output, *sorted(parts_folder(output).glob("rank*.jsonl"))]:
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[row["index"]] = row
+    return [rows[i] for i in sorted(rows)]
+
+
+def check_same_settings(output: Path, header: dict) -> None:
+    """An existing output (or an interrupted run's parts) must come from the same settings."""
+    for path in (meta_path(output), parts_folder(output) / "settings.json"):
+        if not path.exists():
+            continue
+        before = json.loads(path.read_text(encoding="utf-8"))
+        if before.get("settings_hash") != header["settings_hash"]:
+            changed = _changed(before, header)
+            raise ConfigError(
+                f"{output} was started with other settings ({changed}; see {path}): choose another "
+                f"model.init_args.output, or delete {output}, {meta_path(output).name} and {parts_folder(output).name}"
+            )
+
+
+def _changed(before: dict, now: dict) -> str:
+    flat = lambda h: {f"{part}.{k}": v for part in ("settings", "data") for k, v in h.get(part, {}).items()}
+    old, new = flat(before), flat(now)
+    diffs = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
+    ]
+    return ", ".join(diffs[:3]) or "different settings"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: list[str]) -> None:
+    from selfens.cli import SelfensParser
+
+    run = ParaphraseCLI(
+        Paraphraser,
+        ParaphraseDataModule,
+        subclass_mode_data=True,
+        trainer_defaults={"logger": False, "enable_checkpointing": False},
+        parser_class=SelfensParser,
+        save_config_callback=None,
+        seed_everything_default=0,
+        args=argv,
+        run=False,
+    )
+    job, data = run.model, run.datamodule
+    data.connect(job.tokenizer, job.model_name)
+    output = Path(job.hparams.output)
+    header = {
+        "model": job.model_name,
+        "settings": job.settings(),
+        "data": {"class": type(data).__name__, **{k: v for k, v in data.hparams.items() if k not in _RUN_ONLY}},
+    }
+    header["settings_hash"] = settings_hash(header)
+    check_same_settings(output, header)
+    done = finished_rows(output)
+    if done:
+        data.skip_finished(done, str(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    writer = ParaphraseWriter(output, header)
+    run.trainer.callbacks.append(writer)
+    run.trainer.predict(job, datamodule=data, return_predictions=False)
+    if run.trainer.is_global_zero:
+        s = writer.meta["summary"]
+        rejected = ", ".join(f"{n} {reason}" for reason, n in s["rejected"].items() if n) or "none"
+        print(
+            f"selfens: {s['paraphrases_kept']} of {s['paraphrases_asked']} paraphrases kept for {s['questions']} "
+            f"questions ({s['questions_complete']} complete; rejected: {rejected}); resumed with {len(done)} done",
+            file=sys.stderr,
+        )
+        print(f"selfens: paraphrases written to {output} (settings and figures: {meta_path(output)})")

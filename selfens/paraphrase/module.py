@@ -1,0 +1,168 @@
+"""The paraphrasing model as a LightningModule: `predict_step` samples, filters and re-samples the
+paraphrases of a batch of questions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal, Optional
+
+import lightning as L
+import torch
+
+from selfens import decode as decoding
+from selfens.data.batch import ParaphraseBatch
+from selfens.data.encoding import cut
+from selfens.decode import PrefixCache, Prompt
+from selfens.errors import ConfigError
+from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
+from selfens.padding import left_pad
+from selfens.paraphrase.filters import REASONS, Reason, rejection
+from selfens.paraphrase.prompt import paraphrase_parts
+
+RESEED = 1000  # try t of paraphrase k samples with seed + k + RESEED * t
+
+
+class Paraphraser(L.LightningModule):
+    """Writes `num_paraphrases` new phrasings of each question, as the original method did (worked
+    examples, temperature 1.5, top-p 0.9, 30 tokens, first line, paraphrase k with seed k), and
+    re-samples an output rejected by a filter up to `max_tries` times in all."""
+
+    def __init__(
+        self,
+        output: str = "lightning_logs/paraphrases/webquestions-test.jsonl",
+        model: str = EMBEDDED,
+        dtype: str = "auto",
+        prompt_style: Optional[Literal["chat", "raw"]] = None,
+        num_paraphrases: int = 5,
+        temperature: float = 1.5,
+        top_p: float = 0.9,
+        top_k: int = 0,
+        max_new_tokens: int = 30,
+        seed: int = 0,
+        max_tries: int = 5,
+        checks: Optional[list[Reason]] = None,
+        max_length_ratio: float = 2.0,
+    ):
+        """
+        Args:
+            output: the paraphrase file written (JSONL), with `<name>.meta.json` beside it.
+            model: the paraphrasing model (a registry name or a local folder), apart from the one evaluated.
+            dtype: "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16".
+            prompt_style: "chat" or "raw"; None: the model's default.
+            num_paraphrases: new phrasings per question (the original is kept apart).
+            temperature: sampling temperature (the original: 1.5).
+            top_p: nucleus sampling mass (the original: 0.9).
+            top_k: sample among the k most likely tokens only (0: no limit).
+            max_new_tokens: longest paraphrase, in tokens (the original: 30); the first line is kept.
+            seed: paraphrase k is sampled with seed + k (the original: seed k), try t with seed + k + 1000 t.
+            max_tries: samples per paraphrase at most (1: keep the first, as the original, unless rejected);
+                a paraphrase whose every try is rejected is left out (the question gets fewer).
+            checks: the rejection reasons in force (None: all of empty, copy_of_original, copy_of_earlier,
+                not_a_question, too_long, answer_leak).
+            max_length_ratio: too_long: more than this times the original's words (and 5 more).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        resolve(model)
+        resolve_dtype(dtype, torch.device("cpu"))
+        for name, value in (("num_paraphrases", num_paraphrases), ("max_tries", max_tries)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if temperature <= 0 or not 0 < top_p <= 1:
+            raise ConfigError(f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
+        self.model_name, self.checks = model, frozenset(checks if checks is not None else REASONS)
+        self.tokenizer = load_tokenizer(model)
+        self.chat = resolve(model).chat if prompt_style is None else prompt_style == "chat"
+        self.lm = None
+        self.prefix_cache = PrefixCache(num_paraphrases)  # one prefix per paraphrase slot
+
+    def settings(self) -> dict:
+        """What the paraphrases depend on (the output path aside)."""
+        return {k: v for k, v in self.hparams.items() if k != "output"} | {
+            "prompt_style": "chat" if self.chat else "raw"
+        }
+
+    def configure_model(self) -> None:
+        if self.lm is None:
+            device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+            dtype = resolve_dtype(self.hparams.dtype, device)
+            self.lm = load_model(self.model_name, dtype=dtype).requires_grad_(False)
+
+    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        originals = [p[0] for p in batch.paraphrases]
+        count = self.hparams.num_paraphrases
+        kept: list[dict[int, str]] = [{} for _ in originals]  # question -> slot k -> text
+        rejected: list[list[dict]] = [[] for _ in originals]
+        pending = [(b, k) for b in range(len(originals)) for k in range(1, count + 1)]
+        for attempt in range(self.hparams.max_tries):
+            if not pending:
+                break
+            texts = self.sample([originals[b] for b, _ in pending], [k for _, k in pending], attempt)
+            for (b, k), text in zip(pending, texts):  # in slot order, so "earlier" is well defined
+                reason = rejection(
+                    text,
+                    originals[b],
+                    [kept[b][j] for j in sorted(kept[b])],
+                    batch.answers[b],
+                    max_length_ratio=self.hparams.max_length_ratio,
+                    checks=self.checks,
+                )
+                if reason is None:
+                    kept[b][k] = text
+                else:
+                    rejected[b].append({"k": k, "try": attempt, "text": text, "reason": reason})
+            pending = [(b, k) for b, k in pending if k not in kept[b]]
+        return [
+            {
+                "index": int(batch.index[b]),
+                "id": batch.ids[b],
+                "original": originals[b],
+                "paraphrases": [kept[b][k] for k in sorted(kept[b])],
+                "rejected": rejected[b],
+            }
+            for b in range(len(originals))
+        ]
+
+    def sample(self, questions: list[str], slots: list[int], attempt: int) -> list[str]:
+        """One sampled paraphrase (its first line) of each question for its slot k, with seed
+        seed + k + RESEED * attempt; the prompts of one slot share their prefix, read once."""
+        chat = self._chat_renderer() if self.chat else None
+        groups = defaultdict(list)  # slot -> rows
+        for row, k in enumerate(slots):
+            groups[k].append(row)
+        texts: list[str] = [""] * len(questions)
+        for k, rows in groups.items():
+            pieces = [
+                cut(self.tokenizer, paraphrase_parts(questions[r], k, chat), add_special_tokens=chat is None)
+                for r in rows
+            ]
+            prompt = Prompt.with_prefix(pieces[0][0], [p[1] + p[2] for p in pieces], self.tokenizer.pad_token_id)
+            if any(p[0] != pieces[0][0] for p in pieces):  # a prefix cut apart by an odd merge: no sharing
+                prompt = Prompt.left_padded(*left_pad([sum(p, []) for p in pieces], self.tokenizer.pad_token_id))
+            seed = self.hparams.seed + k + RESEED * attempt
+            decoded = decoding.decode(
+                self.lm,
+                prompt.to(self.device),
+                max_new_tokens=self.hparams.max_new_tokens,
+                eos_ids=eos_token_ids(self.lm, self.tokenizer),
+                stop=lambda _b, tokens: "\n" in self._text(tokens),
+                choose=decoding.seeded_sampler(
+                    self.hparams.temperature, self.hparams.top_k, self.hparams.top_p, [seed] * len(rows)
+                ),
+                prefix_cache=self.prefix_cache,
+            )
+            for r, tokens in zip(rows, decoded.tokens):
+                texts[r] = self._text(tokens).split("\n", 1)[0].strip()
+        return texts
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+
+    def _chat_renderer(self):
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"prompt_style 'chat' needs a tokenizer with a chat template; {self.model_name!r} has none"
+            )
+        return lambda content: self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )

@@ -1,0 +1,160 @@
+"""`selfens paraphrase` end to end on the tiny model: the file, its sidecar, resuming (after a kill,
+and to extend a file), refusing other settings, and two processes writing what one writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from selfens.data import WebQuestions
+from selfens.paraphrase.filters import REASONS
+from tests.test_cli import selfens, selfens_fails
+from tests.test_distributed import _console_script, _free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "paraphrase" / "webquestions.yaml"
+FIELDS = {"index", "id", "original", "paraphrases", "rejected"}
+
+
+def paraphrase_args(model: str, output: Path, limit: int, *extra) -> list[str]:
+    return [
+        "paraphrase",
+        "--config",
+        str(CONFIG),
+        "--model.model",
+        model,
+        "--model.output",
+        str(output),
+        "--data.init_args.limit",
+        str(limit),
+        "--data.init_args.batch_size",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        *map(str, extra),
+    ]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def first_ids(n: int) -> list[str]:
+    return [r.id for r in WebQuestions(limit=n).load_records()[:n]]
+
+
+def test_writes_the_file_and_its_sidecar(tiny_model_path, tmp_path):
+    output = tmp_path / "wq.jsonl"
+    selfens(*paraphrase_args(tiny_model_path, output, 4))
+    rows = read_rows(output)
+    assert [r["id"] for r in rows] == first_ids(4) and [r["index"] for r in rows] == [0, 1, 2, 3]
+    records = WebQuestions(limit=4).load_records()
+    for row, record in zip(rows, records):
+        assert set(row) == FIELDS
+        assert row["original"] == record.paraphrases[0]
+        assert len(row["paraphrases"]) <= 5
+        for rejected in row["rejected"]:
+            assert rejected["reason"] in REASONS and 1 <= rejected["k"] <= 5 and 0 <= rejected["try"] < 5
+    meta = json.loads((tmp_path / "wq.meta.json").read_text())
+    assert meta["model"] == tiny_model_path and meta["settings"]["temperature"] == 1.5
+    assert meta["settings"]["max_tries"] == 5 and len(meta["settings_hash"]) == 16
+    assert meta["data"]["class"] == "WebQuestions" and "limit" not in meta["data"]
+    summary = meta["summary"]
+    kept = sum(len(r["paraphrases"]) for r in rows)
+    rejected = sum(len(r["rejected"]) for r in rows)
+    assert summary["questions"] == 4 and summary["paraphrases_kept"] == kept and summary["paraphrases_asked"] == 20
+    assert sum(summary["rejected"].values()) == rejected and summary["samples_drawn"] == kept + rejected
+    assert set(summary["diversity"]) == {
+        "overlap_with_original",
+        "overlap_between_paraphrases",
+        "distinct_1",
+        "distinct_2",
+    }
+    assert not (tmp_path / "wq.jsonl.parts").exists()
+
+
+def test_a_rerun_keeps_what_is_written_and_adds_the_rest(tiny_model_path, tmp_path):
+    output = tmp_path / "wq.jsonl"
+    selfens(*paraphrase_args(tiny_model_path, output, 2))
+    rows = read_rows(output)
+    rows[0]["paraphrases"] = ["a paraphrase no model wrote?"]  # kept only if not sampled again
+    output.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    selfens(*paraphrase_args(tiny_model_path, output, 4))
+    extended = read_rows(output)
+    assert [r["id"] for r in extended] == first_ids(4)
+    assert extended[:2] == rows
+
+
+def test_other_settings_are_refused(tiny_model_path, tmp_path, capsys):
+    output = tmp_path / "wq.jsonl"
+    selfens(*paraphrase_args(tiny_model_path, output, 2))
+    before = output.read_text()
+    error = selfens_fails(capsys, *paraphrase_args(tiny_model_path, output, 2, "--model.temperature", "0.7"))
+    assert f"{output} was started with other settings (settings.temperature: 1.5 -> 0.7" in error
+    assert "choose another model.init_args.output" in error
+    assert output.read_text() == before
+
+
+def _env() -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "TOKENIZERS_PARALLELISM": "false"})
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(var, None)
+    return env
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*_console_script(), *args], cwd=ROOT, env=_env(), capture_output=True, text=True, **kwargs)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_with_each_question_once(tiny_model_path, tmp_path):
+    limit, output = 24, tmp_path / "wq.jsonl"
+    args = paraphrase_args(tiny_model_path, output, limit)
+    part = tmp_path / "wq.jsonl.parts" / "rank0.jsonl"
+    proc = subprocess.Popen([*_console_script(), *args], cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if part.exists() and len(part.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = read_rows(part)
+    assert 4 <= len(before) < limit and not output.exists()
+
+    _run(args, timeout=300)
+    rows = read_rows(output)
+    assert [r["id"] for r in rows] == first_ids(limit)  # each question once, in order
+    by_index = {r["index"]: r for r in rows}
+    assert all(by_index[r["index"]] == r for r in before)  # what was written before the kill is kept
+    assert not part.parent.exists()
+    meta = json.loads((tmp_path / "wq.meta.json").read_text())
+    assert meta["summary"]["questions"] == limit
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_writes(tiny_model_path, tmp_path):
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    _run(paraphrase_args(tiny_model_path, one, 7), timeout=300)
+    _run([*paraphrase_args(tiny_model_path, two, 7), *ddp], timeout=300)
+    assert read_rows(two) == read_rows(one)
+    assert sorted(p.name for p in tmp_path.glob("two.jsonl.parts/*")) == []
+
+
+def test_python_m_selfens_paraphrase_help(capsys):
+    with pytest.raises(SystemExit) as exit:
+        selfens("paraphrase", "--help")
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.max_tries" in out and "--model.output" in out and "paraphrase file" in out
