@@ -80,6 +80,7 @@ class RunWriter(Callback):
             "total_cost": {name: cost[name] + carried[name] for name in COSTS},
             "warnings": _warnings(rows),
             "data_hash": data.data_hash,
+            "data_sources": data.sources(),
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
             "wall_time_s": round(time.time() - self.started, 3),

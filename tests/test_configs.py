@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from selfens.data.base import ParaphraseDataModule
+
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+ALL_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+# configs/paraphrase/ configure `selfens paraphrase` (tests/paraphrase); the rest evaluate a method.
+PARAPHRASE_CONFIGS = [p for p in ALL_CONFIGS if p.parent.name == "paraphrase"]
+CONFIGS = [p for p in ALL_CONFIGS if p not in PARAPHRASE_CONFIGS]
 
 
 # Overrides for slow settings, applied only where a config sets them.
@@ -54,6 +59,43 @@ def test_config_instantiates(path, tiny_model_path, monkeypatch):
     assert parsed.model.method != EnsembleModule.method
 
 
+def write_paraphrase_file(path: Path, num_paraphrases: int) -> Path:
+    """Hand-written paraphrases of the first 3 bundled WebQuestions questions."""
+    import json
+
+    from selfens.data import WebQuestions
+
+    rows = [
+        {"id": r.id, "original": r.paraphrases[0], "paraphrases": [f"{r.paraphrases[0]} ({k})" for k in range(1, 5)]}
+        for r in WebQuestions(limit=3).load_records()[:3]
+    ]
+    assert num_paraphrases <= 5
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("path", PARAPHRASE_CONFIGS, ids=[p.name for p in PARAPHRASE_CONFIGS])
+def test_paraphrase_config_instantiates(path, tiny_model_path, monkeypatch):
+    from selfens.paraphrase.command import ParaphraseCLI
+    from selfens.paraphrase.module import Paraphraser
+
+    raw = yaml.safe_load(path.read_text())
+    monkeypatch.setattr(sys, "argv", ["selfens"])
+    parsed = ParaphraseCLI(
+        Paraphraser,
+        ParaphraseDataModule,
+        subclass_mode_data=True,
+        save_config_callback=None,
+        args=["--config", str(path), "--model.model", tiny_model_path],
+        run=False,
+    )
+    for key, value in raw["model"].items():
+        if key != "model":
+            assert parsed.model.hparams[key] == value, f"{path}: model.{key}"
+    for key, value in raw["data"]["init_args"].items():
+        assert parsed.datamodule.hparams[key] == value, f"{path}: data.init_args.{key}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
 def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
     """`selfens test --config PATH` on 3 records with the tiny model writes a complete results.json
@@ -64,9 +106,13 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["selfens"])
     monkeypatch.setenv("SELFENS_CACHE", str(tmp_path / "cache"))  # e.g. the confidence cache: not the user's
-    init_args = yaml.safe_load(path.read_text())["model"].get("init_args") or {}
+    raw = yaml.safe_load(path.read_text())
+    init_args = raw["model"].get("init_args") or {}
     # Keep sampling-based settings small (100 samples of 20 tokens per prompt take ~30 s here).
     shrink = [f"--model.init_args.{k}={v}" for k, v in SMALL.items() if k in init_args]
+    if "paraphrases" in raw["data"]["init_args"]:  # a paraphrase file that `selfens paraphrase` would write
+        file = write_paraphrase_file(tmp_path / "paraphrases.jsonl", raw["data"]["init_args"]["num_paraphrases"])
+        shrink += ["--data.init_args.paraphrases", str(file)]
     main(
         [
             "test",

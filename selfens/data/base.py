@@ -100,6 +100,11 @@ class ParaphraseDataModule(L.LightningDataModule):
         """The prompt settings in use, where the config may leave them to the model's default."""
         return {"prompt_style": "chat" if self.chat else "raw"}
 
+    def sources(self) -> dict:
+        """Files the records came from beyond the dataset itself (e.g. a paraphrase file, with its
+        hash), for results.json."""
+        return {}
+
     def setup(self, stage: str) -> None:
         if self.examples is not None:
             return
