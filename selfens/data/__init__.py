@@ -1,6 +1,7 @@
 from selfens.data.base import ParaphraseDataModule
 from selfens.data.batch import Example, ParaphraseBatch, collate
 from selfens.data.jsonl import JsonlQuestions
+from selfens.data.myriadlama import MyriadLAMA
 from selfens.data.pararel import ParaRel
 from selfens.data.records import DataError, Record
 from selfens.data.webquestions import WebQuestions
@@ -9,6 +10,7 @@ __all__ = [
     "DataError",
     "Example",
     "JsonlQuestions",
+    "MyriadLAMA",
     "ParaRel",
     "ParaphraseBatch",
     "ParaphraseDataModule",
