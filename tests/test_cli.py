@@ -401,7 +401,7 @@ def test_python_m_selfens_help(capsys, monkeypatch):
     out = capsys.readouterr().out
     lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     listed = [line.split()[0] for line in lines]
-    assert listed == ["test", "predict", "validate", "confidence", "mask", "report"] == list(COMMAND_HELP)
+    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report"] == list(COMMAND_HELP)
 
 
 def _env() -> dict:

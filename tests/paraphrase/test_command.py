@@ -3,6 +3,7 @@ and to extend a file), refusing other settings, and two processes writing what o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -158,3 +159,34 @@ def test_python_m_selfens_paraphrase_help(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert "--model.max_tries" in out and "--model.output" in out and "paraphrase file" in out
+
+
+def test_a_written_file_feeds_a_webquestions_run(tiny_model_path, tmp_path):
+    """paraphrase -> test: the run reads the file (no filters: the random model's outputs all count)
+    and its results.json names it, with the file's hash and the model that wrote it."""
+    output = tmp_path / "wq.jsonl"
+    selfens(*paraphrase_args(tiny_model_path, output, 3, "--model.checks", "[]", "--model.prompt_style", "chat"))
+    rows = read_rows(output)
+    assert all(len(r["paraphrases"]) == 5 and r["rejected"] == [] for r in rows)
+    selfens(
+        "test",
+        "--config",
+        ROOT / "configs" / "webquestions" / "avg.yaml",
+        "--model.init_args.model",
+        tiny_model_path,
+        "--data.init_args.paraphrases",
+        output,
+        "--data.init_args.limit",
+        3,
+        "--trainer.logger.init_args.save_dir",
+        tmp_path / "logs",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
+    (results,) = (tmp_path / "logs").rglob("results.json")
+    saved = json.loads(results.read_text())
+    source = saved["data_sources"]["paraphrases"]
+    assert source["path"] == str(output) and source["model"] == tiny_model_path
+    assert source["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
+    predictions = [json.loads(line) for line in (results.parent / "predictions.jsonl").read_text().splitlines()]
+    assert [p["paraphrases"] for p in predictions] == [[r["original"], *r["paraphrases"][:4]] for r in rows]
