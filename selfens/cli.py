@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from selfens.data.base import ParaphraseDataModule
 from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule
-from selfens.writer import announce
+from selfens.writer import announce, run_label
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -46,12 +47,13 @@ COMMAND_HELP = {
         "write a paraphrase file with a model",
         "selfens paraphrase --config configs/paraphrase/webquestions.yaml",
     ),
-    "report": ("one table over finished runs", "selfens report lightning_logs/<name>"),
+    "report": ("runs side by side: CIs, paired tests, md/csv/plots", "selfens report lightning_logs/<name>"),
+    "ask": ("ask questions in several phrasings at a terminal", 'echo "q? || q2?" | selfens ask --config C'),
 }
 
 DESCRIPTION = """selfens: does asking a model in several phrasings, and fusing, give better answers?
 
-  selfens test --config ... --resume lightning_logs/<name>/version_<k>   finish an interrupted run
+  selfens test --config ... --resume lightning_logs/<name>/version_<k>-<method>   finish an interrupted run
 """
 
 
@@ -65,7 +67,7 @@ def usage() -> str:
         "commands:",
         *(f"  {name.ljust(width)}  {what:<52} {example}" for name, (what, example) in COMMAND_HELP.items()),
         "",
-        "  --resume lightning_logs/<name>/version_<k>   (test/predict/validate) finish an interrupted run",
+        "  --resume lightning_logs/<name>/version_<k>-<method>   (test/predict/validate) finish an interrupted run",
         "  --debug                                      show the traceback of an error (or SELFENS_DEBUG=1)",
     ]
     return "\n".join(lines)
@@ -135,7 +137,7 @@ class SelfensCLI(LightningCLI):
             "--resume",
             type=Optional[str],
             default=None,
-            help="A run folder (lightning_logs/<name>/version_<k>) of an interrupted run: its finished "
+            help="A run folder (lightning_logs/<name>/version_<k>-<method>) of an interrupted run: its finished "
             "examples are kept (and counted in the metrics), only the rest are decoded.",
         )
 
@@ -144,9 +146,11 @@ class SelfensCLI(LightningCLI):
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, TypeError, ValueError) as error:
             raise ConfigError(f"trainer: {error}") from error
+        name_version(trainer.logger, run_label(self.model))
+        return trainer
 
     def _prepare(self) -> None:
         """Hand the data module its tokenizer, record the prompt settings it resolved (config.yaml is
@@ -190,6 +194,18 @@ class SelfensCLI(LightningCLI):
         return super().init_parser(**kwargs)
 
 
+def name_version(logger, label: str) -> None:
+    """Name a new run folder `version_<k>-<label>` (e.g. version_2-avg), so that TensorBoard's run
+    list says which method each run is; k counts on from the folders there."""
+    if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
+        return  # another logger, or a version set in the config
+    numbers = [int(m.group(1)) for p in Path(logger.root_dir).glob("version_*") if (m := _VERSION.match(p.name))]
+    logger._version = f"version_{max(numbers, default=-1) + 1}-{label}"
+
+
+_VERSION = re.compile(r"version_(\d+)")
+
+
 def cli(args=None, run: bool = True) -> SelfensCLI:
     return SelfensCLI(
         EnsembleModule,
@@ -207,6 +223,7 @@ def cli(args=None, run: bool = True) -> SelfensCLI:
 
 COMMANDS = {
     "report": ("selfens.report", "main"),
+    "ask": ("selfens.ask", "main"),
     "confidence": ("selfens.confidence_command", "main"),
     "mask": ("selfens.mask_command", "main"),
     "paraphrase": ("selfens.paraphrase.command", "main"),

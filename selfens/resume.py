@@ -23,7 +23,7 @@ def finished_rows(folder: str | Path) -> list[dict]:
     if not folder.is_dir() or not files:
         raise ConfigError(
             f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
-            f"lightning_logs/<name>/version_<k>)"
+            f"lightning_logs/<name>/version_<k>-<method>)"
         )
     rows: dict[int, dict] = {}
     for path in files:

@@ -21,8 +21,11 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from selfens.methods.base import COSTS
+from selfens.metrics.views import score_columns
 from selfens.resume import finished_rows
+from selfens.stats import LEVEL, uncertainty
 
+UNCERTAINTY_SEED = 0  # of the bootstrap resamples: the same intervals on every rerun
 PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "spacy", "datasets")
 
 
@@ -70,11 +73,13 @@ class RunWriter(Callback):
         carried = module.carried_cost
         results = {
             "method": module.method,
+            "main_view": module.main_view,
+            "settings": run_settings(module, data),
             "stage": self.stage,
             "model": module.model_name,
             "dataset": type(data).__name__,
             "num_examples": len(rows),
-            **({"metrics": metrics} if metrics is not None else {}),
+            **({"metrics": metrics, "uncertainty": self._uncertainty(module, rows)} if metrics is not None else {}),
             "cost": cost,  # this run's
             "carried_cost": carried,  # spent by the run it resumed
             "total_cost": {name: cost[name] + carried[name] for name in COSTS},
@@ -92,21 +97,24 @@ class RunWriter(Callback):
         }
         return results
 
+    def _uncertainty(self, module, rows) -> dict:
+        """Standard error and 95% bootstrap interval of every metric, from the per-example scores."""
+        resamples, seed = module.hparams.bootstrap_resamples, UNCERTAINTY_SEED
+        columns = score_columns([r for r in rows if "scores" in r], self.stage, module.main_view)
+        return {"resamples": resamples, "seed": seed, "level": LEVEL, "metrics": uncertainty(columns, resamples, seed)}
+
     def _tensorboard(self, trainer, module, rows, metrics, cost) -> None:
         logger = trainer.logger
         if logger is None:
             return
-        params = {
-            "method": module.method,
-            **dict(module.hparams),
-            **{f"data.{k}": v for k, v in _data_config(trainer.datamodule).items()},
-        }
-        logger.log_hyperparams(params, {**metrics, **{f"cost/{k}": v for k, v in cost.items()}})
+        # The settings that tell runs apart, as HParams columns; the common metrics and the cost as its values.
+        common = {k: v for k, v in metrics.items() if k.count("/") == 1}
+        costs = {f"cost/{k}": v for k, v in cost.items()}
+        params = {k: v for k, v in run_settings(module, trainer.datamodule).items() if v is not None}
+        logger.log_hyperparams(params, {**common, **costs})
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_text") and rows and "prediction" in rows[0]:
-            lines = ["| id | prediction | answers |", "| --- | --- | --- |"]
-            lines += [f"| {r['id']} | {r['prediction']} | {' / '.join(r['answers'])} |" for r in rows[:20]]
-            experiment.add_text(f"{self.stage}/samples", "\n".join(lines))
+            experiment.add_text(f"{self.stage}/samples", sample_table(rows[:20], module.main_view))
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_test_start(self, trainer, module):
@@ -152,6 +160,49 @@ class RunWriter(Callback):
 
 
 _SET_UP_FILES = {"config.yaml", "hparams.yaml"}
+
+
+def run_settings(module, data) -> dict:
+    """What tells a run apart from another: method and its settings, model, data, N, shots, prompt."""
+    hparams = module.hparams
+    settings = {
+        "method": module.method,
+        "model": module.model_name,
+        "dataset": type(data).__name__,
+        "N": data.num_paraphrases,
+        "shots": data.num_shots,
+        **data.resolved_settings(),
+    }
+    for key in ("fusion", "confidence", "layout", "positions", "first_token", "first_fusion"):
+        settings[key] = hparams.get(key)
+    return settings
+
+
+def run_label(module) -> str:
+    """The method and its key settings, for the run's folder name (and TensorBoard's run list)."""
+    hparams = module.hparams
+    keys = ("layout", "positions", "first_token") if "layout" in hparams else ()
+    return "-".join([module.method, *(str(hparams[k]) for k in keys)])
+
+
+def sample_table(rows: list[dict], main_view: str) -> str:
+    """A markdown table of predictions: the phrasings (each with its own answer where the method has
+    one), the method's answer, the gold answers and whether it is right (EM)."""
+    lines = ["| id | paraphrases (own answer) | answer | gold | right |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        own = r.get("per_paraphrase") or [None] * len(r["paraphrases"])
+        phrasings = "<br>".join(
+            f"{k + 1}. {_cell(p)}" + (f" → *{_cell(a)}*" if a is not None else "")
+            for k, (p, a) in enumerate(zip(r["paraphrases"], own))
+        )
+        right = {1.0: "✓", 0.0: "✗"}.get(r.get("scores", {}).get(main_view, {}).get("em"), "")
+        gold = " / ".join(map(_cell, r["answers"]))
+        lines.append(f"| {r['id']} | {phrasings} | **{_cell(r['prediction'])}** | {gold} | {right} |")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def announce(folder: Path) -> None:

@@ -53,6 +53,14 @@ def selfens_fails(capsys, *args) -> str:
     return errors[0]
 
 
+def run_folder(parent: Path, k: int = 0) -> Path:
+    """The run folder `version_<k>-<method...>` under a logger's folder (a path that does not exist
+    when there is none)."""
+    found = sorted(parent.glob(f"version_{k}-*"))
+    assert len(found) <= 1, found
+    return found[0] if found else parent / f"version_{k}-(none)"
+
+
 def logger_name(config: Path) -> str:
     return yaml.safe_load(config.read_text())["trainer"]["logger"]["init_args"]["name"]
 
@@ -78,9 +86,9 @@ def runs(tiny_model_path, tmp_path_factory):
         selfens("predict", "--config", ORIGIN, *common, "--trainer.logger.init_args.save_dir", root / "predict")
     return {
         "root": root,
-        "origin": root / "test" / logger_name(ORIGIN) / "version_0",
-        "per_prompt": root / "test" / logger_name(PER_PROMPT) / "version_0",
-        "predict": root / "predict" / logger_name(ORIGIN) / "version_0",
+        "origin": run_folder(root / "test" / logger_name(ORIGIN)),
+        "per_prompt": run_folder(root / "test" / logger_name(PER_PROMPT)),
+        "predict": run_folder(root / "predict" / logger_name(ORIGIN)),
     }
 
 
@@ -119,7 +127,9 @@ def test_origin_results(runs):
     results = json.loads((runs["origin"] / "results.json").read_text())
     assert results["method"] == "origin" and results["stage"] == "test"
     assert results["num_examples"] == LIMIT
-    assert set(results["metrics"]) == {f"test/origin/{m}" for m in METRICS}
+    assert set(results["metrics"]) == {f"test/origin/{m}" for m in METRICS} | {f"test/{m}" for m in METRICS}
+    for m in METRICS:  # the common tags repeat the method's own view
+        assert results["metrics"][f"test/{m}"] == results["metrics"][f"test/origin/{m}"]
     rows = read_jsonl(runs["origin"] / "predictions.jsonl")
     for m in METRICS:  # the logged metric is the mean of the per-example scores
         assert results["metrics"][f"test/origin/{m}"] == pytest.approx(
@@ -164,7 +174,10 @@ def test_per_prompt_results(runs):
     metrics = results["metrics"]
     assert results["method"] == "per_prompt"
     assert results["num_examples"] == LIMIT
-    assert set(metrics) == {f"test/{v}/{m}" for v in VIEWS for m in METRICS} | {"test/agreement"}
+    common = {f"test/{m}" for m in METRICS}
+    assert set(metrics) == {f"test/{v}/{m}" for v in VIEWS for m in METRICS} | {"test/agreement"} | common
+    assert results["main_view"] == "majority"
+    assert all(metrics[f"test/{m}"] == metrics[f"test/majority/{m}"] for m in METRICS)
     assert 0.2 - 1e-6 <= metrics["test/agreement"] <= 1.0 + 1e-6
     check_oracle_bounds(metrics)
     rows = read_jsonl(runs["per_prompt"] / "predictions.jsonl")
@@ -269,7 +282,7 @@ def own_answers_data(model: str, folder: Path, batch_size: int = 2) -> tuple[Pat
         *quiet(),
     ]
     selfens("predict", *args, "--trainer.logger.init_args.save_dir", folder / "first")
-    first = read_jsonl(folder / "first" / logger_name(PER_PROMPT) / "version_0" / "predictions.jsonl")
+    first = read_jsonl(run_folder(folder / "first" / logger_name(PER_PROMPT)) / "predictions.jsonl")
     lines = []
     for i, (row, paraphrases) in enumerate(zip(first, QUESTIONS)):
         candidates = [p for p in row["per_paraphrase"][i % 5 :] + row["per_paraphrase"] if normalize_answer(p)]
@@ -284,7 +297,7 @@ def own_answers(tiny_model_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("own_answers")
     data, args = own_answers_data(tiny_model_path, folder)
     selfens("test", *args, "--trainer.logger.init_args.save_dir", folder / "test")
-    run = folder / "test" / logger_name(PER_PROMPT) / "version_0"
+    run = run_folder(folder / "test" / logger_name(PER_PROMPT))
     return {"folder": folder, "args": args, "run": run}
 
 
@@ -296,7 +309,7 @@ def test_per_prompt_views_nontrivial(own_answers):
 
     rows = read_jsonl(own_answers["run"] / "predictions.jsonl")
     metrics = json.loads((own_answers["run"] / "results.json").read_text())["metrics"]
-    first = read_jsonl(own_answers["folder"] / "first" / logger_name(PER_PROMPT) / "version_0" / "predictions.jsonl")
+    first = read_jsonl(run_folder(own_answers["folder"] / "first" / logger_name(PER_PROMPT)) / "predictions.jsonl")
     assert [r["per_paraphrase"] for r in rows] == [r["per_paraphrase"] for r in first], "decoding is not deterministic"
 
     lemmatizer = load_lemmatizer("blank_en")
@@ -309,6 +322,7 @@ def test_per_prompt_views_nontrivial(own_answers):
         expected[f"test/mean/{m}"] = sum(sum(x[m] for x in s) / 5 for s in per) / n
         expected[f"test/oracle/{m}"] = sum(max(x[m] for x in s) for s in per) / n
         expected[f"test/majority/{m}"] = sum(r["scores"]["majority"][m] for r in rows) / n
+        expected[f"test/{m}"] = expected[f"test/majority/{m}"]  # the method's answer: the majority vote
     expected["test/agreement"] = sum(r["agreement"] for r in rows) / n
     assert metrics == pytest.approx(expected, abs=1e-6)
 
@@ -339,7 +353,7 @@ def test_metrics_do_not_depend_on_batch_size(own_answers):
             "--trainer.logger.init_args.save_dir",
             save_dir,
         )
-        run = save_dir / logger_name(PER_PROMPT) / "version_0"
+        run = run_folder(save_dir / logger_name(PER_PROMPT))
         rows = read_jsonl(run / "predictions.jsonl")
         assert [r["per_paraphrase"] for r in rows] == [r["per_paraphrase"] for r in base_rows], batch_size
         metrics = json.loads((run / "results.json").read_text())["metrics"]
@@ -350,46 +364,24 @@ def test_metrics_do_not_depend_on_batch_size(own_answers):
 # -- report ----------------------------------------------------------------------------------------
 
 
-def test_report(runs, capsys):
+def test_report(runs, capsys, tmp_path):
     capsys.readouterr()
-    selfens("report", runs["root"] / "test")
+    selfens("report", runs["root"] / "test", "--out", tmp_path)
     out = capsys.readouterr().out
-    assert "origin" in out and "per_prompt" in out
-    for view in VIEWS:
-        assert view in out
-    assert str(runs["origin"]) in out and str(runs["per_prompt"]) in out
-    header = out.splitlines()[0].split()
-    assert header[:6] == ["run", "method", "view", "EM", "F1", "lemma"]
+    table = out.split("\n\n")[0].splitlines()
+    assert table[0].split()[:8] == ["run", "model", "dataset", "method", "N", "view", "EM", "95%"]
     # one row per (run, view): origin has 1 view, per_prompt 8
-    assert len(out.strip().splitlines()) == 2 + 1 + len(VIEWS)
+    assert len(table) == 2 + 1 + len(VIEWS)
+    for view in VIEWS:
+        assert any(line.split()[5] == view for line in table[2:])
+    assert f"{runs['origin'].parent.name}/{runs['origin'].name}" in out
+    # origin and per_prompt ran on the same examples: compared, but with different configs' seeds? same data
+    assert "paired comparison with origin" in out
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report_cost.png"}
 
 
-def test_report_without_runs(tmp_path):
-    with pytest.raises(SystemExit) as error:
-        selfens("report", tmp_path)
-    assert "no results.json" in str(error.value.code)
-
-
-# -- errors and entry points -----------------------------------------------------------------------
-
-
-def test_unknown_model_lists_known_names(tmp_path, capsys):
-    from selfens.models import MODELS
-
-    message = selfens_fails(
-        capsys,
-        "test",
-        "--config",
-        ORIGIN,
-        "--model.init_args.model",
-        "no_such_model",
-        "--trainer.logger.init_args.save_dir",
-        tmp_path,
-    )
-    assert "no_such_model" in message
-    for name in MODELS:
-        assert name in message
-    assert not (tmp_path / logger_name(ORIGIN)).exists(), "nothing should be written before the model resolves"
+def test_report_without_runs(tmp_path, capsys):
+    assert "no scored runs" in selfens_fails(capsys, "report", tmp_path)
 
 
 def test_python_m_selfens_help(capsys, monkeypatch):
@@ -401,7 +393,8 @@ def test_python_m_selfens_help(capsys, monkeypatch):
     out = capsys.readouterr().out
     lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     listed = [line.split()[0] for line in lines]
-    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report"] == list(COMMAND_HELP)
+    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report", "ask"]
+    assert listed == list(COMMAND_HELP)
 
 
 def _env() -> dict:
@@ -461,7 +454,7 @@ def test_attention_logs_its_mask_image(tiny_model_path, tmp_path):
         tmp_path,
         *quiet(),
     )
-    run = tmp_path / logger_name(config) / "version_0"
+    run = run_folder(tmp_path / logger_name(config))
     acc = EventAccumulator(str(run), size_guidance={"images": 0})
     acc.Reload()
     assert "attention_mask" in acc.Tags()["images"]

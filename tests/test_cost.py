@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_cli import logger_name, quiet, read_jsonl, selfens
+from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTED = ROOT / "configs" / "pararel" / "weighted_avg.yaml"
@@ -33,7 +33,7 @@ def weighted(command: str, model: str, tmp_path: Path, save_dir: str, *extra) ->
         *quiet(),
         *extra,
     )
-    return tmp_path / save_dir / logger_name(WEIGHTED) / "version_0"
+    return run_folder(tmp_path / save_dir / logger_name(WEIGHTED))
 
 
 def test_confidence_command_then_a_test_that_only_reads_the_cache(tiny_model_path, tmp_path, capsys):
@@ -76,7 +76,7 @@ def test_resumed_run_records_both_costs(tiny_model_path, tmp_path):
         *quiet(),
     ]
     selfens("test", "--config", PER_PROMPT, *common, "--trainer.logger.init_args.save_dir", tmp_path / "full")
-    full = tmp_path / "full" / logger_name(PER_PROMPT) / "version_0"
+    full = run_folder(tmp_path / "full" / logger_name(PER_PROMPT))
     whole = json.loads((full / "results.json").read_text())["cost"]
     rows = read_jsonl(full / "predictions.jsonl")
 
@@ -97,7 +97,7 @@ def test_resumed_run_records_both_costs(tiny_model_path, tmp_path):
         "--trainer.logger.init_args.save_dir",
         tmp_path / "resumed",
     )
-    results = json.loads((tmp_path / "resumed" / logger_name(PER_PROMPT) / "version_0" / "results.json").read_text())
+    results = json.loads((run_folder(tmp_path / "resumed" / logger_name(PER_PROMPT)) / "results.json").read_text())
     assert results["carried_cost"] == first_batch
     assert 0 < results["cost"]["prefill_tokens"] < whole["prefill_tokens"]
     assert results["total_cost"] == {k: results["cost"][k] + first_batch[k] for k in first_batch}

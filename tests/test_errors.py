@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ORIGIN, logger_name, quiet, selfens, selfens_fails
+from tests.test_cli import ORIGIN, logger_name, quiet, run_folder, selfens, selfens_fails
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTION = ROOT / "configs" / "pararel" / "attention.yaml"
@@ -188,7 +188,7 @@ def test_own_data_uses_every_paraphrase_and_records_prompt_settings(tiny_model_p
     path = own_data(tmp_path, QUESTIONS)
     capsys.readouterr()
     selfens(*jsonl_args(path, tiny_model_path, tmp_path))
-    run = tmp_path / logger_name(ORIGIN) / "version_0"
+    run = run_folder(tmp_path / logger_name(ORIGIN))
     assert f"written to {run}" in capsys.readouterr().out, "a run ends by printing its folder"
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert [len(r["paraphrases"]) for r in rows] == [3, 3], "num_paraphrases defaults to what the file holds"
@@ -203,7 +203,7 @@ def test_own_data_uses_every_paraphrase_and_records_prompt_settings(tiny_model_p
 
 def test_pararel_records_the_fill_style_used(tiny_model_path, tmp_path):
     selfens(*command("test", ORIGIN, tiny_model_path, tmp_path, "--data.init_args.limit", 2, *quiet()))
-    run = tmp_path / logger_name(ORIGIN) / "version_0"
+    run = run_folder(tmp_path / logger_name(ORIGIN))
     import yaml
 
     saved = yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]
@@ -221,7 +221,7 @@ def test_mostly_empty_predictions_warn(tiny_model_path, tmp_path, capsys):
     capsys.readouterr()
     stops = json.dumps([c for c in string.printable if not c.isspace()])
     selfens(*jsonl_args(path, tiny_model_path, tmp_path, "--model.init_args.stop_strings", stops))
-    run = tmp_path / logger_name(ORIGIN) / "version_0"
+    run = run_folder(tmp_path / logger_name(ORIGIN))
     results = json.loads((run / "results.json").read_text())
     assert results["warnings"] and "2 of 2 predictions are empty" in results["warnings"][0]
     assert "selfens: warning: 2 of 2 predictions are empty" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import logger_name, quiet, read_jsonl, selfens
+from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "pararel").rglob("*.yaml"))
@@ -78,10 +78,11 @@ def scores(pred: str, answers: list[str]) -> dict[str, float]:
     return {name: max(fn(pred, a) for a in answers) for name, fn in (("em", em), ("f1", f1), ("lemma", lemma))}
 
 
-def rescore(rows: list[dict], method: str) -> dict[str, float]:
-    """results.json's metrics, recomputed from predictions.jsonl alone."""
+def rescore_columns(rows: list[dict], method: str) -> dict[str, list[float]]:
+    """Per metric name of results.json: the per-example scores, recomputed from predictions.jsonl alone."""
     per_view: dict[str, list[dict]] = collections.defaultdict(list)
     for r in rows:
+        per_view[""].append(scores(r["prediction"], r["answers"]))  # the method's answer: test/em, ...
         if method != "per_prompt":
             per_view[method].append(scores(r["prediction"], r["answers"]))
             continue
@@ -93,12 +94,22 @@ def rescore(rows: list[dict], method: str) -> dict[str, float]:
         per_view["oracle"].append({m: max(s[m] for s in alone) for m in alone[0]})
         votes = [normalize(p) for p in r["per_paraphrase"]]
         per_view["agreement"].append({"": votes.count(normalize(r["prediction"])) / len(votes)})
-    out = {}
+    columns = {}
     for view, values in per_view.items():
         for m in values[0]:
-            key = f"test/{view}" + (f"/{m}" if m else "")
-            out[key] = math.fsum(v[m] for v in values) / len(values)
-    return out
+            key = "/".join(part for part in ("test", view, m) if part)
+            columns[key] = [v[m] for v in values]
+    return columns
+
+
+def rescore(rows: list[dict], method: str) -> dict[str, float]:
+    """results.json's metrics, recomputed from predictions.jsonl alone."""
+    return {key: math.fsum(v) / len(v) for key, v in rescore_columns(rows, method).items()}
+
+
+def standard_error(values: list[float]) -> float:
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
 def test_independent_scorer_on_known_cases():
@@ -156,7 +167,7 @@ def run(config: Path, model: str, folder: Path, stage: str, *extra) -> Path:
         *quiet(),
         *extra,
     )
-    return folder / logger_name(config) / "version_0"
+    return run_folder(folder / logger_name(config))
 
 
 def confidence_dir(config: Path, folder: Path) -> list:
@@ -176,6 +187,13 @@ def test_results_equal_a_rescoring_of_predictions(config, tiny_model_path, tmp_p
     expected = rescore(rows, results["method"])
     assert results["metrics"].keys() == expected.keys()
     assert results["metrics"] == pytest.approx(expected, abs=1e-12)
+    # Every metric's standard error and interval, from the same per-example scores.
+    columns = rescore_columns(rows, results["method"])
+    for key, stats in results["uncertainty"]["metrics"].items():
+        assert stats["mean"] == pytest.approx(expected[key], abs=1e-12), key
+        assert stats["se"] == pytest.approx(standard_error(columns[key]), abs=1e-12), key
+        low, high = stats["ci95"]
+        assert min(columns[key]) <= low <= stats["mean"] <= high <= max(columns[key]), key
     # The data must make the metrics disagree, or this test could not catch one copying another.
     main = "majority" if results["method"] == "per_prompt" else results["method"]
     values = {m: results["metrics"][f"test/{main}/{m}"] for m in ("em", "f1", "lemma")}

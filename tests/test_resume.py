@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from tests.test_cli import logger_name, quiet, read_jsonl, selfens, selfens_fails
+from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
 
 PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
 
@@ -32,7 +32,7 @@ def _run(tiny_model_path, root, *extra):
 
 def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     _run(tiny_model_path, tmp_path)
-    full = tmp_path / logger_name(PER_PROMPT) / "version_0"
+    full = run_folder(tmp_path / logger_name(PER_PROMPT))
     rows = read_jsonl(full / "predictions.jsonl")
 
     # Simulate a crash after two batches: rank file with 4 finished rows and a torn last line.
@@ -42,7 +42,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     (crashed / "predictions.rank0.jsonl").write_text(text)
 
     _run(tiny_model_path, tmp_path, "--resume", crashed)
-    resumed = tmp_path / logger_name(PER_PROMPT) / "version_1"
+    resumed = run_folder(tmp_path / logger_name(PER_PROMPT), 1)
     results = json.loads((resumed / "results.json").read_text())
     assert results["resumed_examples"] == 4 and results["resumed_from"] == str(crashed)
     assert results["num_examples"] == 6

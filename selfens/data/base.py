@@ -54,7 +54,7 @@ class ParaphraseDataModule(L.LightningDataModule):
             num_workers: DataLoader workers.
         """
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the writer logs the settings that tell runs apart
         if num_paraphrases < 1:
             raise ConfigError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
         if limit is not None and limit < 1:

@@ -13,7 +13,7 @@ from selfens.data.batch import ParaphraseBatch
 from selfens.decode import DecodeCost, PrefixCache, Prompt
 from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
-from selfens.metrics.views import Scores, ViewScores, score
+from selfens.metrics.views import METRICS, Scores, ViewScores, score
 from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
 from selfens.resume import check_method, finished_cost, finished_rows
 
@@ -71,6 +71,7 @@ class EnsembleModule(L.LightningModule):
         attn_implementation: str = "sdpa",
         reuse_prefix: bool = True,
         prefix_cache_size: int = 32,
+        bootstrap_resamples: int = 1000,
     ):
         """
         Args:
@@ -84,9 +85,12 @@ class EnsembleModule(L.LightningModule):
                 rows share once, and keep the KV of recent prefixes for later batches; False: every row
                 reads its whole prompt (to compare).
             prefix_cache_size: how many recent prefixes' KV are kept.
+            bootstrap_resamples: resamples of the examples behind the 95% confidence intervals in
+                results.json (seeded; 0: standard errors only).
         """
         super().__init__()
-        self.save_hyperparameters()
+        # Not logged by Lightning as they are: the writer logs the settings that tell runs apart.
+        self.save_hyperparameters(logger=False)
         resolve(model)  # an unknown model or dtype fails here, before anything loads
         resolve_dtype(dtype, torch.device("cpu"))
         if max_new_tokens < 1:
@@ -108,6 +112,12 @@ class EnsembleModule(L.LightningModule):
     def views(self, num_paraphrases: int) -> list[str]:
         """The views this method is scored under."""
         return [self.method]
+
+    @property
+    def main_view(self) -> str:
+        """The view of the method's own answer: logged again under the common tags `<stage>/em` ..., so
+        that every method shares one chart."""
+        return self.method
 
     def view_scores(self, prediction: str, per_paraphrase: Optional[list[str]], answers: list[str]) -> ViewScores:
         """Scores of one example under every view."""
@@ -245,7 +255,9 @@ class EnsembleModule(L.LightningModule):
 
     def _log_scores(self, stage: str) -> None:
         # compute() syncs the summed states across processes, so every rank logs the global value.
-        self.log_dict(self.scores.compute(stage), sync_dist=False)
+        values = self.scores.compute(stage)
+        common = {f"{stage}/{m}": values[f"{stage}/{self.main_view}/{m}"] for m in METRICS}
+        self.log_dict({**values, **common}, sync_dist=False)
         self.scores.reset()
 
     def on_test_epoch_start(self) -> None:

@@ -26,6 +26,7 @@ class PerPrompt(EnsembleModule):
     method = "per_prompt"
 
     extra_scores = ("agreement",)
+    main_view = "majority"
 
     def views(self, num_paraphrases: int) -> list[str]:
         return ["majority"] + [f"p{k + 1}" for k in range(num_paraphrases)] + ["mean", "oracle"]

@@ -80,3 +80,15 @@ class Scores(nn.Module):
         for state in self.modules():
             if isinstance(state, MeanScore):
                 state.reset()
+
+
+def score_columns(rows: list[dict], stage: str, main_view: str) -> dict[str, list[float]]:
+    """Per metric name (`<stage>/<view>/<metric>`, and the common `<stage>/<metric>` of the main view):
+    the per-example scores of scored predictions.jsonl rows, in row order."""
+    if not rows:
+        return {}
+    columns = {
+        f"{stage}/{view}/{m}": [row["scores"][view][m] for row in rows] for view in rows[0]["scores"] for m in METRICS
+    }
+    columns.update({f"{stage}/{m}": columns[f"{stage}/{main_view}/{m}"] for m in METRICS})
+    return columns

@@ -90,6 +90,13 @@ class Paraphraser(L.LightningModule):
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         originals = [p[0] for p in batch.paraphrases]
+        return [
+            {"index": int(batch.index[b]), "id": batch.ids[b], "original": originals[b], **found}
+            for b, found in enumerate(self.paraphrase(originals, batch.answers))
+        ]
+
+    def paraphrase(self, originals: list[str], answers: list[list[str]]) -> list[dict]:
+        """`{"paraphrases": [...], "rejected": [{"k", "try", "text", "reason"}]}` of each question."""
         count = self.hparams.num_paraphrases
         kept: list[dict[int, str]] = [{} for _ in originals]  # question -> slot k -> text
         rejected: list[list[dict]] = [[] for _ in originals]
@@ -103,7 +110,7 @@ class Paraphraser(L.LightningModule):
                     text,
                     originals[b],
                     [kept[b][j] for j in sorted(kept[b])],
-                    batch.answers[b],
+                    answers[b],
                     max_length_ratio=self.hparams.max_length_ratio,
                     checks=self.checks,
                 )
@@ -113,13 +120,7 @@ class Paraphraser(L.LightningModule):
                     rejected[b].append({"k": k, "try": attempt, "text": text, "reason": reason})
             pending = [(b, k) for b, k in pending if k not in kept[b]]
         return [
-            {
-                "index": int(batch.index[b]),
-                "id": batch.ids[b],
-                "original": originals[b],
-                "paraphrases": [kept[b][k] for k in sorted(kept[b])],
-                "rejected": rejected[b],
-            }
+            {"paraphrases": [kept[b][k] for k in sorted(kept[b])], "rejected": rejected[b]}
             for b in range(len(originals))
         ]
 

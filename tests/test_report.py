@@ -1,0 +1,214 @@
+"""`selfens report`: every number it prints comes back from predictions.jsonl by independent code
+(means, standard errors, paired wins/losses, McNemar's exact p, changed answers); runs on other
+examples are not paired, and say why; the files and plots are written. And TensorBoard, read with
+its own reader: the runs share the common tags and one HParams table, with their settings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import quiet, read_jsonl, selfens
+from tests.test_rescoring import data_dir_with_gold, normalize, scores, standard_error
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAREL = ROOT / "configs" / "pararel"
+LIMIT, BATCH = 10, 3
+METHODS = ("origin", "per_prompt", "avg", "attention")
+
+
+def test_run(config: Path, model: str, save_dir: Path, *extra) -> None:
+    selfens(
+        "test",
+        "--config",
+        config,
+        "--model.init_args.model",
+        model,
+        "--data.init_args.limit",
+        LIMIT,
+        "--data.init_args.batch_size",
+        BATCH,
+        "--trainer.logger.init_args.save_dir",
+        save_dir,
+        "--trainer.logger.init_args.name",
+        "cmp",
+        # the prompt of the attention config (and of the embedded model), for every run: the same examples
+        "--data.init_args.prompt_style",
+        "raw",
+        "--data.init_args.fill_style",
+        "completion",
+        *quiet(),
+        *extra,
+    )
+
+
+test_run.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_model_path, tmp_path_factory):
+    """origin, per_prompt, avg and attention on the same 10 facts (gold answers from the model's own
+    per-paraphrase answers, so that methods differ), and avg with N = 3: other examples."""
+    root = tmp_path_factory.mktemp("compare")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_DATASETS_OFFLINE", "1")
+        selfens(
+            "predict",
+            "--config",
+            PARAREL / "per_prompt.yaml",
+            "--model.init_args.model",
+            tiny_model_path,
+            "--data.init_args.limit",
+            LIMIT,
+            "--trainer.logger.init_args.save_dir",
+            root / "first",
+            *quiet(),
+        )
+        (first,) = (root / "first").rglob("predictions.jsonl")
+        data = data_dir_with_gold(root, read_jsonl(first))
+        for method in METHODS:
+            test_run(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "--data.init_args.data_dir", data)
+        test_run(
+            PARAREL / "avg.yaml",
+            tiny_model_path,
+            root / "logs",
+            "--data.init_args.data_dir",
+            data,
+            "--data.init_args.num_paraphrases",
+            3,
+        )
+    runs = sorted((root / "logs" / "cmp").glob("version_*"))
+    return {"root": root, "runs": runs}
+
+
+def main_scores(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(rows, independent scores of each row's answer) of a run."""
+    rows = read_jsonl(folder / "predictions.jsonl")
+    return rows, [scores(r["prediction"], r["answers"]) for r in rows]
+
+
+def test_run_folders_are_named_after_their_method(compared):
+    names = [p.name for p in compared["runs"]]
+    assert names == [
+        "version_0-origin",
+        "version_1-per_prompt",
+        "version_2-avg",
+        "version_3-attention-shared_prefix-sequential-block_ends",
+        "version_4-avg",
+    ]
+
+
+def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
+    capsys.readouterr()
+    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path)
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    origin, *others = compared["runs"]
+
+    # Each run's main view: mean and standard error from the rows, by the test's own scorer.
+    for folder in compared["runs"]:
+        rows, own = main_scores(folder)
+        results = json.loads((folder / "results.json").read_text())
+        (view,) = [v for v in report["views"] if v["run"].endswith(folder.name) and v["main"]]
+        for m in ("em", "f1", "lemma"):
+            values = [s[m] for s in own]
+            assert view[m] == pytest.approx(math.fsum(values) / len(values), abs=1e-12)
+            assert view[f"{m}_se"] == pytest.approx(standard_error(values), abs=1e-12)
+            assert view[f"{m}_low"] <= view[m] <= view[f"{m}_high"]
+            # results.json holds the same interval (same seed and resamples, same scores)
+            saved = results["uncertainty"]["metrics"][f"test/{m}"]
+            assert saved["ci95"] == pytest.approx([view[f"{m}_low"], view[f"{m}_high"]], abs=1e-12)
+
+    # Paired with origin: the three runs on the same examples.
+    base_rows, base_own = main_scores(origin)
+    by_run = {c["run"].split("/")[-1]: c for c in report["comparisons"]}
+    assert set(by_run) == {p.name for p in others[:3]}
+    for folder in others[:3]:
+        rows, own = main_scores(folder)
+        assert [r["id"] for r in rows] == [r["id"] for r in base_rows]
+        c = by_run[folder.name]
+        wins = sum(a["em"] == 1 and b["em"] == 0 for a, b in zip(own, base_own))
+        losses = sum(a["em"] == 0 and b["em"] == 1 for a, b in zip(own, base_own))
+        n, k = wins + losses, min(wins, losses)
+        p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+        assert c["mcnemar_em"] == {"a_right_b_wrong": wins, "a_wrong_b_right": losses, "p": pytest.approx(p)}
+        changed = sum(normalize(a["prediction"]) != normalize(b["prediction"]) for a, b in zip(rows, base_rows))
+        assert c["changed_answers"] == changed
+        for m in ("em", "f1", "lemma"):
+            diff = math.fsum(a[m] - b[m] for a, b in zip(own, base_own)) / len(own)
+            assert c["difference"][m]["mean"] == pytest.approx(diff, abs=1e-12)
+            low, high = c["difference"][m]["ci95"]
+            assert low <= diff <= high
+        assert f"{wins}/{losses}" in out
+    assert any(c["changed_answers"] for c in report["comparisons"]), "the methods should not all agree here"
+
+    # N = 3 is other examples: not paired, and the report says why.
+    (skipped,) = report["not_compared"]
+    assert skipped.startswith(f"cmp/{others[3].name}: no 'origin' run on the same examples")
+    assert f"not compared: {skipped}" in out
+
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "report.md",
+        "report.csv",
+        "report.json",
+        "report_cost.png",
+        "report_n.png",  # the runs differ in N
+    }
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Paired comparison" in markdown and "| ΔEM [95% CI] |" in markdown
+    header = (tmp_path / "report.csv").read_text().splitlines()[0].split(",")
+    assert header[:6] == ["run", "model", "dataset", "method", "N", "view"] and "em_low" in header
+
+
+def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compared, capsys, tmp_path):
+    other = compared["runs"][4]  # N = 3
+    capsys.readouterr()
+    selfens("report", compared["root"] / "logs" / "cmp", "--baseline", other, "--out", tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["comparisons"] == []
+    assert len(report["not_compared"]) == 4
+    assert all("different examples than cmp/version_4-avg (data hash" in s for s in report["not_compared"])
+
+
+def test_tensorboard_shares_tags_and_one_hparams_table(compared):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for folder in compared["runs"]:
+        acc = EventAccumulator(str(folder), size_guidance={"tensors": 0, "scalars": 0})
+        acc.Reload()
+        results = json.loads((folder / "results.json").read_text())
+        scalars = set(acc.Tags()["scalars"])
+        assert {"test/em", "test/f1", "test/lemma", "cost/decode_seconds", "cost/prefill_tokens"} <= scalars
+        assert acc.Scalars("test/em")[-1].value == pytest.approx(results["metrics"]["test/em"])
+
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = {k: v.string_value or v.number_value for k, v in start.session_start_info.hparams.items()}
+        assert not [k for k in hparams if k.startswith("_")], hparams
+        assert hparams["method"] == results["method"] and hparams["dataset"] == "ParaRel"
+        assert hparams["N"] == results["settings"]["N"] and hparams["shots"] == 4
+        assert hparams["prompt_style"] and hparams["model"]
+        if results["method"] == "attention":
+            assert (hparams["layout"], hparams["positions"], hparams["first_token"]) == (
+                "shared_prefix",
+                "sequential",
+                "block_ends",
+            )
+        if results["method"] == "avg":
+            assert hparams["fusion"] == "avg"
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+        metric_tags = {m.name.tag for m in experiment.metric_infos}
+        assert {"test/em", "test/f1", "test/lemma", "cost/decode_seconds"} <= metric_tags
+
+        (sample,) = acc.Tensors("test/samples/text_summary")
+        text = sample.tensor_proto.string_val[0].decode()
+        rows = read_jsonl(folder / "predictions.jsonl")
+        assert rows[0]["paraphrases"][0] in text and rows[0]["answers"][0] in text
+        assert "✓" in text or "✗" in text
+        if results["method"] == "per_prompt":
+            assert f"→ *{rows[0]['per_paraphrase'][0]}*" in text or "→ **" in text
