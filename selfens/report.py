@@ -35,7 +35,8 @@ class Run:
 
     @property
     def name(self) -> str:
-        return f"{self.folder.parent.name}/{self.folder.name}"
+        """`<logger name>/version_<k>`: the method and its settings have columns of their own."""
+        return f"{self.folder.parent.name}/{self.folder.name.split('-', 1)[0]}"
 
     @property
     def main_view(self) -> str:

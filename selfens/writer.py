@@ -175,6 +175,8 @@ def run_settings(module, data) -> dict:
     }
     for key in ("fusion", "confidence", "layout", "positions", "first_token", "first_fusion"):
         settings[key] = hparams.get(key)
+    if not getattr(getattr(module, "fusion_rule", None), "needs_weights", False):
+        settings["confidence"] = None  # only weighted rules use one
     return settings
 
 

@@ -374,10 +374,9 @@ def test_report(runs, capsys, tmp_path):
     assert len(table) == 2 + 1 + len(VIEWS)
     for view in VIEWS:
         assert any(line.split()[5] == view for line in table[2:])
-    assert f"{runs['origin'].parent.name}/{runs['origin'].name}" in out
-    # origin and per_prompt ran on the same examples: compared, but with different configs' seeds? same data
-    assert "paired comparison with origin" in out
-    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report_cost.png"}
+    assert f"{runs['origin'].parent.name}/version_0 " in out
+    assert "paired comparison with origin" in out  # origin and per_prompt ran on the same examples
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report.json", "report_cost.png"}
 
 
 def test_report_without_runs(tmp_path, capsys):

@@ -85,6 +85,11 @@ def compared(tiny_model_path, tmp_path_factory):
     return {"root": root, "runs": runs}
 
 
+def short(folder: Path) -> str:
+    """How the report names a run: logger name / version_<k>."""
+    return f"cmp/{folder.name.split('-', 1)[0]}"
+
+
 def main_scores(folder: Path) -> tuple[list[dict], list[dict]]:
     """(rows, independent scores of each row's answer) of a run."""
     rows = read_jsonl(folder / "predictions.jsonl")
@@ -113,7 +118,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     for folder in compared["runs"]:
         rows, own = main_scores(folder)
         results = json.loads((folder / "results.json").read_text())
-        (view,) = [v for v in report["views"] if v["run"].endswith(folder.name) and v["main"]]
+        (view,) = [v for v in report["views"] if v["run"] == short(folder) and v["main"]]
         for m in ("em", "f1", "lemma"):
             values = [s[m] for s in own]
             assert view[m] == pytest.approx(math.fsum(values) / len(values), abs=1e-12)
@@ -125,12 +130,12 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
 
     # Paired with origin: the three runs on the same examples.
     base_rows, base_own = main_scores(origin)
-    by_run = {c["run"].split("/")[-1]: c for c in report["comparisons"]}
-    assert set(by_run) == {p.name for p in others[:3]}
+    by_run = {c["run"]: c for c in report["comparisons"]}
+    assert set(by_run) == {short(p) for p in others[:3]}
     for folder in others[:3]:
         rows, own = main_scores(folder)
         assert [r["id"] for r in rows] == [r["id"] for r in base_rows]
-        c = by_run[folder.name]
+        c = by_run[short(folder)]
         wins = sum(a["em"] == 1 and b["em"] == 0 for a, b in zip(own, base_own))
         losses = sum(a["em"] == 0 and b["em"] == 1 for a, b in zip(own, base_own))
         n, k = wins + losses, min(wins, losses)
@@ -148,7 +153,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
 
     # N = 3 is other examples: not paired, and the report says why.
     (skipped,) = report["not_compared"]
-    assert skipped.startswith(f"cmp/{others[3].name}: no 'origin' run on the same examples")
+    assert skipped.startswith(f"{short(others[3])}: no 'origin' run on the same examples")
     assert f"not compared: {skipped}" in out
 
     assert {p.name for p in tmp_path.iterdir()} == {
@@ -171,7 +176,7 @@ def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compa
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["comparisons"] == []
     assert len(report["not_compared"]) == 4
-    assert all("different examples than cmp/version_4-avg (data hash" in s for s in report["not_compared"])
+    assert all("different examples than cmp/version_4 (data hash" in s for s in report["not_compared"])
 
 
 def test_tensorboard_shares_tags_and_one_hparams_table(compared):
