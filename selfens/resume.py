@@ -25,8 +25,17 @@ def finished_rows(folder: str | Path) -> list[dict]:
             f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
             f"lightning_logs/<name>/version_<k>-<method>)"
         )
+    return rows_by_index(files)
+
+
+def rows_by_index(files: list[Path]) -> list[dict]:
+    """The rows of JSONL files (later files win), one per `index`, in index order. A line cut short by
+    a crash is dropped: that example is done again. Split at "\n" only: str.splitlines() would also cut
+    at U+2028 or U+0085, which JSON leaves raw and a model may write."""
     rows: dict[int, dict] = {}
     for path in files:
+        if not path.exists():
+            continue
         for line in path.read_text(encoding="utf-8").split("\n"):
             try:
                 row = json.loads(line)

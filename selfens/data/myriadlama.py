@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import Literal, Optional
 
-from selfens.data.base import ParaphraseDataModule
+from selfens.data.blanks import FillInTheBlank, FillStyle
 from selfens.data.hub import load_hub_dataset
 from selfens.data.records import DataError, Record, require
 from selfens.errors import ConfigError
-from selfens.prompts import FORMATS, PromptFormat, Shot
+from selfens.prompts import Shot
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _HUB_LIKE = re.compile(r"[\w.-]+/[\w.-]+")
 _ENDS_IN_Y = r"\[Y\][\s.]*$"
 
 
-class MyriadLAMA(ParaphraseDataModule):
+class MyriadLAMA(FillInTheBlank):
     """A fact is one record; its paraphrases are its own templates, manual ones first.
 
     The evaluated facts are a sample of `num_facts` drawn with `sample_seed` (the original: 1000,
@@ -49,7 +49,7 @@ class MyriadLAMA(ParaphraseDataModule):
         split: str = "train",
         num_facts: Optional[int] = 1000,
         sample_seed: int = 42,
-        fill_style: Optional[Literal["mask", "completion"]] = None,
+        fill_style: Optional[FillStyle] = None,
         on_short_fact: Literal["skip", "error"] = "skip",
         **kwargs,
     ):
@@ -66,22 +66,12 @@ class MyriadLAMA(ParaphraseDataModule):
                 skipped (with a logged count) or an error.
             **kwargs: see ParaphraseDataModule (its `seed` draws the few-shot facts).
         """
-        super().__init__(**kwargs)
+        super().__init__(fill_style=fill_style, **kwargs)
         if num_facts is not None and num_facts < 1:
             raise ConfigError(f"num_facts must be at least 1 (or null for all facts), got {num_facts}")
         self.path, self.split, self.num_facts, self.sample_seed = path, split, num_facts, sample_seed
-        self._fill_style, self.on_short_fact = fill_style, on_short_fact
+        self.on_short_fact = on_short_fact
         self.skipped_facts: list[str] = []
-
-    @property
-    def fill_style(self) -> str:
-        return self._fill_style or super().fill_style
-
-    def resolved_settings(self) -> dict[str, str]:
-        return {**super().resolved_settings(), "fill_style": self.fill_style}
-
-    def prompt_format(self) -> PromptFormat:
-        return FORMATS[self.fill_style]
 
     # -- records -----------------------------------------------------------------------------------
     def load_records(self) -> list[Record]:
@@ -198,19 +188,11 @@ class MyriadLAMA(ParaphraseDataModule):
             grouped.setdefault(item["uuid"], []).append((index, _checked(item, f"{self.path}: row {index}")))
         return grouped
 
-    def _fill(self, template: str, subject: str) -> tuple[str, str]:
-        """(query, tail): the query of a template for a subject, and what follows the answer."""
-        text = template.replace("[X]", subject)
-        if self.fill_style == "mask":
-            return text.replace("[Y]", "[MASK]"), ""
-        head, tail = text.split("[Y]", 1)
-        return head.rstrip(), tail
-
     def _phrasings(self, uuid: str, rows: list[tuple[int, dict]]) -> list[tuple[tuple[int, dict], str]]:
         """Up to num_paraphrases ((row index, row), query) of a fact: manual ones first, then automatic."""
         manual, automatic, seen = [], [], set()
         for index, row in rows:
-            query = self._fill(row["template"], row["sub_ent"])[0]
+            query = self.fill(row["template"], row["sub_ent"])[0]
             if query not in seen:  # the same sentence from two rows (e.g. a repeated template)
                 seen.add(query)
                 (manual if row["is_manual"] else automatic).append(((index, row), query))
@@ -224,7 +206,7 @@ class MyriadLAMA(ParaphraseDataModule):
         answers = _aliases(rows)
         if not answers:
             raise DataError(f"{self.path}: row {index}: fact {row['uuid']} has no answer for a few-shot example")
-        query, tail = self._fill(row["template"], row["sub_ent"])
+        query, tail = self.fill(row["template"], row["sub_ent"])
         return Shot(query, answers[0], tail)
 
     # -- reading -----------------------------------------------------------------------------------

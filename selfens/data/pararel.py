@@ -9,9 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional
 
-from selfens.data.base import ParaphraseDataModule
+from selfens.data.blanks import FillInTheBlank, FillStyle
 from selfens.data.records import DataError, Record, read_jsonl, require
-from selfens.prompts import FORMATS, PromptFormat, Shot
+from selfens.prompts import Shot
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ BUNDLED = resources.files("selfens") / "resources" / "pararel"
 _TRAILING = re.compile(r"[\s.]+$")
 
 
-class ParaRel(ParaphraseDataModule):
+class ParaRel(FillInTheBlank):
     """A fact is one record; its paraphrases are its relation's first N templates.
 
     Templates fill `[X]` with the subject. The `mask` style shows the object as `[MASK]`;
@@ -31,7 +31,7 @@ class ParaRel(ParaphraseDataModule):
         self,
         data_dir: Optional[str] = None,
         relations: Optional[list[str]] = None,
-        fill_style: Optional[Literal["mask", "completion"]] = None,
+        fill_style: Optional[FillStyle] = None,
         on_short_relation: Literal["skip", "error"] = "skip",
         **kwargs,
     ):
@@ -44,19 +44,9 @@ class ParaRel(ParaphraseDataModule):
                 skipped (with a logged count) or an error.
             **kwargs: see ParaphraseDataModule.
         """
-        super().__init__(**kwargs)
+        super().__init__(fill_style=fill_style, **kwargs)
         self.data_dir = Path(data_dir) if data_dir is not None else Path(str(BUNDLED))
-        self.relations, self._fill_style, self.on_short_relation = relations, fill_style, on_short_relation
-
-    @property
-    def fill_style(self) -> str:
-        return self._fill_style or super().fill_style
-
-    def resolved_settings(self) -> dict[str, str]:
-        return {**super().resolved_settings(), "fill_style": self.fill_style}
-
-    def prompt_format(self) -> PromptFormat:
-        return FORMATS[self.fill_style]
+        self.relations, self.on_short_relation = relations, on_short_relation
 
     def load_records(self) -> list[Record]:
         per_relation = []
@@ -106,14 +96,6 @@ class ParaRel(ParaphraseDataModule):
                 templates.append(pattern)
         return templates
 
-    def _fill(self, template: str, subject: str) -> tuple[str, str]:
-        """(query, tail): the query of a template for a subject, and what follows the answer."""
-        text = template.replace("[X]", subject)
-        if self.fill_style == "mask":
-            return text.replace("[Y]", "[MASK]"), ""
-        head, tail = text.split("[Y]", 1)
-        return head.rstrip(), tail
-
     def _records(self, relation: str, templates: list[str]) -> list[Record]:
         path = self.data_dir / "triples" / f"{relation}.jsonl"
         facts, lines = [], []
@@ -132,7 +114,7 @@ class ParaRel(ParaphraseDataModule):
         )
         shots = []
         for i in sorted(shot_facts):
-            query, tail = self._fill(templates[0], facts[i][1])
+            query, tail = self.fill(templates[0], facts[i][1])
             shots.append(Shot(query, facts[i][2], tail))
         records = []
         for i, (uuid, subject, obj) in enumerate(facts):
@@ -140,7 +122,7 @@ class ParaRel(ParaphraseDataModule):
                 continue
             record = Record(
                 id=f"{relation}/{uuid}",
-                paraphrases=[self._fill(t, subject)[0] for t in templates],
+                paraphrases=[self.fill(t, subject)[0] for t in templates],
                 answers=[obj],
                 shots=shots,
                 meta={"relation": relation, "subject": subject},

@@ -22,6 +22,7 @@ from selfens.data.base import ParaphraseDataModule
 from selfens.data.paraphrase_files import meta_path, settings_hash, summary
 from selfens.errors import ConfigError
 from selfens.paraphrase.module import Paraphraser
+from selfens.resume import rows_by_index
 
 # Data settings that do not change a question's paraphrases.
 _RUN_ONLY = ("limit", "batch_size", "num_workers")
@@ -76,19 +77,8 @@ def parts_folder(output: Path) -> Path:
 
 
 def finished_rows(output: Path) -> list[dict]:
-    """The rows of the output file and of its parts folder, one per question index, in index order.
-    A line cut short by a kill is dropped: that question is paraphrased again."""
-    rows: dict[int, dict] = {}
-    for path in [output, *sorted(parts_folder(output).glob("rank*.jsonl"))]:
-        if not path.exists():
-            continue
-        for line in path.read_text(encoding="utf-8").split("\n"):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            rows[row["index"]] = row
-    return [rows[i] for i in sorted(rows)]
+    """The rows of the output file and of its parts folder, one per question index, in index order."""
+    return rows_by_index([output, *sorted(parts_folder(output).glob("rank*.jsonl"))])
 
 
 def check_same_settings(output: Path, header: dict) -> None:
