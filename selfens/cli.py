@@ -155,7 +155,7 @@ class SelfensCLI(LightningCLI):
     def _prepare(self) -> None:
         """Hand the data module its tokenizer, record the prompt settings it resolved (config.yaml is
         written later, at setup), and resume if asked."""
-        self.datamodule.connect(self.model.tokenizer, self.model.model_name)
+        self.datamodule.connect(self.model.tokenizer, self.model.model_name, self.model.prompt_limit())
         init_args = self.config[self.subcommand]["data"]["init_args"]
         for name, value in self.datamodule.resolved_settings().items():
             init_args[name] = value

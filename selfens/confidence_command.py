@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
             f"weighted_max); this config has {type(model).__name__} ({model.method})."
         )
     job = ConfidencePass(**{k: v for k, v in model.hparams.items() if not k.startswith("_")})
-    data.connect(job.tokenizer, job.model_name)
+    data.connect(job.tokenizer, job.model_name, job.prompt_limit())
     run.trainer.predict(job, datamodule=data, return_predictions=False)
     folder = Path(run.trainer.log_dir or ".")
     if run.trainer.is_global_zero:

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from selfens.attention.layers import full_cache, model_mask
 from selfens.attention.masks import decode_mask
 from selfens.attention.positions import next_position, sequential_positions
 from selfens.padding import left_pad
@@ -122,6 +123,13 @@ class Prompt:
             return self.valid
         return torch.cat([self.prefix.valid.expand(self.valid.shape[0], -1), self.valid], dim=-1)
 
+    @property
+    def key_positions(self) -> Tensor:
+        """[R, P+L]: the position ids of the keys once prefilled, the prefix's included."""
+        if self.prefix is None:
+            return self.position_ids
+        return torch.cat([self.prefix.position_ids.expand(self.valid.shape[0], -1), self.position_ids], dim=-1)
+
     def to(self, device) -> Prompt:
         move = lambda t: t.to(device) if isinstance(t, Tensor) else t
         prefix = self.prefix.to(device) if self.prefix is not None else None
@@ -222,7 +230,7 @@ def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, c
     if prompt.prefix is not None:
         kv = prefix_cache.get(prompt.prefix.key) if prefix_cache is not None else None
         if kv is None:
-            out = _forward(model, prompt.prefix, cost, logits_to_keep=1)
+            out = _forward(model, prompt.prefix, cost, logits_to_keep=1, cache=full_cache())
             kv = [(layer.keys, layer.values) for layer in out.cache.layers]  # each [1, H, P, D]
             if prefix_cache is not None:
                 prefix_cache.put(prompt.prefix.key, kv)
@@ -230,9 +238,8 @@ def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, c
 
         rows = prompt.input_ids.shape[0]
         # A view per row: the rows' own keys are concatenated to it, so the prefix is never copied.
-        cache = DynamicCache(
-            [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv], config=model.config
-        )
+        # No config: every layer keeps all its keys (sliding windows are in the masks).
+        cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv])
     logit_positions = prompt.logit_positions
     if logit_positions is None:
         keep, index = 1, None
@@ -240,7 +247,7 @@ def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, c
         # logits_to_keep takes one list of positions for all rows: keep their union, then gather.
         keep = torch.unique(logit_positions)
         index = torch.searchsorted(keep, logit_positions)
-    out = _forward(model, prompt, cost, logits_to_keep=keep, cache=cache)
+    out = _forward(model, prompt, cost, logits_to_keep=keep, cache=cache if cache is not None else full_cache())
     logits = out.logits  # [R, Q or 1, V]
     if index is not None:
         logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
@@ -253,7 +260,7 @@ def _forward(model, prompt: Prompt, cost: DecodeCost, logits_to_keep, cache=None
     cost.forward_calls += 1
     return model(
         input_ids=prompt.input_ids,
-        attention_mask=prompt.attention_mask,
+        attention_mask=model_mask(model, prompt.attention_mask, prompt.position_ids, prompt.key_positions),
         position_ids=prompt.position_ids,
         cache=cache,
         use_cache=True,
@@ -266,10 +273,11 @@ def kv_bytes(cache) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
-def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache):
-    """One step for every row. token, position: [R, 1]; valid: [R, K] keys incl. the new one."""
+def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache, key_positions: Tensor):
+    """One step for every row. token, position: [R, 1]; valid, key_positions: [R, K] keys incl. the new one."""
     # Positions are explicit because RoPE must not take the cache length.
-    out = model(input_ids=token, attention_mask=decode_mask(valid), position_ids=position, cache=cache, use_cache=True)
+    mask = model_mask(model, decode_mask(valid), position, key_positions)
+    out = model(input_ids=token, attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
     return out.logits[:, -1].float(), out.cache  # [R, V]
 
 
@@ -313,10 +321,12 @@ def decode(
     logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
     cost.peak_kv_bytes = kv_bytes(cache)
     position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
-    valid = prompt.key_valid
+    valid, key_positions = prompt.key_valid, prompt.key_positions  # [R, K]
     if copies > 1:
         cache.batch_repeat_interleave(copies)
-        logits, position, valid = (t.repeat_interleave(copies, dim=0) for t in (logits, position, valid))
+        logits, position, valid, key_positions = (
+            t.repeat_interleave(copies, dim=0) for t in (logits, position, valid, key_positions)
+        )
         batch *= copies
     alive = torch.arange(batch, device=device)  # examples still decoding, in row-group order
     fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]), alive)  # [B, V]
@@ -339,10 +349,12 @@ def decode(
             # Drop finished examples' rows from the batch and the cache: no work on what is done.
             keep, keep_rows = ~finished, (~finished).repeat_interleave(group)
             cache.batch_select_indices(keep_rows.nonzero().flatten())
-            alive, next_token, valid, position = alive[keep], next_token[keep], valid[keep_rows], position[keep_rows]
+            alive, next_token = alive[keep], next_token[keep]
+            valid, position, key_positions = valid[keep_rows], position[keep_rows], key_positions[keep_rows]
         token = next_token.repeat_interleave(group).unsqueeze(-1)  # [A*G, 1]
         valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], dim=-1)
-        logits, cache = decode_one_token(model, token, position, valid, cache)
+        key_positions = torch.cat([key_positions, position], dim=-1)
+        logits, cache = decode_one_token(model, token, position, valid, cache, key_positions)
         position = position + 1
         cost.forward_calls += 1
         cost.decode_steps += 1

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
             f"{ATTENTION} (the packed attention mask exists only for attention-level fusion)."
         )
 
-    dm.connect(model.tokenizer, model.model_name)
+    dm.connect(model.tokenizer, model.model_name, model.prompt_limit())
     dm.setup("test")
     count = len(dm.examples)
     if not 0 <= opts.index < count:

@@ -51,6 +51,15 @@ MODELS: dict[str, ModelSpec] = {
     "qwen2.5_3b_it": ModelSpec("Qwen/Qwen2.5-3B-Instruct", chat=True, fill_style="mask"),
     "qwen2.5_7b_it": ModelSpec("Qwen/Qwen2.5-7B-Instruct", chat=True, fill_style="mask"),
     "mistral_7b_it": ModelSpec("mistralai/Mistral-7B-Instruct-v0.3", chat=True, fill_style="mask"),
+    # Families checked by tests/test_architectures.py on tiny models (sliding windows and Gemma 2's
+    # soft-capping included); Gemma 2 has no SDPA and loads with eager.
+    "qwen3_4b_it": ModelSpec("Qwen/Qwen3-4B-Instruct-2507", chat=True, fill_style="mask"),
+    "gemma2_2b_it": ModelSpec("google/gemma-2-2b-it", chat=True, fill_style="mask"),
+    "gemma3_1b_it": ModelSpec("google/gemma-3-1b-it", chat=True, fill_style="mask"),
+    "gemma3_4b_it": ModelSpec("google/gemma-3-4b-it", chat=True, fill_style="mask"),  # multimodal, text-only prompts
+    "phi3_mini_it": ModelSpec("microsoft/Phi-3-mini-4k-instruct", chat=True, fill_style="mask"),
+    "phi3.5_mini_it": ModelSpec("microsoft/Phi-3.5-mini-instruct", chat=True, fill_style="mask"),
+    "olmo2_7b_it": ModelSpec("allenai/OLMo-2-1124-7B-Instruct", chat=True, fill_style="mask"),
 }
 
 
@@ -169,6 +178,19 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+def context_window(name: str) -> int | None:
+    """The most positions the model was trained for (its config's max_position_embeddings), if said."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path(name))
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``"auto"`` is bf16 on CUDA and fp32 elsewhere; otherwise a torch dtype name."""
     if dtype == "auto":
@@ -182,12 +204,36 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return value
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
-    """A causal LM in eval mode. `attn_implementation`: "sdpa" (dense masks) or "flex_attention"."""
+def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", device_map=None):
+    """A causal LM in eval mode. `attn_implementation`: "sdpa" (dense masks), "eager" or "flex_attention";
+    "sdpa" falls back to "eager" for a model without SDPA (Gemma 2: SDPA cannot soft-cap scores).
+    `device_map`: None (one device, placed by Lightning) or accelerate's ("auto": over every GPU).
+
+    Raises:
+        ConfigError: a model type selfens cannot decode, by name (`selfens.attention.layers.check_architecture`).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from selfens.attention.layers import check_architecture
+
+    config = AutoConfig.from_pretrained(model_path(name))
+    check_architecture(config)
+    if attn_implementation == "sdpa" and not _has_sdpa(config):
+        log.info("%s has no SDPA attention: loading it with eager", config.model_type)
+        attn_implementation = "eager"
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path(name), dtype=dtype, attn_implementation=attn_implementation, device_map=device_map
+    )
+    return model.eval()
+
+
+def _has_sdpa(config) -> bool:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=dtype, attn_implementation=attn_implementation)
-    return model.eval()
+    try:
+        return AutoModelForCausalLM._model_mapping[type(config)]._supports_sdpa
+    except (KeyError, AttributeError):  # a model transformers cannot map: from_pretrained says so
+        return True
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:

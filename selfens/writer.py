@@ -13,6 +13,7 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -83,7 +84,8 @@ class RunWriter(Callback):
             "cost": cost,  # this run's
             "carried_cost": carried,  # spent by the run it resumed
             "total_cost": {name: cost[name] + carried[name] for name in COSTS},
-            "warnings": _warnings(rows),
+            "warnings": _warnings(rows) + (data.fit_report.warnings() if data.fit_report else []),
+            "long_prompts": asdict(data.fit_report) if data.fit_report else None,
             "data_hash": data.data_hash,
             "data_sources": data.sources(),
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),

@@ -78,6 +78,17 @@ def test_decode_equals_generate_smollm(smollm):
     assert _ours(model, tokenizer, texts, 8) == _generate(model, tokenizer, texts, 8)
 
 
+@pytest.mark.slow
+def test_eager_batch_equals_each_alone_smollm():
+    """eager adds a 4D mask to the scores: given the boolean decode-step mask, it added 0/1 and padding
+    leaked from the second generated token on (rows 0 and 1 here decoded other tokens in a batch)."""
+    from selfens.models import EMBEDDED, load_model, load_tokenizer
+
+    model, tokenizer = load_model(EMBEDDED, attn_implementation="eager"), load_tokenizer(EMBEDDED)
+    together = _ours(model, tokenizer, PROMPTS, 6)
+    assert together == [_ours(model, tokenizer, [p], 6)[0] for p in PROMPTS]
+
+
 # -- copies and sampling ---------------------------------------------------------------------------
 
 

@@ -14,7 +14,9 @@ from torch.utils.data import DataLoader
 
 from selfens.data.batch import Example, collate
 from selfens.data.encoding import encode_example
+from selfens.data.fit import FitReport, LongPromptPolicy, PromptLimit, fit
 from selfens.data.records import DataError, Record
+from selfens.data.segments import Segments
 from selfens.errors import ConfigError
 from selfens.models import resolve
 from selfens.prompts import CuePlace, PromptFormat, render
@@ -41,6 +43,8 @@ class ParaphraseDataModule(L.LightningDataModule):
         cue_in: CuePlace = "block",
         seed: int = 0,
         num_workers: int = 0,
+        max_prompt_tokens: Optional[int] = None,
+        long_prompts: LongPromptPolicy = "drop_shots",
     ):
         """
         Args:
@@ -52,6 +56,11 @@ class ParaphraseDataModule(L.LightningDataModule):
             cue_in: where the answer cue ("\\nA:") goes: in each paraphrase "block", or once in the shared "suffix".
             seed: seed for choosing few-shot examples.
             num_workers: DataLoader workers.
+            max_prompt_tokens: the most prompt tokens a row may read; None: the model's context window
+                less the method's max_new_tokens (for attention fusion, the packed sequence counts).
+            long_prompts: a longer prompt "drop_shots" (few-shot examples from the end, until it fits;
+                skipped if it never does), "skip" (the example, recorded), or "error". The question
+                itself is never cut.
         """
         super().__init__()
         self.save_hyperparameters(logger=False)  # the writer logs the settings that tell runs apart
@@ -62,6 +71,11 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.num_paraphrases, self.num_shots, self.limit = num_paraphrases, num_shots, limit
         self.batch_size, self.prompt_style, self.cue_in = batch_size, prompt_style, cue_in
         self.seed, self.num_workers = seed, num_workers
+        self.max_prompt_tokens, self.long_prompts = max_prompt_tokens, long_prompts
+        if max_prompt_tokens is not None and max_prompt_tokens < 1:
+            raise ConfigError(f"max_prompt_tokens must be at least 1 (or null: the model's), got {max_prompt_tokens}")
+        self.prompt_limit: Optional[PromptLimit] = None
+        self.fit_report: Optional[FitReport] = None  # what long_prompts changed, once encoded
         self.tokenizer = None
         self.model_name: Optional[str] = None
         self.examples: Optional[list[Example]] = None
@@ -78,9 +92,10 @@ class ParaphraseDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     # -- wiring ------------------------------------------------------------------------------------
-    def connect(self, tokenizer, model_name: str) -> None:
-        """Take the tokenizer and model name, known only once the method module exists."""
-        self.tokenizer, self.model_name = tokenizer, model_name
+    def connect(self, tokenizer, model_name: str, prompt_limit: Optional[PromptLimit] = None) -> None:
+        """Take the tokenizer and model name, known only once the method module exists, and how long
+        a prompt the method can read (None: no limit known)."""
+        self.tokenizer, self.model_name, self.prompt_limit = tokenizer, model_name, prompt_limit
 
     def skip_finished(self, rows: list[dict], folder: str) -> None:
         """Leave out the examples of `rows`, finished by the run in `folder` that this one resumes."""
@@ -117,20 +132,47 @@ class ParaphraseDataModule(L.LightningDataModule):
         log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
 
     def encode(self, records: list[Record]) -> list[Example]:
-        """Render and tokenize every record up front, so bad input fails before any decoding."""
+        """Render and tokenize every record up front, so bad input fails before any decoding; a
+        prompt too long for the model is handled by `long_prompts`."""
         if self.limit is not None:
             records = records[: self.limit]
         if not records:
             raise DataError(f"{type(self).__name__}: no records to evaluate")
+        check_unique_ids(records, type(self).__name__)
         fmt = self.prompt_format()
         chat = self._chat_renderer() if self.chat else None
-        examples = []
-        for index, record in enumerate(records):
+
+        def segments(record: Record) -> Segments:
             prompts = [render(fmt, p, record.shots, cue_in=self.cue_in, chat=chat) for p in record.paraphrases]
-            segments = encode_example(self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id)
-            examples.append(Example(index, record.id, record.paraphrases, record.answers, segments))
-        self.data_hash = _hash(records)
+            return encode_example(self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id)
+
+        limit = self._limit()
+        if limit is not None:
+            self.fit_report = FitReport(limit.budget, limit.why, self.long_prompts)
+        examples, kept = [], []
+        for record in records:
+            if limit is None:
+                found = segments(record)
+            else:
+                record, found = fit(record, segments, limit, self.long_prompts, self.fit_report)
+            if found is not None:
+                examples.append(Example(len(examples), record.id, record.paraphrases, record.answers, found))
+                kept.append(record)
+        if self.fit_report is not None:
+            for warning in self.fit_report.warnings():
+                log.warning("%s: %s", type(self).__name__, warning)
+        if not examples:
+            raise DataError(f"{type(self).__name__}: every example's prompt is too long ({limit.why}); lower num_shots")
+        self.data_hash = _hash(kept)
         return examples
+
+    def _limit(self) -> Optional[PromptLimit]:
+        """The method's limit, with this module's max_prompt_tokens in place of its budget if set."""
+        limit = self.prompt_limit
+        if self.max_prompt_tokens is None:
+            return limit
+        length = limit.length if limit is not None else longest_prompt
+        return PromptLimit(self.max_prompt_tokens, length, f"max_prompt_tokens {self.max_prompt_tokens}")
 
     def _chat_renderer(self):
         if not getattr(self.tokenizer, "chat_template", None):
@@ -184,6 +226,23 @@ def prefix_batches(examples: list[Example], batch_size: int) -> list[list[Exampl
         group = sorted(group, key=lambda e: (sum(map(len, e.segments.blocks)), e.index))
         batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
     return batches
+
+
+def longest_prompt(segments: Segments) -> int:
+    """Tokens of an example's longest single prompt."""
+    return max(len(segments.prompt(k)) for k in range(len(segments.blocks)))
+
+
+def check_unique_ids(records: list[Record], source: str) -> None:
+    """Every example is scored and resumed by its id: two records with one id is an error."""
+    first: dict[str, int] = {}
+    for i, record in enumerate(records):
+        if record.id in first:
+            raise DataError(
+                f"{source}: example id {record.id!r} is used by records {first[record.id]} and {i}; ids must be "
+                f"unique (every example is scored, and resumed, by its id)"
+            )
+        first[record.id] = i
 
 
 def _hash(records: list[Record]) -> str:

@@ -46,15 +46,18 @@ class AttentionFusion(EnsembleModule):
                 later tokens continue after the longest block).
             first_token: how the first answer token is fused: "suffix" or "block_ends".
             first_fusion: the logit fusion rule for `block_ends`, one without weights (e.g. avg or max).
-            backend: "dense" (4D boolean mask, SDPA) or "flex" (FlexAttention BlockMask);
-                None: flex on CUDA, dense elsewhere.
-            **kwargs: see EnsembleModule.
+            backend: "dense" (a 4D mask: boolean for SDPA, additive floats for eager) or "flex"
+                (FlexAttention BlockMask); None: flex on CUDA, dense elsewhere (and with eager).
+            **kwargs: see EnsembleModule; attn_implementation: the dense backend's, "sdpa" (falls back
+                to eager for a model without it) or "eager".
         """
         super().__init__(**kwargs)
-        if self.hparams.attn_implementation != "sdpa":
+        implementation = self.hparams.attn_implementation
+        if implementation not in ("sdpa", "eager") or (implementation == "eager" and backend == "flex"):
             raise ConfigError(
-                f"AttentionFusion chooses the attention implementation from its backend (dense: sdpa, flex: "
-                f"FlexAttention); drop attn_implementation: {self.hparams.attn_implementation}, or set backend"
+                f"AttentionFusion runs its packed mask with attn_implementation sdpa or eager (backend: dense) or "
+                f"FlexAttention (backend: flex, attn_implementation: sdpa); got attn_implementation: "
+                f"{implementation} with backend: {backend}"
             )
         self.layout, self.positions, self.first_token = layout, positions, first_token
         if FUSIONS[first_fusion].needs_weights:
@@ -68,8 +71,9 @@ class AttentionFusion(EnsembleModule):
 
     def attention_implementation(self) -> str:
         # The backend decides: the packed mask must reach attention exactly as built.
-        self.backend = self.backend or default_backend(self.target_device())
-        return attn_implementation(self.backend)
+        eager = self.hparams.attn_implementation == "eager"
+        self.backend = self.backend or ("dense" if eager else default_backend(self.target_device()))
+        return attn_implementation(self.backend, dense=self.hparams.attn_implementation)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -91,6 +95,10 @@ class AttentionFusion(EnsembleModule):
                 "first_token: block_ends needs an empty suffix: the logits at a block's end must predict the "
                 "answer, not the suffix. Use first_token: suffix, or data cue_in: block with prompt_style: raw."
             )
+
+    def prompt_length(self, segments: Segments) -> int:
+        """The packed sequence: every block in one row."""
+        return pack([segments], self.layout, self.tokenizer.pad_token_id).input_ids.shape[-1]
 
     def pack(self, batch: ParaphraseBatch) -> Packed:
         self.check_prompts(batch.segments)

@@ -9,12 +9,16 @@ import lightning as L
 import torch
 
 from selfens import decode as decoding
+from selfens.attention.layers import check_implementation
+from selfens.data.base import longest_prompt
 from selfens.data.batch import ParaphraseBatch
+from selfens.data.fit import PromptLimit
+from selfens.data.segments import Segments
 from selfens.decode import DecodeCost, PrefixCache, Prompt
 from selfens.errors import ConfigError
 from selfens.metrics import load_lemmatizer
 from selfens.metrics.views import METRICS, Scores, ViewScores, score
-from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
+from selfens.models import EMBEDDED, context_window, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
 from selfens.resume import check_method, finished_cost, finished_rows
 
 # The cost of a run, summed over batches and processes. Confidence work (weighted methods: greedy
@@ -72,6 +76,7 @@ class EnsembleModule(L.LightningModule):
         reuse_prefix: bool = True,
         prefix_cache_size: int = 32,
         bootstrap_resamples: int = 1000,
+        device_map: Optional[str] = None,
     ):
         """
         Args:
@@ -80,11 +85,14 @@ class EnsembleModule(L.LightningModule):
             max_new_tokens: longest answer, in tokens.
             stop_strings: an answer ends at the first of these (after leading whitespace); EOS always ends it.
             lemmatizer: spaCy pipeline for lemma match: "blank_en" (offline lookup tables) or an installed one.
-            attn_implementation: transformers attention backend: "sdpa" or "flex_attention".
+            attn_implementation: transformers attention backend: "sdpa" (eager for a model without it),
+                "eager" or "flex_attention" (CUDA only); the masks are built in the form each honours.
             reuse_prefix: prefill the prompt prefix (instruction and few-shot examples) that a batch's
                 rows share once, and keep the KV of recent prefixes for later batches; False: every row
                 reads its whole prompt (to compare).
             prefix_cache_size: how many recent prefixes' KV are kept.
+            device_map: "auto" (or "balanced", ...): shard the model over the GPUs of this one process
+                with accelerate, for a model bigger than one GPU; not with DDP (one process per GPU).
             bootstrap_resamples: resamples of the examples behind the 95% confidence intervals in
                 results.json (seeded; 0: standard errors only).
         """
@@ -126,6 +134,18 @@ class EnsembleModule(L.LightningModule):
     def decode(self, batch: ParaphraseBatch) -> Output:
         raise NotImplementedError
 
+    def prompt_length(self, segments: Segments) -> int:
+        """Tokens of the longest row this method reads at prefill for an example (all N single prompts)."""
+        return longest_prompt(segments)
+
+    def prompt_limit(self) -> Optional[PromptLimit]:
+        """How long a prompt fits: the model's context window less the answer's max_new_tokens."""
+        window = context_window(self.model_name)
+        if window is None:
+            return None
+        new = self.hparams.max_new_tokens
+        return PromptLimit(window - new, self.prompt_length, f"context window {window} - max_new_tokens {new}")
+
     def build_scores(self, num_paraphrases: int) -> Scores:
         return Scores(self.views(num_paraphrases), self.extra_scores)
 
@@ -165,8 +185,22 @@ class EnsembleModule(L.LightningModule):
         if self.lm is not None:
             return
         dtype = resolve_dtype(self.hparams.dtype, self.target_device())
-        self.lm = load_model(self.model_name, dtype=dtype, attn_implementation=self.attention_implementation())
-        self.lm.requires_grad_(False)
+        device_map = self.hparams.device_map
+        if device_map is not None and self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError(
+                f"model.device_map: {device_map} shards one model over the GPUs of one process; it cannot be "
+                f"combined with DDP ({self.trainer.world_size} processes). Use trainer.devices: 1 with device_map, "
+                f"or drop device_map to run a whole copy of the model per GPU."
+            )
+        implementation = self.attention_implementation()
+        check_implementation(implementation, self.target_device())
+        lm = load_model(self.model_name, dtype=dtype, attn_implementation=implementation, device_map=device_map)
+        lm.requires_grad_(False)
+        if device_map is None:
+            self.lm = lm
+        else:
+            # Not a submodule: Lightning would move it, whole, onto one device.
+            object.__setattr__(self, "lm", lm)
 
     @property
     def eos_ids(self) -> list[int]:

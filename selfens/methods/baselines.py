@@ -14,6 +14,9 @@ class Origin(EnsembleModule):
 
     method = "origin"
 
+    def prompt_length(self, segments) -> int:
+        return len(segments.prompt(0))
+
     def decode(self, batch: ParaphraseBatch) -> Output:
         decoded = self.generate(self.single_prompts(batch, [0]))  # B rows
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)

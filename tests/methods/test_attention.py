@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.nn.attention.flex_attention import BlockMask
 
+from selfens.attention.layers import model_mask
 from selfens.attention.masks import dense_mask, packed_mask_mod
 from selfens.attention.packing import FUSED, LAYOUTS, pack
 from selfens.attention.positions import position_ids
@@ -265,6 +266,8 @@ def reference_decode(m: AttentionFusion, segments, pad_id: int) -> tuple[list[in
     for step in range(MAX_NEW):
         length = ids.shape[1]
         mask = dense_mask(packed_mask_mod((level, segment, valid)), 1, length)
+        # In the form the model's attention honours, with its sliding windows (test_architectures.py).
+        mask = model_mask(m.lm, mask, pos, pos)
         logits = m.lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[0].float()
         if step == 0 and m.first_token == "block_ends":
             scores = logits[packed.block_ends[0]].mean(0)  # avg over the block ends
