@@ -1,5 +1,6 @@
 """`benchmarks/bench_methods.py --quick` runs end to end on the tiny model (no timing assertions):
-every method, reuse on and off, the seed's loop, and prefix reuse reading exactly the floor."""
+every method, reuse on and off, the seed's loop, and prefix reuse reading exactly the floor. And
+the GPU check script's smoke test on the CPU."""
 
 from __future__ import annotations
 
@@ -37,3 +38,22 @@ def test_quick_benchmark(tmp_path, capsys):
     seed = next(r for r in rows if r["method"] == "avg, seed loop")
     avg = next(r for r in rows if r["n"] == 2 and r["method"] == "avg" and r["reuse_prefix"])
     assert seed["prefill_tokens"] > 10 * avg["prefill_tokens"]  # 20 full re-reads against one
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_the_cpu(tmp_path, capsys):
+    """The GPU check is for CUDA machines; here its smoke test: every check runs and passes in fp32."""
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    out = tmp_path / "gpu_check.json"
+    check.main(["--device", "cpu", "--dtype", "float32", "--quick", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["check"] for r in rows] == [
+        "decode == generate",
+        "attention N=1 == origin (flex)",
+        "flex == dense (attention, N=5)",
+        "batch == alone (origin)",
+    ]
+    assert all(r["pass"] and r["agreement"] == 1.0 for r in rows), rows
+    assert "4 of 4 checks pass" in capsys.readouterr().out
