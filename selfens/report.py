@@ -104,7 +104,13 @@ def view_rows(runs: list[Run], resamples: int, seed: int) -> list[dict]:
                 "run": run.name,
                 "model": Path(run.results["model"]).name,
                 "dataset": run.results["dataset"],
-                "method": run.label,
+                "method": run.method,
+                "label": run.label,
+                "fusion": run.settings.get("fusion") or run.settings.get("first_fusion") or "",
+                "confidence": run.settings.get("confidence") or "",
+                "layout": run.settings.get("layout") or "",
+                "positions": run.settings.get("positions") or "",
+                "first_token": run.settings.get("first_token") or "",
                 "N": run.settings.get("N", ""),
                 "view": view,
                 "main": view == run.main_view,
@@ -183,7 +189,8 @@ def _ci(row: dict, m: str) -> str:
     return "" if row[f"{m}_low"] is None else f"[{_pct(row[f'{m}_low'])}, {_pct(row[f'{m}_high'])}]"
 
 
-HEADER = ["run", "model", "dataset", "method", "N", "view", "EM", "95% CI", "F1", "lemma", "n"]
+SETTINGS = ["fusion", "confidence", "layout", "positions", "first_token"]
+HEADER = ["run", "model", "dataset", "method", *SETTINGS, "N", "view", "EM", "95% CI", "F1", "lemma", "n"]
 COST_HEADER = [name for name, _ in COSTS] + ["decode s", "conf s"]
 
 
@@ -194,6 +201,7 @@ def table_cells(rows: list[dict]) -> list[list[str]]:
             r["model"],
             r["dataset"],
             r["method"],
+            *(r[k] or "-" for k in SETTINGS),
             str(r["N"]),
             r["view"],
             _pct(r["em"]),
@@ -284,7 +292,7 @@ def plot_cost(path: Path, rows: list[dict]) -> Path:
     for r in rows:
         seconds = r["decode s"] + r["conf s"]
         err = [[100 * (r["em"] - r["em_low"])], [100 * (r["em_high"] - r["em"])]] if r["em_low"] is not None else None
-        ax.errorbar(seconds, 100 * r["em"], yerr=err, fmt="o", capsize=4, label=f"{r['method']} ({r['run']})")
+        ax.errorbar(seconds, 100 * r["em"], yerr=err, fmt="o", capsize=4, label=f"{r['label']} ({r['run']})")
         ax.annotate(r["method"], (seconds, 100 * r["em"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("decode seconds (confidences included)")
     ax.set_ylabel("EM % (95% bootstrap CI)")
@@ -305,9 +313,9 @@ def plot_n(path: Path, rows: list[dict]) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in sorted({r["method"] for r in rows}):
-        points = sorted((r["N"], r) for r in rows if r["method"] == method)
-        xs = [n for n, _ in points]
+    for method in sorted({r["label"] for r in rows}):
+        points = sorted(((r["N"], r["run"]), r) for r in rows if r["label"] == method)
+        xs = [n for (n, _), _ in points]
         ys = [100 * r["em"] for _, r in points]
         low = [100 * (r["em"] - (r["em_low"] if r["em_low"] is not None else r["em"])) for _, r in points]
         high = [100 * ((r["em_high"] if r["em_high"] is not None else r["em"]) - r["em"]) for _, r in points]
@@ -339,7 +347,7 @@ def main(argv: list[str]) -> None:
         )
     rows = view_rows(runs, args.resamples, args.seed)
     compared, skipped = comparisons(runs, args.baseline, args.resamples, args.seed)
-    print(format_table(HEADER + COST_HEADER, table_cells(rows), left=6))
+    print(format_table(HEADER + COST_HEADER, table_cells(rows), left=len(HEADER) - 5))
     if compared:
         print(
             f"\npaired comparison with {args.baseline} (main views, same examples; wins/losses on EM, McNemar exact test):"

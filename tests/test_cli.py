@@ -369,11 +369,12 @@ def test_report(runs, capsys, tmp_path):
     selfens("report", runs["root"] / "test", "--out", tmp_path)
     out = capsys.readouterr().out
     table = out.split("\n\n")[0].splitlines()
-    assert table[0].split()[:8] == ["run", "model", "dataset", "method", "N", "view", "EM", "95%"]
+    settings = ["fusion", "confidence", "layout", "positions", "first_token"]
+    assert table[0].split()[:13] == ["run", "model", "dataset", "method", *settings, "N", "view", "EM", "95%"]
     # one row per (run, view): origin has 1 view, per_prompt 8
     assert len(table) == 2 + 1 + len(VIEWS)
     for view in VIEWS:
-        assert any(line.split()[5] == view for line in table[2:])
+        assert any(line.split()[10] == view for line in table[2:])
     assert f"{runs['origin'].parent.name}/version_0 " in out
     assert "paired comparison with origin" in out  # origin and per_prompt ran on the same examples
     assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report.json", "report_cost.png"}

@@ -166,7 +166,12 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "## Paired comparison" in markdown and "| ΔEM [95% CI] |" in markdown
     header = (tmp_path / "report.csv").read_text().splitlines()[0].split(",")
-    assert header[:6] == ["run", "model", "dataset", "method", "N", "view"] and "em_low" in header
+    assert header[:4] == ["run", "model", "dataset", "method"] and "em_low" in header
+    assert {"fusion", "layout", "positions", "first_token", "N", "view"} <= set(header)
+    attention = [v for v in report["views"] if v["method"] == "attention"]
+    assert [(v["layout"], v["positions"], v["first_token"], v["fusion"]) for v in attention] == [
+        ("shared_prefix", "sequential", "block_ends", "avg")
+    ]
 
 
 def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compared, capsys, tmp_path):
