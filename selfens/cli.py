@@ -163,6 +163,12 @@ class SelfensCLI(LightningCLI):
         if folder:
             self.model.resume_from(folder)
             self.datamodule.skip_finished(self.model.resumed_rows, folder)
+            self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
+            if len(self.model.resumed_rows) >= len(self.datamodule.examples):
+                raise ConfigError(
+                    f"nothing to resume: {folder} has all {len(self.datamodule.examples)} examples already; "
+                    f"run without --resume to evaluate them again"
+                )
 
     def _announce(self) -> None:
         folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call

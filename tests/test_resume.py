@@ -80,3 +80,13 @@ def test_rows_with_unicode_line_separators_are_kept(tmp_path):
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     (tmp_path / "predictions.rank0.jsonl").write_text(text + '{"index": 2, "id": "c", "predic', encoding="utf-8")
     assert finished_rows(tmp_path) == rows  # the line cut short by a crash is dropped, nothing else
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(tiny_model_path, tmp_path, capsys):
+    args = ["--model.init_args.model", tiny_model_path, "--data.init_args.limit", 3, *quiet()]
+    selfens("test", "--config", PER_PROMPT, *args, "--trainer.logger.init_args.save_dir", tmp_path)
+    done = run_folder(tmp_path / logger_name(PER_PROMPT))
+    error = selfens_fails(
+        capsys, "test", "--config", PER_PROMPT, *args, "--trainer.logger.init_args.save_dir", tmp_path, "--resume", done
+    )
+    assert f"nothing to resume: {done} has all 3 examples already; run without --resume" in error

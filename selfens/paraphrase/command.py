@@ -40,6 +40,7 @@ class ParaphraseWriter(Callback):
     def __init__(self, output: Path, header: dict):
         self.output, self.header = output, header
         self.parts = parts_folder(output)
+        self.meta: dict | None = None  # once finished
 
     def on_predict_start(self, trainer, module):
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -57,19 +58,21 @@ class ParaphraseWriter(Callback):
 
     def on_predict_end(self, trainer, module):
         trainer.strategy.barrier()
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self.finish(module)
+
+    def finish(self, module) -> None:
+        """Merge every row into the output, write the sidecar, remove the parts (one process)."""
         rows = finished_rows(self.output)
         _write_atomic(self.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        meta = {
+        self.meta = {
             **self.header,
             "file": self.output.name,
             "summary": summary(rows, module.hparams.num_paraphrases),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_atomic(meta_path(self.output), json.dumps(meta, indent=2) + "\n")
+        _write_atomic(meta_path(self.output), json.dumps(self.meta, indent=2) + "\n")
         shutil.rmtree(self.parts, ignore_errors=True)
-        self.meta = meta
 
 
 def parts_folder(output: Path) -> Path:
@@ -134,7 +137,8 @@ def main(argv: list[str]) -> None:
     }
     header["settings_hash"] = settings_hash(header)
     check_same_settings(output, header)
-    done = finished_rows(output)
+    # Questions the file has beyond this run's `limit` stay in it, untouched.
+    done = [r for r in finished_rows(output) if data.limit is None or r["index"] < data.limit]
     if done:
         data.skip_finished(done, str(output))
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +146,8 @@ def main(argv: list[str]) -> None:
     run.trainer.callbacks.append(writer)
     run.trainer.predict(job, datamodule=data, return_predictions=False)
     if run.trainer.is_global_zero:
+        if writer.meta is None:  # nothing was left to paraphrase: Lightning ran no predict hooks
+            writer.finish(job)
         s = writer.meta["summary"]
         rejected = ", ".join(f"{n} {reason}" for reason, n in s["rejected"].items() if n) or "none"
         print(

@@ -90,6 +90,8 @@ def test_a_rerun_keeps_what_is_written_and_adds_the_rest(tiny_model_path, tmp_pa
     extended = read_rows(output)
     assert [r["id"] for r in extended] == first_ids(4)
     assert extended[:2] == rows
+    selfens(*paraphrase_args(tiny_model_path, output, 1))  # a smaller limit: nothing to do, nothing lost
+    assert read_rows(output) == extended
 
 
 def test_other_settings_are_refused(tiny_model_path, tmp_path, capsys):
