@@ -260,12 +260,24 @@ def main(argv: list[str] | None = None) -> None:
             cli()
         else:
             cli(args)
+        _leave_process_group()
     except Exception as error:
         expected = _expected(error)
         if expected is None or debug:
             raise
         print(f"selfens: error: {expected}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _leave_process_group() -> None:
+    """End a finished multi-process run's process group while the interpreter is whole: gloo's worker
+    threads, still alive at interpreter exit, can abort a run that has written everything
+    ("terminate called without an active exception", exit -6). Only on success: a rank that failed
+    may leave others inside a collective, which destroying the group would hang."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _expected(error: BaseException | None) -> SelfensError | None:
