@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from selfens.errors import SelfensError
@@ -69,8 +70,9 @@ class Run:
         rows = self.rows if ids is None else [self.by_id[i] for i in ids]
         return {m: [r["scores"][view][m] for r in rows] for m in METRICS}
 
-    @property
+    @cached_property
     def by_id(self) -> dict[str, dict]:
+        """Rows by example id (built once: comparisons look every example up)."""
         return {r["id"]: r for r in self.rows}
 
 
