@@ -195,6 +195,16 @@ def smollm():
     return load_model(EMBEDDED), load_tokenizer(EMBEDDED)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: tiny models gain nothing from more, and on a busy 2-core
+    machine they cost a lot (tests/methods/test_attention.py took 140 s with 2 threads, 38 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _no_hub(monkeypatch):
     # Tests must never reach a model hub.

@@ -40,20 +40,14 @@ from tests.methods.test_attention import (
 )
 
 # Eager (uncompiled) FlexAttention on the CPU warns that it is unfused.
-pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile"),
+    pytest.mark.usefixtures("one_thread"),  # conftest: tiny models run on one thread
+]
 
 # Attention fusion's backends: (backend, attn_implementation of the dense one). Gemma 2 has no SDPA:
 # its "sdpa" loads with eager.
 BACKENDS = {"sdpa": ("dense", "sdpa"), "eager": ("dense", "eager"), "flex": ("flex", "sdpa")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost a lot.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))

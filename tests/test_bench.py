@@ -13,11 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def script(name: str):
+    """benchmarks/<name>.py, imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_quick_benchmark(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_methods", ROOT / "benchmarks" / "bench_methods.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script("bench_methods")
     out = tmp_path / "bench.json"
     bench.main(["--quick", "--out", str(out)])
     printed = capsys.readouterr().out
@@ -43,9 +49,7 @@ def test_quick_benchmark(tmp_path, capsys):
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_the_cpu(tmp_path, capsys):
     """The GPU check is for CUDA machines; here its smoke test: every check runs and passes in fp32."""
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = script("gpu_check")
     out = tmp_path / "gpu_check.json"
     check.main(["--device", "cpu", "--dtype", "float32", "--quick", "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]

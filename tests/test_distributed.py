@@ -95,17 +95,22 @@ def _check_same(single: Path, ddp: Path, scored: bool) -> None:
     assert one["data_hash"] == two["data_hash"]
 
 
-def test_ddp_test_matches_single_process_pararel(tiny_model_path, tmp_path):
-    args = [
+def per_prompt_args(model: str) -> list:
+    """The per_prompt config on the first LIMIT ParaRel facts, BATCH a batch."""
+    return [
         "--config",
         PER_PROMPT,
         "--model.init_args.model",
-        tiny_model_path,
+        model,
         "--data.init_args.limit",
         LIMIT,
         "--data.init_args.batch_size",
         BATCH,
     ]
+
+
+def test_ddp_test_matches_single_process_pararel(tiny_model_path, tmp_path):
+    args = per_prompt_args(tiny_model_path)
     single = _run("test", args, tmp_path / "one", devices=1)
     ddp = _run("test", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=True)
@@ -126,16 +131,7 @@ def test_ddp_test_matches_single_process_nonzero_scores(tiny_model_path, tmp_pat
 
 
 def test_ddp_predict_matches_single_process(tiny_model_path, tmp_path):
-    args = [
-        "--config",
-        PER_PROMPT,
-        "--model.init_args.model",
-        tiny_model_path,
-        "--data.init_args.limit",
-        LIMIT,
-        "--data.init_args.batch_size",
-        BATCH,
-    ]
+    args = per_prompt_args(tiny_model_path)
     single = _run("predict", args, tmp_path / "one", devices=1)
     ddp = _run("predict", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=False)

@@ -96,24 +96,28 @@ def clean_process(monkeypatch):
     os.environ.update(saved)
 
 
+def mask_args(model: str, index: int, out: Path) -> list[str]:
+    """`selfens mask` of the attention config on 2 facts, for example `index`, drawn into `out`."""
+    config = str(ROOT / "configs/pararel/attention.yaml")
+    return [
+        "--config",
+        config,
+        "--model.init_args.model",
+        model,
+        "--data.init_args.limit",
+        "2",
+        "--index",
+        str(index),
+        "--out",
+        str(out),
+    ]
+
+
 def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
     from selfens.mask_command import main
 
     out = tmp_path / "sub" / "m.png"
-    main(
-        [
-            "--config",
-            str(ROOT / "configs/pararel/attention.yaml"),
-            "--model.init_args.model",
-            tiny_model_path,
-            "--data.init_args.limit",
-            "2",
-            "--index",
-            "1",
-            "--out",
-            str(out),
-        ]
-    )
+    main(mask_args(tiny_model_path, 1, out))
     assert out.exists() and out.stat().st_size > 1024
     printed = capsys.readouterr().out
     cells = grid(printed[printed.index("attention mask") :])
@@ -124,20 +128,7 @@ def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
         assert "warning: this config would fail to decode: first_token: block_ends needs an empty suffix" in printed
 
     with pytest.raises(SystemExit, match=r"out of range.*2 example"):
-        main(
-            [
-                "--config",
-                str(ROOT / "configs/pararel/attention.yaml"),
-                "--model.init_args.model",
-                tiny_model_path,
-                "--data.init_args.limit",
-                "2",
-                "--index",
-                "2",
-                "--out",
-                str(tmp_path / "x.png"),
-            ]
-        )
+        main(mask_args(tiny_model_path, 2, tmp_path / "x.png"))
 
 
 def test_mask_command_needs_attention(tiny_model_path, tmp_path, clean_process):

@@ -32,17 +32,7 @@ def jsonl_args(path: Path, model: str, save_dir: Path, *extra) -> list:
         "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.TensorBoardLogger\n"
         f"    init_args:\n      name: {logger_name(ORIGIN)}\n"
     )
-    return [
-        "test",
-        "--config",
-        config,
-        "--model.init_args.model",
-        model,
-        "--trainer.logger.init_args.save_dir",
-        save_dir,
-        *quiet(),
-        *extra,
-    ]
+    return command("test", config, model, save_dir, *quiet(), *extra)
 
 
 def command(name: str, config: Path, model: str, save_dir: Path, *extra) -> list:

@@ -12,40 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import quiet, read_jsonl, selfens
-from tests.test_rescoring import data_dir_with_gold, normalize, scores, standard_error
+from tests.test_rescoring import LIMIT, data_dir_with_gold, normalize, run, scores, standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAREL = ROOT / "configs" / "pararel"
-LIMIT, BATCH = 10, 3
 METHODS = ("origin", "per_prompt", "avg", "attention")
 
 
-def test_run(config: Path, model: str, save_dir: Path, *extra) -> None:
-    selfens(
-        "test",
-        "--config",
-        config,
-        "--model.init_args.model",
-        model,
-        "--data.init_args.limit",
-        LIMIT,
-        "--data.init_args.batch_size",
-        BATCH,
-        "--trainer.logger.init_args.save_dir",
-        save_dir,
-        "--trainer.logger.init_args.name",
-        "cmp",
-        # the prompt of the attention config (and of the embedded model), for every run: the same examples
-        "--data.init_args.prompt_style",
-        "raw",
-        "--data.init_args.fill_style",
-        "completion",
-        *quiet(),
-        *extra,
-    )
-
-
-test_run.__test__ = False  # a helper, not a test
+# The prompt of the attention config (and of the embedded model), for every run: the same examples.
+SAME_PROMPTS = ("--data.init_args.prompt_style", "raw", "--data.init_args.fill_style", "completion")
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +45,11 @@ def compared(tiny_model_path, tmp_path_factory):
         )
         (first,) = (root / "first").rglob("predictions.jsonl")
         data = data_dir_with_gold(root, read_jsonl(first))
+        common = (*SAME_PROMPTS, "--data.init_args.data_dir", data)
         for method in METHODS:
-            test_run(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "--data.init_args.data_dir", data)
-        test_run(
-            PARAREL / "avg.yaml",
-            tiny_model_path,
-            root / "logs",
-            "--data.init_args.data_dir",
-            data,
-            "--data.init_args.num_paraphrases",
-            3,
-        )
+            run(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "test", *common, name="cmp")
+        three = ("--data.init_args.num_paraphrases", 3)
+        run(PARAREL / "avg.yaml", tiny_model_path, root / "logs", "test", *common, *three, name="cmp")
     runs = sorted((root / "logs" / "cmp").glob("version_*"))
     return {"root": root, "runs": runs}
 

@@ -151,7 +151,10 @@ def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
     return target
 
 
-def run(config: Path, model: str, folder: Path, stage: str, *extra) -> Path:
+def run(config: Path, model: str, folder: Path, stage: str, *extra, name: str | None = None) -> Path:
+    """`selfens STAGE` of a config on LIMIT facts, into `folder`; its run folder. `name`: the logger's
+    name (default: the config's)."""
+    extra = (*extra, "--trainer.logger.init_args.name", name) if name else extra
     selfens(
         stage,
         "--config",
@@ -167,7 +170,7 @@ def run(config: Path, model: str, folder: Path, stage: str, *extra) -> Path:
         *quiet(),
         *extra,
     )
-    return run_folder(folder / logger_name(config))
+    return run_folder(folder / (name or logger_name(config)))
 
 
 def confidence_dir(config: Path, folder: Path) -> list:

@@ -65,14 +65,7 @@ MODE_CASES = [
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The tiny model gains nothing from intra-op threads, and on a busy machine they cost a lot
-    # (this file took 140 s with 2 threads on a loaded 2-core box, 38 s with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run on one thread
 
 
 @pytest.fixture(scope="module")
