@@ -31,10 +31,10 @@ from tests.methods.test_attention import (
     CONFIGS,
     MAX_NEW,
     _reverse_block,
+    assert_cached_equals_recomputed,
     assert_same_steps,
     differs,
     first_step_logits,
-    reference_decode,
     run,
     with_blocks,
 )
@@ -156,12 +156,7 @@ CACHED = [
 def test_cached_decoding_equals_full_recomputation(module, data, layout, positions, config, mode, shared):
     batch, dm = data(config, n=3, shared=shared)
     m = attention(module, layout=layout, positions=positions, first_token=mode)
-    _, decoded, steps = run(m, batch)
-    reference = [reference_decode(m, s, dm.tokenizer.pad_token_id) for s in batch.segments]
-    assert any(tokens for tokens, _ in reference)
-    assert decoded.tokens == [tokens for tokens, _ in reference]
-    for b, (_, ref_steps) in enumerate(reference):
-        assert_same_steps(steps[b], ref_steps)
+    assert_cached_equals_recomputed(m, batch, dm.tokenizer.pad_token_id)
 
 
 # -- (d) dense == flex -----------------------------------------------------------------------------------

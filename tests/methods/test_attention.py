@@ -285,8 +285,13 @@ def reference_decode(m: AttentionFusion, segments, pad_id: int) -> tuple[list[in
 def test_cached_decoding_equals_full_recomputation(module, data, layout, positions, config, mode, shared):
     batch, dm = data(config, n=3, shots=2, shared=shared)
     m = attention(module, layout, positions, mode)
+    assert_cached_equals_recomputed(m, batch, dm.tokenizer.pad_token_id)
+
+
+def assert_cached_equals_recomputed(m, batch, pad_id: int) -> None:
+    """Decoding with the KV cache == recomputing the whole packed sequence at every step, step by step."""
     _, decoded, steps = run(m, batch)
-    reference = [reference_decode(m, s, dm.tokenizer.pad_token_id) for s in batch.segments]
+    reference = [reference_decode(m, s, pad_id) for s in batch.segments]
     assert any(tokens for tokens, _ in reference)
     assert decoded.tokens == [tokens for tokens, _ in reference]
     for b, (_, ref_steps) in enumerate(reference):
