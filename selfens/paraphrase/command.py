@@ -24,7 +24,7 @@ from selfens.errors import ConfigError
 from selfens.paraphrase.module import Paraphraser
 from selfens.resume import rows_by_index
 
-# Data settings that do not change a question's paraphrases.
+# Data settings left out of the record in the sidecar: they only bound or pace the run.
 _RUN_ONLY = ("limit", "batch_size", "num_workers")
 
 
@@ -99,7 +99,7 @@ def check_same_settings(output: Path, header: dict) -> None:
 
 
 def _changed(before: dict, now: dict) -> str:
-    flat = lambda h: {f"{part}.{k}": v for part in ("settings", "data") for k, v in h.get(part, {}).items()}
+    flat = lambda h: {"model": h.get("model"), **{f"settings.{k}": v for k, v in h.get("settings", {}).items()}}
     old, new = flat(before), flat(now)
     diffs = [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
@@ -135,7 +135,9 @@ def main(argv: list[str]) -> None:
         "settings": job.settings(),
         "data": {"class": type(data).__name__, **{k: v for k, v in data.hparams.items() if k not in _RUN_ONLY}},
     }
-    header["settings_hash"] = settings_hash(header)
+    # What the paraphrases depend on: the model and the generation settings. The data's options are
+    # recorded, not hashed: which question each row is, is checked row by row (index and id).
+    header["settings_hash"] = settings_hash({"model": header["model"], "settings": header["settings"]})
     check_same_settings(output, header)
     # Questions the file has beyond this run's `limit` stay in it, untouched.
     done = [r for r in finished_rows(output) if data.limit is None or r["index"] < data.limit]

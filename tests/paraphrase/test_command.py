@@ -102,6 +102,12 @@ def test_other_settings_are_refused(tiny_model_path, tmp_path, capsys):
     assert f"{output} was started with other settings (settings.temperature: 1.5 -> 0.7" in error
     assert "choose another model.init_args.output" in error
     assert output.read_text() == before
+    # Data options that leave the questions as they are do not matter (nothing is redone)...
+    selfens(*paraphrase_args(tiny_model_path, output, 2, "--data.init_args.num_shots", "2"))
+    assert output.read_text() == before
+    # ...other questions do: each row is checked to be the same question.
+    error = selfens_fails(capsys, *paraphrase_args(tiny_model_path, output, 2, "--data.init_args.split", "trainmodel"))
+    assert "its example 0 is 'wqs000000', which is not example 0 of this run's data" in error
 
 
 def _env() -> dict:
