@@ -32,9 +32,10 @@ from selfens.confidence import ConfidenceCache  # noqa: E402
 from selfens.data import ParaRel, collate  # noqa: E402
 from selfens.data.base import prefix_batches  # noqa: E402
 from selfens.decode import DecodeCost  # noqa: E402
+from selfens.lm import LanguageModel  # noqa: E402
 from selfens.methods import AttentionFusion, LogitFusion, Origin, PerPrompt  # noqa: E402
 from selfens.metrics import exact_match  # noqa: E402
-from selfens.models import EMBEDDED, load_model, resolve_dtype  # noqa: E402
+from selfens.models import EMBEDDED  # noqa: E402
 
 # name -> (class, init args); weighted rules with the cheap token_prob confidence (sampling K answers
 # per prompt would dominate the table; its cost is its own: see results.json's confidence_* costs).
@@ -133,16 +134,14 @@ def build_modules(model: str, device: torch.device, dtype: str) -> dict:
     uses its device's default backend (flex on CUDA, whose attention function runs SDPA for the
     other methods' plain masks; dense elsewhere)."""
     backend = default_backend(device)
-    lm = load_model(model, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation(backend))
-    lm = lm.to(device)
+    lm = LanguageModel(model).load(dtype, attn_implementation(backend), device=device).to(device)
     modules = {}
     for name, (cls, kwargs) in METHODS.items():
         if cls is AttentionFusion:
             kwargs = {**kwargs, "backend": backend}
         for reuse in (True, False):
-            m = cls(model=model, dtype=dtype, max_new_tokens=10, reuse_prefix=reuse, **kwargs)
-            m.lm = lm  # configure_model keeps a model it already has (and builds confidences around it)
-            m.configure_model()
+            m = cls(model=lm, dtype=dtype, max_new_tokens=10, reuse_prefix=reuse, **kwargs)
+            m.configure_model()  # the model is loaded already: this builds what the method needs around it
             modules[name, reuse] = m.to(device)
     return modules
 

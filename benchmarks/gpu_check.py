@@ -28,8 +28,9 @@ from selfens.attention.backend import attn_implementation  # noqa: E402
 from selfens.data import ParaRel, collate  # noqa: E402
 from selfens.data.base import prefix_batches  # noqa: E402
 from selfens.decode import Prompt, decode  # noqa: E402
+from selfens.lm import LanguageModel  # noqa: E402
 from selfens.methods import AttentionFusion, Origin  # noqa: E402
-from selfens.models import EMBEDDED, eos_token_ids, load_model, resolve_dtype  # noqa: E402
+from selfens.models import EMBEDDED, eos_token_ids  # noqa: E402
 from selfens.padding import left_pad  # noqa: E402
 
 
@@ -53,10 +54,9 @@ def data(model: str, tokenizer, n: int, limit: int) -> ParaRel:
     return dm
 
 
-def module(cls, model: str, lm, device, dtype: str, **kwargs):
-    m = cls(model=model, dtype=dtype, max_new_tokens=10, **kwargs)
-    m.lm = lm
-    m.configure_model()
+def module(cls, lm: LanguageModel, device, dtype: str, **kwargs):
+    m = cls(model=lm, dtype=dtype, max_new_tokens=10, **kwargs)
+    m.configure_model()  # the model is loaded already: this builds what the method needs around it
     return m.to(device)
 
 
@@ -79,17 +79,16 @@ def decode_vs_generate(origin, data: ParaRel) -> float:
 
 
 def check_model(model: str, device: torch.device, dtype: str, limit: int) -> list[tuple[str, float]]:
-    dense_lm = load_model(model, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa").to(device)
-    flex_lm = load_model(model, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation("flex")).to(
-        device
-    )
-    origin = module(Origin, model, dense_lm, device, dtype)
+    # Two copies, so that each keeps its attention implementation for the whole check.
+    dense_lm = LanguageModel(model).load(dtype, "sdpa", device=device).to(device)
+    flex_lm = LanguageModel(model).load(dtype, attn_implementation("flex"), device=device).to(device)
+    origin = module(Origin, dense_lm, device, dtype)
     one, five = data(model, origin.tokenizer, 1, limit), data(model, origin.tokenizer, 5, limit)
     checks = [("decode == generate", decode_vs_generate(origin, one))]
-    flex_one = module(AttentionFusion, model, flex_lm, device, dtype, backend="flex", first_token="block_ends")
+    flex_one = module(AttentionFusion, flex_lm, device, dtype, backend="flex", first_token="block_ends")
     checks.append(("attention N=1 == origin (flex)", agreement(answers(flex_one, one, 8), answers(origin, one, 8))))
-    flex = module(AttentionFusion, model, flex_lm, device, dtype, backend="flex", first_token="block_ends")
-    dense = module(AttentionFusion, model, dense_lm, device, dtype, backend="dense", first_token="block_ends")
+    flex = module(AttentionFusion, flex_lm, device, dtype, backend="flex", first_token="block_ends")
+    dense = module(AttentionFusion, dense_lm, device, dtype, backend="dense", first_token="block_ends")
     checks.append(("flex == dense (attention, N=5)", agreement(answers(flex, five, 8), answers(dense, five, 8))))
     checks.append(("batch == alone (origin)", agreement(answers(origin, one, 8), answers(origin, one, 1))))
     return checks

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfens.config import build, build_job, connect
 from selfens.data.batch import Example, collate
-from selfens.data.encoding import encode_example
 from selfens.errors import ConfigError
 from selfens.fusion import FUSIONS
-from selfens.prompts import render
 
 SEPARATOR = " || "
 
@@ -48,37 +47,32 @@ class Asker:
     for each chosen method, all sharing one loaded model."""
 
     def __init__(self, config: str, overrides: list[str], methods: list[str], paraphraser: str | None = None):
-        from selfens.cli import cli
         from selfens.methods import AttentionFusion, LogitFusion, PerPrompt
 
         unknown = [m for m in methods if m not in FUSIONS and m != "attention"]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}: choose among {', '.join(FUSIONS)}, attention")
         # One phrasing a record is enough to read the prompt settings and the few-shot examples.
-        run = cli(["--config", config, *overrides, "--data.init_args.num_paraphrases", "1"], run=False)
-        base, self.data = run.model, run.datamodule
-        self.data.connect(base.tokenizer, base.model_name)
-        self.shots = self.data.load_records()[0].shots
-        self.format = self.data.prompt_format()
-        self.chat = self.data._chat_renderer() if self.data.chat else None
-        common = {k: base.hparams[k] for k in ("model", "dtype", "max_new_tokens", "stop_strings", "lemmatizer")}
+        run = build(["--config", config, *overrides, "--data.init_args.num_paraphrases", "1"], run=False)
+        base, data = run.model, run.datamodule
+        connect(data, base)
+        self.shots = data.load_records()[0].shots
+        self.builder = data.prompt_builder()
         base.configure_model()
-        self.tokenizer, lm = base.tokenizer, base.lm
-        self.alone = PerPrompt(**common)
+        lm = base.language_model  # one loaded model for every module
+        common = {k: base.hparams[k] for k in ("dtype", "max_new_tokens", "stop_strings", "lemmatizer")}
+        self.alone = PerPrompt(model=lm, **common)
         self.methods = {}
         for name in methods:
             if name == "attention":
-                first = "block_ends" if not self._parts("x")[-1][1] else "suffix"  # block_ends needs no suffix
-                self.methods[name] = AttentionFusion(first_token=first, backend="dense", **common)
+                suffix = self.builder.encode(["x"], self.shots, "probe").suffix
+                first = AttentionFusion.first_token_for(suffix)
+                self.methods[name] = AttentionFusion(model=lm, first_token=first, backend="dense", **common)
             else:
-                self.methods[name] = LogitFusion(fusion=name, **common)
+                self.methods[name] = LogitFusion(model=lm, fusion=name, **common)
         for module in [self.alone, *self.methods.values()]:
-            module.lm = lm  # one model for all
-            module.configure_model()  # what else a method builds with its model (e.g. confidences)
-        self.paraphraser = _paraphraser(paraphraser, base, lm) if paraphraser else None
-
-    def _parts(self, query: str):
-        return render(self.format, query, self.shots, cue_in=self.data.cue_in, chat=self.chat)
+            module.configure_model()  # what a method builds with its model (e.g. confidences)
+        self.paraphraser = _paraphraser(paraphraser, lm) if paraphraser else None
 
     def phrasings(self, line: str) -> list[str]:
         given = [p.strip() for p in line.split(SEPARATOR) if p.strip()]
@@ -88,9 +82,8 @@ class Asker:
 
     def answer(self, line: str, qid: str) -> str:
         phrasings = self.phrasings(line)
-        prompts = [self._parts(p) for p in phrasings]
-        segments = encode_example(self.tokenizer, prompts, add_special_tokens=self.chat is None, example_id=qid)
-        batch = collate([Example(0, qid, phrasings, [""], segments)], self.tokenizer.pad_token_id)
+        segments = self.builder.encode(phrasings, self.shots, qid)
+        batch = collate([Example(0, qid, phrasings, [""], segments)], self.builder.tokenizer.pad_token_id)
         own = self.alone.decode(batch).per_paraphrase[0]
         width = max(len(p) for p in phrasings)
         lines = [f"question {qid}: {len(phrasings)} phrasing(s)"]
@@ -100,24 +93,13 @@ class Asker:
         return "\n".join(lines)
 
 
-def _paraphraser(config: str, base, lm):
+def _paraphraser(config: str, lm):
     """The Paraphraser of a `selfens paraphrase` config; it shares the evaluated model when it is the same."""
-    from selfens.cli import SelfensParser
-    from selfens.data.base import ParaphraseDataModule
-    from selfens.paraphrase.command import ParaphraseCLI
     from selfens.paraphrase.module import Paraphraser
 
-    run = ParaphraseCLI(
-        Paraphraser,
-        ParaphraseDataModule,
-        subclass_mode_data=True,
-        parser_class=SelfensParser,
-        save_config_callback=None,
-        args=["--config", config],
-        run=False,
-    )
-    job = run.model
-    if job.model_name == base.model_name:
-        job.lm = lm
+    job = build_job(Paraphraser, ["--config", config]).model
+    if job.model_name == lm.name:
+        settings = {k: v for k, v in job.hparams.items() if not k.startswith("_")}
+        job = Paraphraser(**{**settings, "model": lm})
     job.configure_model()
     return job

@@ -20,6 +20,7 @@ import torch
 
 from selfens.decode import DecodeCost, Decoded, Prompt, sampler
 from selfens.errors import SelfensError
+from selfens.run.files import append_rows, read_lines
 
 Measure = Literal["sampling", "token_prob"]
 
@@ -50,14 +51,8 @@ class ConfidenceCache:
     def __init__(self, folder: Path, model: str):
         self.model = model
         self.path = Path(folder) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.jsonl"
-        self.values: dict[str, float] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").split("\n"):
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: that prompt is computed again
-                self.values[item["key"]] = item["confidence"]
+        # A line cut short by a crash is dropped: that prompt is computed again.
+        self.values: dict[str, float] = {item["key"]: item["confidence"] for item in read_lines(self.path)}
 
     def key(self, settings: ConfidenceSettings, prompt_ids: list[int]) -> str:
         blob = json.dumps([self.model, settings.for_key(), prompt_ids])
@@ -70,8 +65,7 @@ class ConfidenceCache:
         """Record one value; written at once, so an interrupted run keeps what it computed."""
         self.values[key] = confidence
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:  # one short append per line: safe across ranks
-            f.write(json.dumps({"key": key, "confidence": confidence, **info}, ensure_ascii=False) + "\n")
+        append_rows(self.path, [{"key": key, "confidence": confidence, **info}])  # one short append: safe across ranks
 
 
 def mean_token_prob(token_probs: list[float]) -> float:

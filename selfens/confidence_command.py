@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfens.config import build, connect
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import DecodeCost
 from selfens.errors import ConfigError
-from selfens.methods.base import Output
 from selfens.methods.logit import LogitFusion
-from selfens.writer import announce
+from selfens.run.writer import RunWriter, announce
 
 
 class ConfidencePass(LogitFusion):
@@ -25,30 +25,30 @@ class ConfidencePass(LogitFusion):
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         cost = DecodeCost()
         values = self.confidences(batch, cost).tolist()  # [B][N]
-        self.add_cost(Output([], confidence_cost=cost))
+        self.add_cost(DecodeCost(), confidence=cost)
         return [
             {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
         ]
 
 
 def main(argv: list[str]) -> None:
-    from selfens.cli import cli
-
     if any(a in ("-h", "--help") for a in argv):
         print(
             __doc__.strip()
             + "\n\nAll options of `selfens test` apply (config overrides such as --data.init_args.limit N)."
         )
         return
-    run = cli(argv, run=False)
+    run = build(argv, run=False)
     model, data = run.model, run.datamodule
     if not isinstance(model, LogitFusion) or not model.fusion_rule.needs_weights:
         raise ConfigError(
             f"selfens confidence needs a weighted method (LogitFusion with fusion weighted_avg or "
             f"weighted_max); this config has {type(model).__name__} ({model.method})."
         )
-    job = ConfidencePass(**{k: v for k, v in model.hparams.items() if not k.startswith("_")})
-    data.connect(job.tokenizer, job.model_name, job.prompt_limit())
+    settings = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
+    job = ConfidencePass(**{**settings, "model": model.language_model})
+    connect(data, job)
+    run.trainer.callbacks.append(RunWriter(data))
     run.trainer.predict(job, datamodule=data, return_predictions=False)
     folder = Path(run.trainer.log_dir or ".")
     if run.trainer.is_global_zero:

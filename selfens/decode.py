@@ -8,10 +8,11 @@ attention fusion packs them into one row and may fuse the prefill logits at N po
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Optional
 
 import torch
@@ -201,13 +202,9 @@ class DecodeCost:
     """The largest KV cache held (max over calls, not summed)."""
 
     def add(self, other: DecodeCost) -> None:
-        self.prefill_tokens += other.prefill_tokens
-        self.prefill_padded_tokens += other.prefill_padded_tokens
-        self.forward_calls += other.forward_calls
-        self.decode_steps += other.decode_steps
-        self.row_steps += other.row_steps
-        self.seconds += other.seconds
-        self.peak_kv_bytes = max(self.peak_kv_bytes, other.peak_kv_bytes)
+        for f in fields(self):
+            combine = max if f.name == "peak_kv_bytes" else operator.add
+            setattr(self, f.name, combine(getattr(self, f.name), getattr(other, f.name)))
 
 
 @dataclass

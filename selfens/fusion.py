@@ -85,7 +85,6 @@ FUSIONS: dict[str, FusionRule] = {
     "weighted_max": FusionRule(weighted_max, needs_weights=True),
 }
 FusionName = Literal[tuple(FUSIONS)]  # type: ignore[valid-type]  # for signatures: LightningCLI checks the name
-WEIGHTED = {name for name, rule in FUSIONS.items() if rule.needs_weights}
 
 
 def get_fusion(name: str) -> Fusion:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selfens.errors import ConfigError
+
 ATTENTION = "selfens.methods.AttentionFusion"
 
 
@@ -33,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> None:
     from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
     from selfens.attention.packing import pack
-    from selfens.cli import cli
+    from selfens.config import build, connect
     from selfens.data.batch import collate
     from selfens.methods.attention import AttentionFusion
 
@@ -42,26 +44,26 @@ def main(argv: list[str]) -> None:
     if opts.help:
         p.print_help()
         print("\nConfig options:")
-        cli(["--help"], run=False)  # prints LightningCLI's help and exits
+        build(["--help"], run=False)  # prints LightningCLI's help and exits
         return
     if opts.generated < 0:
-        p.error(f"--generated must be >= 0, got {opts.generated}")
+        raise ConfigError(f"--generated must be >= 0, got {opts.generated}")
 
-    parsed = cli(rest, run=False)
+    parsed = build(rest, run=False)
     model, dm = parsed.model, parsed.datamodule
     if not isinstance(model, AttentionFusion):
         kind = type(model)
-        raise SystemExit(
-            f"selfens mask: the config's model is {kind.__module__}.{kind.__qualname__}; this command needs "
+        raise ConfigError(
+            f"the config's model is {kind.__module__}.{kind.__qualname__}; this command needs "
             f"{ATTENTION} (the packed attention mask exists only for attention-level fusion)."
         )
 
-    dm.connect(model.tokenizer, model.model_name, model.prompt_limit())
+    connect(dm, model)
     dm.setup("test")
     count = len(dm.examples)
     if not 0 <= opts.index < count:
-        raise SystemExit(
-            f"selfens mask: --index {opts.index} is out of range: the data has {count} example(s) "
+        raise ConfigError(
+            f"--index {opts.index} is out of range: the data has {count} example(s) "
             f"(valid: 0..{count - 1}; data limit: {dm.limit})."
         )
     example = dm.examples[opts.index]

@@ -11,7 +11,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ class ModelSpec:
     """Default rendering of fill-in-the-blank data: ``"mask"`` or ``"completion"``."""
 
 
-# Measured with the embedded model on ParaRel: chat + mask ~1% EM, raw completion ~40% (DESIGN.md);
+# Measured with the embedded model on ParaRel: chat + mask ~1% EM, raw completion ~40% (160 facts);
 # instruct models of 3B+ are at home with chat + mask, as in the seed.
 MODELS: dict[str, ModelSpec] = {
     EMBEDDED: ModelSpec("embedded", chat=False, fill_style="completion"),
@@ -105,34 +104,19 @@ def _hub_snapshot(name: str, repo_id: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from selfens.hub import hub_reachable
+
     try:
         return snapshot_download(repo_id, local_files_only=True)
     except LocalEntryNotFoundError:
         pass
-    if not _hub_reachable():
+    if not hub_reachable():
         raise ConfigError(
             f"model {name!r} ({repo_id}) is not in the local Hugging Face cache and the hub cannot be reached "
             f"(no network, or HF_HUB_OFFLINE is set). Download it where there is a network "
             f"(`hf download {repo_id} --local-dir DIR`) and pass model: DIR, or use the embedded {EMBEDDED!r}."
         )
     return repo_id
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub answers at all: one TCP connect, instead of minutes of download retries."""
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    if offline.upper() in {"1", "ON", "YES", "TRUE"}:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _gguf_folder() -> Path:
@@ -178,11 +162,16 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def context_window(name: str) -> int | None:
-    """The most positions the model was trained for (its config's max_position_embeddings), if said."""
+def model_config(name: str):
+    """The transformers config of a model, without loading its weights."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_path(name))
+    return AutoConfig.from_pretrained(model_path(name))
+
+
+def context_window(name: str) -> int | None:
+    """The most positions the model was trained for (its config's max_position_embeddings), if said."""
+    config = model_config(name)
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, key, None)
@@ -209,15 +198,11 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementatio
     "sdpa" falls back to "eager" for a model without SDPA (Gemma 2: SDPA cannot soft-cap scores).
     `device_map`: None (one device, placed by Lightning) or accelerate's ("auto": over every GPU).
 
-    Raises:
-        ConfigError: a model type selfens cannot decode, by name (`selfens.attention.layers.check_architecture`).
+    Which architectures selfens can decode is checked by its caller (`selfens.lm.LanguageModel`).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from selfens.attention.layers import check_architecture
-
-    config = AutoConfig.from_pretrained(model_path(name))
-    check_architecture(config)
+    config = model_config(name)
     if attn_implementation == "sdpa" and not _has_sdpa(config):
         log.info("%s has no SDPA attention: loading it with eager", config.model_type)
         attn_implementation = "eager"

@@ -1,8 +1,9 @@
 """Prompt formats (data, in one place) and rendering of a prompt into named parts.
 
-A prompt is instruction, shots, one paraphrase block and a suffix (DESIGN.md, "Records and
-prompts"). Rendering returns the parts as text; `selfens.data.encoding` tokenizes the whole
-prompt once and cuts it at the parts' character offsets.
+A prompt is instruction, shots, one paraphrase block and a suffix: the prefix (instruction and
+shots) and the suffix are shared by an example's phrasings, the block is one phrasing. Rendering
+returns the parts as text; `selfens.data.encoding` tokenizes the whole prompt once and cuts it at
+the parts' character offsets.
 """
 
 from __future__ import annotations

@@ -369,12 +369,12 @@ def test_report(runs, capsys, tmp_path):
     selfens("report", runs["root"] / "test", "--out", tmp_path)
     out = capsys.readouterr().out
     table = out.split("\n\n")[0].splitlines()
-    settings = ["fusion", "confidence", "layout", "positions", "first_token"]
-    assert table[0].split()[:13] == ["run", "model", "dataset", "method", *settings, "N", "view", "EM", "95%"]
+    # origin and per_prompt have no method settings: no settings columns
+    assert table[0].split()[:8] == ["run", "model", "dataset", "method", "N", "view", "EM", "95%"]
     # one row per (run, view): origin has 1 view, per_prompt 8
     assert len(table) == 2 + 1 + len(VIEWS)
     for view in VIEWS:
-        assert any(line.split()[10] == view for line in table[2:])
+        assert any(line.split()[5] == view for line in table[2:])
     assert f"{runs['origin'].parent.name}/version_0 " in out
     assert "paired comparison with origin" in out  # origin and per_prompt ran on the same examples
     assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report.json", "report_cost.png"}
@@ -386,7 +386,7 @@ def test_report_without_runs(tmp_path, capsys):
 
 def test_python_m_selfens_help(capsys, monkeypatch):
     """`python -m selfens --help`, in-process through runpy: every command is listed as a command."""
-    from selfens.cli import COMMAND_HELP
+    from selfens.commands import COMMANDS
 
     monkeypatch.setattr(sys, "argv", ["selfens", "--help"])
     runpy.run_module("selfens", run_name="__main__", alter_sys=True)
@@ -394,7 +394,7 @@ def test_python_m_selfens_help(capsys, monkeypatch):
     lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     listed = [line.split()[0] for line in lines]
     assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report", "ask"]
-    assert listed == list(COMMAND_HELP)
+    assert listed == list(COMMANDS)
 
 
 def _env() -> dict:

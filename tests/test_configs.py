@@ -31,8 +31,7 @@ def test_configs_found():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
 def test_config_instantiates(path, tiny_model_path, monkeypatch):
-    from selfens.cli import cli
-    from selfens.data.base import ParaphraseDataModule
+    from selfens.config import build
     from selfens.methods.base import EnsembleModule
 
     raw = yaml.safe_load(path.read_text())
@@ -40,7 +39,7 @@ def test_config_instantiates(path, tiny_model_path, monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["selfens"])  # LightningCLI warns when pytest's own argv is there too
     # In subclass mode a nested init_args key overrides the config's value while keeping its class_path.
-    parsed = cli(args=["--config", str(path), "--model.init_args.model", tiny_model_path], run=False)
+    parsed = build(args=["--config", str(path), "--model.init_args.model", tiny_model_path], run=False)
 
     assert isinstance(parsed.model, EnsembleModule)
     assert isinstance(parsed.datamodule, ParaphraseDataModule)
@@ -76,19 +75,12 @@ def write_paraphrase_file(path: Path, num_paraphrases: int) -> Path:
 
 @pytest.mark.parametrize("path", PARAPHRASE_CONFIGS, ids=[p.name for p in PARAPHRASE_CONFIGS])
 def test_paraphrase_config_instantiates(path, tiny_model_path, monkeypatch):
-    from selfens.paraphrase.command import ParaphraseCLI
+    from selfens.config import build_job
     from selfens.paraphrase.module import Paraphraser
 
     raw = yaml.safe_load(path.read_text())
     monkeypatch.setattr(sys, "argv", ["selfens"])
-    parsed = ParaphraseCLI(
-        Paraphraser,
-        ParaphraseDataModule,
-        subclass_mode_data=True,
-        save_config_callback=None,
-        args=["--config", str(path), "--model.model", tiny_model_path],
-        run=False,
-    )
+    parsed = build_job(Paraphraser, ["--config", str(path), "--model.model", tiny_model_path])
     for key, value in raw["model"].items():
         if key != "model":
             assert parsed.model.hparams[key] == value, f"{path}: model.{key}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from selfens.attention import dense_mask, pack, packed_mask_mod
 from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
-from selfens.data.segments import Segments
+from selfens.errors import ConfigError
+from selfens.segments import Segments
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
@@ -127,24 +129,16 @@ def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
     if ("suf", "suf") in cells:  # the tiny model has a chat template: its prompts end in a shared suffix
         assert "warning: this config would fail to decode: first_token: block_ends needs an empty suffix" in printed
 
-    with pytest.raises(SystemExit, match=r"out of range.*2 example"):
+    with pytest.raises(ConfigError, match=r"out of range.*2 example"):
         main(mask_args(tiny_model_path, 2, tmp_path / "x.png"))
 
 
-def test_mask_command_needs_attention(tiny_model_path, tmp_path, clean_process):
-    from selfens.mask_command import main
+def test_mask_command_needs_attention(tiny_model_path, tmp_path, clean_process, capsys):
+    """One line, status 2, like every other command's expected failure."""
+    from tests.test_cli import selfens_fails
 
-    with pytest.raises(
-        SystemExit, match=r"selfens\.methods\.baselines\.Origin.*needs selfens\.methods\.AttentionFusion"
-    ):
-        main(
-            [
-                "--config",
-                str(ROOT / "configs/pararel/origin.yaml"),
-                "--model.init_args.model",
-                tiny_model_path,
-                "--out",
-                str(tmp_path / "m.png"),
-            ]
-        )
+    config = str(ROOT / "configs/pararel/origin.yaml")
+    args = ["mask", "--config", config, "--model.init_args.model", tiny_model_path, "--out", str(tmp_path / "m.png")]
+    message = selfens_fails(capsys, *args)
+    assert re.search(r"selfens\.methods\.baselines\.Origin.*needs selfens\.methods\.AttentionFusion", message)
     assert not (tmp_path / "m.png").exists()

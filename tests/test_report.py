@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from selfens.report.load import Run, collect
+from selfens.run.cost import cost_labels, cost_names
 from tests.test_cli import quiet, read_jsonl, selfens
 from tests.test_rescoring import LIMIT, data_dir_with_gold, normalize, run, scores, standard_error
 
@@ -135,12 +137,23 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "## Paired comparison" in markdown and "| ΔEM [95% CI] |" in markdown
     header = (tmp_path / "report.csv").read_text().splitlines()[0].split(",")
-    assert header[:4] == ["run", "model", "dataset", "method"] and "em_low" in header
-    assert {"fusion", "layout", "positions", "first_token", "N", "view"} <= set(header)
+    # The settings columns: the methods' own settings, in the order the runs first have them.
+    settings = ["fusion", "layout", "positions", "first_token", "first_fusion"]
+    assert header[:11] == ["run", "model", "dataset", "method", "label", *settings, "N"] and "em_low" in header
+    assert set(cost_names()) <= set(header) and "view" in header
     attention = [v for v in report["views"] if v["method"] == "attention"]
-    assert [(v["layout"], v["positions"], v["first_token"], v["fusion"]) for v in attention] == [
-        ("shared_prefix", "sequential", "block_ends", "avg")
+    assert [tuple(v[k] for k in settings) for v in attention] == [
+        ("", "shared_prefix", "sequential", "block_ends", "avg")  # attention has no `fusion`
     ]
+    # Costs: the runs' own totals; the tables show their short labels.
+    for folder in compared["runs"]:
+        total = json.loads((folder / "results.json").read_text())["total_cost"]
+        for view in [v for v in report["views"] if v["run"] == short(folder)]:
+            assert {k: view[k] for k in cost_names()} == pytest.approx(total, abs=0)
+    labels = cost_labels()
+    shown = ["prefill_tokens", "prefill_padded_tokens", "forward_calls", "decode_seconds", "confidence_seconds"]
+    assert out.splitlines()[0].endswith("  ".join(labels[k] for k in shown))
+    assert "| " + " | ".join(labels[k] for k in shown) + " |" in markdown
 
 
 def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compared, capsys, tmp_path):
@@ -151,6 +164,35 @@ def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compa
     assert report["comparisons"] == []
     assert len(report["not_compared"]) == 4
     assert all("different examples than cmp/version_4 (data hash" in s for s in report["not_compared"])
+
+
+def test_runs_without_a_recorded_label_get_it_from_their_settings(compared):
+    """results.json files of older versions have no `label` or `method_settings`: both are derived
+    from `settings` (the weighted rule's confidence only where it applies); recorded ones win."""
+    by_method = {}
+    for found in collect([compared["root"] / "logs" / "cmp"]):
+        results = {k: v for k, v in found.results.items() if k not in ("label", "method_settings")}
+        old = Run(found.folder, results, found.rows)
+        by_method[old.method] = (old.label, old.method_settings)
+        recorded = Run(found.folder, {**results, "label": "x", "method_settings": {"a": "b"}}, found.rows)
+        assert (recorded.label, recorded.method_settings) == ("x", {"a": "b"})
+    assert by_method == {
+        "origin": ("origin", {}),
+        "per_prompt": ("per_prompt", {}),
+        "avg": ("avg", {"fusion": "avg"}),
+        "attention": (
+            "attention shared_prefix/sequential/block_ends",
+            {"layout": "shared_prefix", "positions": "sequential", "first_token": "block_ends", "first_fusion": "avg"},
+        ),
+    }
+    weighted = {
+        "method": "weighted_avg",
+        "settings": {"fusion": "weighted_avg", "confidence": "token_prob", "layout": None},
+    }
+    assert (Run(Path(), weighted, []).label, Run(Path(), weighted, []).method_settings) == (
+        "weighted_avg token_prob",
+        {"fusion": "weighted_avg", "confidence": "token_prob"},
+    )
 
 
 def test_tensorboard_shares_tags_and_one_hparams_table(compared):

@@ -74,7 +74,7 @@ def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path, cap
 def test_rows_with_unicode_line_separators_are_kept(tmp_path):
     """A model may write U+2028 or U+0085 into an answer; JSON keeps them raw, and str.splitlines()
     would cut such a row in two (and drop it): rows are split at newlines only."""
-    from selfens.resume import finished_rows
+    from selfens.run.resume import finished_rows
 
     rows = [{"index": 0, "id": "a", "prediction": "x\u2028y\x85z"}, {"index": 1, "id": "b", "prediction": "w"}]
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

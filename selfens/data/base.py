@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from functools import partial
 from typing import Literal, Optional
 
@@ -13,14 +14,13 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from selfens.data.batch import Example, collate
-from selfens.data.encoding import encode_example
 from selfens.data.fit import FitReport, LongPromptPolicy, PromptLimit, fit
+from selfens.data.prompting import PromptBuilder
 from selfens.data.records import DataError, Record
-from selfens.data.segments import Segments
 from selfens.errors import ConfigError
 from selfens.models import resolve
-from selfens.prompts import CuePlace, PromptFormat, render
-from selfens.resume import check_ids
+from selfens.prompts import CuePlace, PromptFormat
+from selfens.segments import Segments
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.model_name: Optional[str] = None
         self.examples: Optional[list[Example]] = None
         self.data_hash: Optional[str] = None  # of what is evaluated, once encoded
-        self.finished: list[dict] = []  # rows a resumed run already has: not decoded again
-        self.resumed_from: Optional[str] = None
+        self.resumed = None  # a `selfens.run.resume.Resume`: its finished examples are not decoded again
 
     # -- what subclasses provide -------------------------------------------------------------------
     def prompt_format(self) -> PromptFormat:
@@ -97,9 +96,10 @@ class ParaphraseDataModule(L.LightningDataModule):
         a prompt the method can read (None: no limit known)."""
         self.tokenizer, self.model_name, self.prompt_limit = tokenizer, model_name, prompt_limit
 
-    def skip_finished(self, rows: list[dict], folder: str) -> None:
-        """Leave out the examples of `rows`, finished by the run in `folder` that this one resumes."""
-        self.finished, self.resumed_from = rows, folder
+    def resume(self, resume) -> None:
+        """Leave out the examples that `resume` (a `selfens.run.resume.Resume`) has finished; its
+        rows are checked against this data's ids at setup."""
+        self.resumed = resume
 
     @property
     def chat(self) -> bool:
@@ -115,6 +115,29 @@ class ParaphraseDataModule(L.LightningDataModule):
         """The prompt settings in use, where the config may leave them to the model's default."""
         return {"prompt_style": "chat" if self.chat else "raw"}
 
+    def settings(self) -> dict:
+        """What sets this data apart from other data in a run's settings."""
+        return {
+            "dataset": type(self).__name__,
+            "N": self.num_paraphrases,
+            "shots": self.num_shots,
+            **self.resolved_settings(),
+        }
+
+    def record(self) -> dict:
+        """What results.json says about the evaluated data (once set up)."""
+        return {
+            "dataset": type(self).__name__,
+            "data_hash": self.data_hash,
+            "sources": self.sources(),
+            "long_prompts": asdict(self.fit_report) if self.fit_report else None,
+            "config": {**dict(self.hparams), **self.resolved_settings()},
+        }
+
+    def warnings(self) -> list[str]:
+        """What a reader of the numbers must know about the data (e.g. shortened prompts)."""
+        return self.fit_report.warnings() if self.fit_report else []
+
     def sources(self) -> dict:
         """Files the records came from beyond the dataset itself (e.g. a paraphrase file, with its
         hash), for results.json."""
@@ -128,7 +151,8 @@ class ParaphraseDataModule(L.LightningDataModule):
                 f"{type(self).__name__} has no tokenizer: call connect(tokenizer, model_name) before setup"
             )
         self.examples = self.encode(self.load_records())
-        check_ids(self.finished, [e.id for e in self.examples], self.resumed_from)
+        if self.resumed is not None:
+            self.resumed.check_ids([e.id for e in self.examples])
         log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
 
     def encode(self, records: list[Record]) -> list[Example]:
@@ -139,12 +163,10 @@ class ParaphraseDataModule(L.LightningDataModule):
         if not records:
             raise DataError(f"{type(self).__name__}: no records to evaluate")
         check_unique_ids(records, type(self).__name__)
-        fmt = self.prompt_format()
-        chat = self._chat_renderer() if self.chat else None
+        builder = self.prompt_builder()
 
         def segments(record: Record) -> Segments:
-            prompts = [render(fmt, p, record.shots, cue_in=self.cue_in, chat=chat) for p in record.paraphrases]
-            return encode_example(self.tokenizer, prompts, add_special_tokens=chat is None, example_id=record.id)
+            return builder.encode(record.paraphrases, record.shots, record.id)
 
         limit = self._limit()
         if limit is not None:
@@ -174,20 +196,16 @@ class ParaphraseDataModule(L.LightningDataModule):
         length = limit.length if limit is not None else longest_prompt
         return PromptLimit(self.max_prompt_tokens, length, f"max_prompt_tokens {self.max_prompt_tokens}")
 
-    def _chat_renderer(self):
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(
-                f"prompt_style 'chat' needs a tokenizer with a chat template; {self.model_name!r} has none. "
-                f"Use prompt_style: raw."
-            )
-        return lambda content: self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    def prompt_builder(self) -> PromptBuilder:
+        """How this data's prompts are rendered and tokenized for the connected model."""
+        return PromptBuilder(
+            self.tokenizer, self.prompt_format(), chat=self.chat, model_name=self.model_name, cue_in=self.cue_in
         )
 
     # -- loaders -----------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
         trainer = self.trainer
-        done = {row["index"] for row in self.finished}
+        done = self.resumed.done if self.resumed is not None else set()
         batches = prefix_batches([e for e in self.examples if e.index not in done], self.batch_size)
         sampler = None
         if trainer is not None and trainer.world_size > 1:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from selfens.data.segments import Segments
 from selfens.errors import SelfensError
 from selfens.prompts import Part
+from selfens.segments import Segments
 
 
 class PromptCutError(SelfensError, ValueError):

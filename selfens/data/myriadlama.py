@@ -1,32 +1,23 @@
 """MyriadLAMA (Zhao, Yoshinaga & Oba 2024): knowledge facts, each with many manual and generated templates.
 
-The data (hub: `iszhaoxin/MyriadLAMA`) has one row per (fact, template) and millions of rows. Facts
-are chosen on the Arrow columns; only the rows of the chosen facts become Python objects.
+The data (hub: `iszhaoxin/MyriadLAMA`; read by `myriadlama_io`) has one row per (fact, template) and
+millions of rows. Facts are chosen on the Arrow columns; only the rows of the chosen facts become
+Python objects.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
-from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
-from selfens.data.blanks import FillInTheBlank, FillStyle
-from selfens.data.hub import load_hub_dataset
-from selfens.data.records import DataError, Record, require
+from selfens.data.blanks import FillInTheBlank, FillStyle, OnShort
+from selfens.data.myriadlama_io import HUB_ID, arrow_columns, read_dataset, read_rows
+from selfens.data.records import DataError, Record
 from selfens.errors import ConfigError
 from selfens.prompts import Shot
 
 log = logging.getLogger(__name__)
-
-HUB_ID = "iszhaoxin/MyriadLAMA"
-FIELDS = ("uuid", "rel_uri", "sub_ent", "obj_aliases", "template", "is_manual")
-_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow"}
-_SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")  # what `save_to_disk` writes
-_HUB_LIKE = re.compile(r"[\w.-]+/[\w.-]+")
-# Completion style: the template must end in [Y], up to spaces and dots (as ParaRel's `_templates`).
-_ENDS_IN_Y = r"\[Y\][\s.]*$"
 
 
 class MyriadLAMA(FillInTheBlank):
@@ -50,7 +41,7 @@ class MyriadLAMA(FillInTheBlank):
         num_facts: Optional[int] = 1000,
         sample_seed: int = 42,
         fill_style: Optional[FillStyle] = None,
-        on_short_fact: Literal["skip", "error"] = "skip",
+        on_short_fact: OnShort = "skip",
         **kwargs,
     ):
         """
@@ -71,28 +62,21 @@ class MyriadLAMA(FillInTheBlank):
             raise ConfigError(f"num_facts must be at least 1 (or null for all facts), got {num_facts}")
         self.path, self.split, self.num_facts, self.sample_seed = path, split, num_facts, sample_seed
         self.on_short_fact = on_short_fact
-        self.skipped_facts: list[str] = []
 
     # -- records -----------------------------------------------------------------------------------
     def load_records(self) -> list[Record]:
-        dataset = _check_schema(self._dataset(), self.path)
-        table = dataset.select_columns(["uuid", "rel_uri", "template"]).with_format("arrow")[:]
-        usable = self._usable(table)
+        dataset = read_dataset(self.path, self.split)
+        table = arrow_columns(dataset, self.path)
+        usable = self._usable(table["template"])
         facts = _facts(table, self.path)
         tested, shot_facts = self._choose(facts, _facts(table.select(["uuid", "rel_uri"]).filter(usable), self.path))
         rows = self._rows(dataset, table, usable, tested + [u for us in shot_facts.values() for u in us])
         shots = {relation: [self._shot(rows[u]) for u in us] for relation, us in shot_facts.items()}
-        records, skipped = [], []
+        short = self.too_few("fact", "distinct phrasings", self.path, "on_short_fact", self.on_short_fact)
+        records = []
         for uuid in tested:
             phrasings = self._phrasings(uuid, rows.get(uuid, []))
-            if len(phrasings) < self.num_paraphrases:
-                message = (
-                    f"fact {uuid} has {len(phrasings)} distinct phrasings usable with fill_style "
-                    f"{self.fill_style!r}, fewer than num_paraphrases={self.num_paraphrases}"
-                )
-                if self.on_short_fact == "error":
-                    raise DataError(f"{self.path}: {message}; lower num_paraphrases or set on_short_fact: skip")
-                skipped.append(uuid)
+            if not short.enough(uuid, len(phrasings)):
                 continue
             (index, first), _ = phrasings[0]
             relation = first["rel_uri"]
@@ -105,25 +89,18 @@ class MyriadLAMA(FillInTheBlank):
             )
             record.check(f"{self.path}: row {index}")
             records.append(record)
-        if skipped:
-            log.warning(
-                "MyriadLAMA: skipped %d of %d sampled facts with fewer than num_paraphrases=%d usable phrasings",
-                len(skipped),
-                len(tested),
-                self.num_paraphrases,
-            )
-        self.skipped_facts = skipped
+        short.warn(log, len(tested), "sampled facts")
         return records
 
-    def _usable(self, table):
-        """Per row: whether its template can be shown in this fill style (an Arrow boolean mask)."""
+    def _usable(self, templates):
+        """Per row: whether `usable` accepts its template (an Arrow boolean mask). The rule runs once per
+        distinct template, not per row; a null template is not usable."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        template = table["template"]
-        has_x = pc.match_substring(template, "[X]")
-        if self.fill_style == "mask":
-            return pc.and_(has_x, pc.match_substring(template, "[Y]"))
-        return pc.and_(has_x, pc.match_substring_regex(template, _ENDS_IN_Y))
+        distinct = pc.drop_null(pc.unique(templates))
+        keep = distinct.filter(pa.array([self.usable(t) for t in distinct.to_pylist()], pa.bool_()))
+        return pc.is_in(templates, value_set=keep)
 
     def _choose(self, facts, with_usable) -> tuple[list[str], dict[str, list[str]]]:
         """The evaluated facts, in order, and each relation's few-shot facts.
@@ -184,8 +161,8 @@ class MyriadLAMA(FillInTheBlank):
         wanted = pc.and_(pc.is_in(table["uuid"], value_set=pa.array(uuids, table["uuid"].type)), usable)
         indices = pc.indices_nonzero(wanted).to_pylist()
         grouped: dict[str, list[tuple[int, dict]]] = {}
-        for index, item in zip(indices, _to_python(dataset, indices)):
-            grouped.setdefault(item["uuid"], []).append((index, _checked(item, f"{self.path}: row {index}")))
+        for index, item in zip(indices, read_rows(dataset, indices, self.path)):
+            grouped.setdefault(item["uuid"], []).append((index, item))
         return grouped
 
     def _phrasings(self, uuid: str, rows: list[tuple[int, dict]]) -> list[tuple[tuple[int, dict], str]]:
@@ -209,90 +186,11 @@ class MyriadLAMA(FillInTheBlank):
         query, tail = self.fill(row["template"], row["sub_ent"])
         return Shot(query, answers[0], tail)
 
-    # -- reading -----------------------------------------------------------------------------------
-    def _dataset(self):
-        """The `datasets.Dataset` at `path`: a local file or folder, or a hub id."""
-        local = Path(self.path).expanduser()
-        if local.exists():
-            return self._read_local(local)
-        if self.path.startswith((".", "/", "~")) or local.suffix in _BUILDERS or not _HUB_LIKE.fullmatch(self.path):
-            raise DataError(
-                f"MyriadLAMA data not found: {self.path} (expected a parquet or jsonl file, a folder of them, a "
-                f"folder written by save_to_disk, or the hub id {HUB_ID})"
-            )
-        return self._from_hub()
-
-    def _read_local(self, local: Path):
-        """A data file, a folder of them (`datasets` names the splits by file name), or a save_to_disk folder."""
-        import datasets
-        from datasets.data_files import EmptyDatasetError
-        from datasets.exceptions import DatasetGenerationError
-
-        if local.is_file() and local.suffix not in _BUILDERS:
-            raise DataError(
-                f"MyriadLAMA file {local}: unsupported type {local.suffix!r} (use parquet or jsonl, a folder of "
-                f"them, or a folder written by save_to_disk)"
-            )
-        if local.is_file() and not local.stat().st_size:
-            raise DataError(f"MyriadLAMA file {local} is empty")
-        try:
-            if local.is_file():
-                return datasets.load_dataset(_BUILDERS[local.suffix], data_files=str(local), split="train")
-            if any((local / name).exists() for name in _SAVED):
-                loaded = datasets.load_from_disk(str(local))
-            else:
-                return datasets.load_dataset(str(local), split=self.split)
-        except DatasetGenerationError as error:
-            raise DataError(f"MyriadLAMA data {local}: cannot be read: {error.__cause__ or error}") from None
-        except EmptyDatasetError:
-            raise DataError(
-                f"MyriadLAMA folder {local} has no parquet or jsonl files (nor is it a folder written by save_to_disk)"
-            ) from None
-        except ValueError as error:  # e.g. an unknown split
-            raise DataError(f"MyriadLAMA data {local}: {error}") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            if self.split not in loaded:
-                raise DataError(f"MyriadLAMA folder {local} has no split {self.split!r} (splits: {', '.join(loaded)})")
-            loaded = loaded[self.split]
-        return loaded
-
-    def _from_hub(self):
-        return load_hub_dataset(
-            self.path,
-            self.split,
-            f"where there is a network, run `hf download {self.path} --repo-type dataset --local-dir DIR` "
-            f"and pass path: DIR",
-        )
-
-
-def _check_schema(dataset, path: str):
-    """`dataset`, once it has every field and the Arrow-side ones are strings."""
-    missing = [name for name in FIELDS if name not in dataset.column_names]
-    if missing:
-        raise DataError(
-            f"MyriadLAMA data {path}: missing field(s) {', '.join(map(repr, missing))} "
-            f"(fields present: {sorted(dataset.column_names)}; needed: {', '.join(FIELDS)})"
-        )
-    if not dataset.num_rows:
-        raise DataError(f"MyriadLAMA data {path} has no rows")
-    import pyarrow as pa
-
-    schema = dataset.data.schema
-    for name in ("uuid", "rel_uri", "template"):  # compared and matched as Arrow strings
-        kind = schema.field(name).type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            raise DataError(f"MyriadLAMA data {path}: field {name!r} should be str, got {kind}")
-    return dataset
-
 
 def _facts(table, path: str):
     """(uuid, rel_uri) of each fact in `table`, sorted by uuid; a uuid with two relations is an error."""
     import pyarrow.compute as pc
 
-    for name in ("uuid", "rel_uri"):
-        if table[name].null_count:
-            row = pc.indices_nonzero(pc.is_null(table[name]))[0].as_py()
-            raise DataError(f"MyriadLAMA data {path}: row {row}: field {name!r} is null")
     facts = table.select(["uuid", "rel_uri"]).group_by(["uuid", "rel_uri"]).aggregate([])
     facts = facts.sort_by([("uuid", "ascending"), ("rel_uri", "ascending")])
     if pc.count_distinct(facts["uuid"]).as_py() != facts.num_rows:
@@ -301,23 +199,6 @@ def _facts(table, path: str):
         relations = facts.filter(pc.equal(uuids, twice))["rel_uri"].to_pylist()
         raise DataError(f"MyriadLAMA data {path}: fact {twice} has rows of several relations: {', '.join(relations)}")
     return facts
-
-
-def _to_python(dataset, indices: list[int]) -> list[dict]:
-    """The rows at `indices`, decoded by `datasets`: the only rows that become Python objects."""
-    return dataset.select_columns(list(FIELDS)).select(indices).to_list()
-
-
-def _checked(item: dict, where: str) -> dict:
-    """A row whose fields have the expected types; `obj_aliases` as a list (a lone string is tolerated)."""
-    for name, kind in (("uuid", str), ("rel_uri", str), ("sub_ent", str), ("template", str), ("is_manual", bool)):
-        require(item, name, kind, where)
-    aliases = item["obj_aliases"]
-    if isinstance(aliases, str):
-        aliases = [aliases]
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise DataError(f"{where}: field 'obj_aliases' should be a list of str (or a str), got {aliases!r}")
-    return {**item, "obj_aliases": aliases}
 
 
 def _aliases(rows: list[tuple[int, dict]]) -> list[str]:

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from itertools import combinations
 from pathlib import Path
 
 from selfens.data.records import DataError, read_jsonl, require
-from selfens.paraphrase.filters import REASONS, words
 
 WRITE_IT = "write it with `selfens paraphrase --config configs/paraphrase/webquestions.yaml`"
 
@@ -54,39 +51,3 @@ def read_paraphrase_file(path: Path) -> dict[str, dict]:
 
 def file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def diversity(rows: list[dict]) -> dict[str, float]:
-    """How different the kept paraphrases are: from their original (word-set Jaccard overlap, 1 =
-    the same words), from each other, and distinct word n-grams over all of them."""
-    to_original, between, grams = [], [], {1: Counter(), 2: Counter()}
-    for row in rows:
-        original = set(words(row["original"]))
-        for text in row["paraphrases"]:
-            to_original.append(_jaccard(set(words(text)), original))
-            tokens = words(text)
-            for n in grams:
-                grams[n].update(zip(*(tokens[i:] for i in range(n))))
-        between += [_jaccard(set(words(a)), set(words(b))) for a, b in combinations(row["paraphrases"], 2)]
-    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None
-    distinct = {f"distinct_{n}": round(len(c) / sum(c.values()), 4) if c else None for n, c in grams.items()}
-    return {"overlap_with_original": mean(to_original), "overlap_between_paraphrases": mean(between), **distinct}
-
-
-def summary(rows: list[dict], num_paraphrases: int) -> dict:
-    """Counts over a finished file: kept, missing and rejected paraphrases (by reason), diversity."""
-    kept = sum(len(r["paraphrases"]) for r in rows)
-    rejected = Counter(x["reason"] for r in rows for x in r.get("rejected", []))
-    return {
-        "questions": len(rows),
-        "paraphrases_asked": num_paraphrases * len(rows),
-        "paraphrases_kept": kept,
-        "questions_complete": sum(len(r["paraphrases"]) >= num_paraphrases for r in rows),
-        "samples_drawn": kept + sum(rejected.values()),
-        "rejected": {reason: rejected.get(reason, 0) for reason in REASONS},
-        "diversity": diversity(rows),
-    }
-
-
-def _jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a | b else 1.0

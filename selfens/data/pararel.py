@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
-from selfens.data.blanks import FillInTheBlank, FillStyle
+from selfens.data.blanks import FillInTheBlank, FillStyle, OnShort
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.prompts import Shot
 
 log = logging.getLogger(__name__)
 
 BUNDLED = resources.files("selfens") / "resources" / "pararel"
-_TRAILING = re.compile(r"[\s.]+$")
 
 
 class ParaRel(FillInTheBlank):
@@ -32,7 +30,7 @@ class ParaRel(FillInTheBlank):
         data_dir: Optional[str] = None,
         relations: Optional[list[str]] = None,
         fill_style: Optional[FillStyle] = None,
-        on_short_relation: Literal["skip", "error"] = "skip",
+        on_short_relation: OnShort = "skip",
         **kwargs,
     ):
         """
@@ -49,26 +47,16 @@ class ParaRel(FillInTheBlank):
         self.relations, self.on_short_relation = relations, on_short_relation
 
     def load_records(self) -> list[Record]:
+        relations = self._relation_ids()
+        short = self.too_few("relation", "templates", str(self.data_dir), "on_short_relation", self.on_short_relation)
         per_relation = []
-        skipped = []
-        for relation in self._relation_ids():
+        for relation in relations:
             templates = self._templates(relation)
-            if len(templates) < self.num_paraphrases:
-                message = (
-                    f"relation {relation} has {len(templates)} templates usable with fill_style "
-                    f"{self.fill_style!r}, fewer than num_paraphrases={self.num_paraphrases}"
-                )
-                if self.on_short_relation == "error":
-                    raise DataError(f"{self.data_dir}: {message}; lower num_paraphrases or set on_short_relation: skip")
-                skipped.append(relation)
-                continue
-            per_relation.append(self._records(relation, templates[: self.num_paraphrases]))
-        if skipped:
-            log.warning("ParaRel: skipped %d relation(s) with too few templates: %s", len(skipped), ", ".join(skipped))
-        self.skipped_relations = skipped
+            if short.enough(relation, len(templates)):
+                per_relation.append(self._records(relation, templates[: self.num_paraphrases]))
+        short.warn(log, len(relations), "relations")
         # Round-robin over relations, so that `limit` takes a mix of relations.
-        records = [r for group in _interleave(per_relation) for r in group]
-        return records
+        return [r for group in _interleave(per_relation) for r in group]
 
     def _relation_ids(self) -> list[str]:
         folder = self.data_dir / "patterns"
@@ -92,7 +80,7 @@ class ParaRel(FillInTheBlank):
             pattern = require(item, "pattern", str, where)
             if "[X]" not in pattern or "[Y]" not in pattern:
                 raise DataError(f"{where}: field 'pattern' needs both [X] and [Y]: {pattern!r}")
-            if self.fill_style == "mask" or _TRAILING.sub("", pattern).endswith("[Y]"):
+            if self.usable(pattern):
                 templates.append(pattern)
         return templates
 

@@ -8,15 +8,15 @@ from selfens.attention.backend import Backend, attn_implementation, default_back
 from selfens.attention.packing import LAYOUTS, Layout, Packed, pack
 from selfens.attention.positions import PositionMode, position_ids
 from selfens.data.batch import ParaphraseBatch
-from selfens.data.segments import Segments
 from selfens.decode import Prompt, first_row
 from selfens.errors import ConfigError
 from selfens.fusion import FUSIONS, FusionName, bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
+from selfens.segments import Segments
 
 
 class AttentionFusion(EnsembleModule):
-    """Packs each example's paraphrases (DESIGN.md, "Attention-level fusion"), prefills once with
+    """Packs each example's paraphrases into one row (see `selfens.attention.packing`), prefills once with
     a mask that isolates the blocks, then decodes one row per example with the KV cache; the
     suffix and generated tokens attend to every block.
 
@@ -69,6 +69,13 @@ class AttentionFusion(EnsembleModule):
         self.backend = backend
         self._mask_logged = False
 
+    def method_settings(self) -> dict:
+        fused_first = {"first_fusion": self.hparams.first_fusion} if self.first_token == "block_ends" else {}
+        return {"layout": self.layout, "positions": self.positions, "first_token": self.first_token, **fused_first}
+
+    def label(self) -> str:
+        return "-".join([self.method, self.layout, self.positions, self.first_token])
+
     def attention_implementation(self) -> str:
         # The backend decides: the packed mask must reach attention exactly as built.
         eager = self.hparams.attn_implementation == "eager"
@@ -79,6 +86,11 @@ class AttentionFusion(EnsembleModule):
         super().setup(stage)
         # A prompt that does not suit first_token fails here, at start-up, not after loading the model.
         self.check_prompts([e.segments for e in self.trainer.datamodule.examples])
+
+    @staticmethod
+    def first_token_for(suffix: list[int]) -> str:
+        """The first-token mode a prompt with this shared suffix needs (see `check_prompts`)."""
+        return "suffix" if suffix else "block_ends"
 
     def check_prompts(self, segments: list[Segments]) -> None:
         """The first-token mode needs a shared suffix (`suffix`) or none (`block_ends`)."""

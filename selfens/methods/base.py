@@ -1,40 +1,30 @@
-"""The base LightningModule of every ensemble method: one decode path for predict, validate and test."""
+"""The base LightningModule of every ensemble method: one decode path for predict, validate and test.
+
+A method is a subclass that says how it decodes a batch (`decode`), under which views its answers
+are scored, and which of its settings set a run apart (`method_settings`, `label`): the run record,
+the report and TensorBoard read those, so a new method needs no list edited elsewhere.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import lightning as L
 import torch
 
-from selfens import decode as decoding
-from selfens.attention.layers import check_implementation
 from selfens.data.base import longest_prompt
 from selfens.data.batch import ParaphraseBatch
 from selfens.data.fit import PromptLimit
-from selfens.data.segments import Segments
-from selfens.decode import DecodeCost, PrefixCache, Prompt
+from selfens.decode import DecodeCost, Decoded, PrefixCache, Prompt, Stop
 from selfens.errors import ConfigError
+from selfens.lm import LanguageModel, language_model
 from selfens.metrics import load_lemmatizer
-from selfens.metrics.views import METRICS, Scores, ViewScores, score
-from selfens.models import EMBEDDED, context_window, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
-from selfens.resume import check_method, finished_cost, finished_rows
-
-# The cost of a run, summed over batches and processes. Confidence work (weighted methods: greedy
-# answers and K samples per prompt) is named apart from the decode of the answers themselves.
-COSTS = (
-    "prefill_tokens",
-    "prefill_padded_tokens",
-    "forward_calls",
-    "decode_steps",
-    "decode_seconds",
-    "confidence_prefill_tokens",
-    "confidence_prefill_padded_tokens",
-    "confidence_forward_calls",
-    "confidence_decode_steps",
-    "confidence_seconds",
-)
+from selfens.metrics.views import METRICS, Scores, ViewScores, common_name, metric_name, score
+from selfens.models import EMBEDDED, context_window, resolve_dtype
+from selfens.run.cost import RunCost
+from selfens.run.resume import Resume
+from selfens.segments import Segments
 
 
 @dataclass
@@ -47,17 +37,6 @@ class Output:
     cost: DecodeCost = field(default_factory=DecodeCost)
     confidence_cost: DecodeCost = field(default_factory=DecodeCost)  # weighted methods' confidences
 
-    def cost_values(self) -> dict[str, float]:
-        """This batch's cost under the names of COSTS."""
-        values = {}
-        for prefix, c in (("", self.cost), ("confidence_", self.confidence_cost)):
-            values[f"{prefix}prefill_tokens"] = c.prefill_tokens  # real tokens run
-            values[f"{prefix}prefill_padded_tokens"] = c.prefill_padded_tokens  # padding included
-            values[f"{prefix}forward_calls"] = c.forward_calls
-            values[f"{prefix}decode_steps"] = c.decode_steps
-        values["decode_seconds"], values["confidence_seconds"] = self.cost.seconds, self.confidence_cost.seconds
-        return {name: values[name] for name in COSTS}
-
 
 class EnsembleModule(L.LightningModule):
     """Decodes multi-paraphrase batches; subclasses define `decode` and the views they score."""
@@ -67,7 +46,7 @@ class EnsembleModule(L.LightningModule):
 
     def __init__(
         self,
-        model: str = EMBEDDED,
+        model: Union[str, LanguageModel] = EMBEDDED,
         dtype: str = "auto",
         max_new_tokens: int = 16,
         stop_strings: list[str] = ["\n"],  # noqa: B006 (shown by LightningCLI; never mutated)
@@ -80,7 +59,8 @@ class EnsembleModule(L.LightningModule):
     ):
         """
         Args:
-            model: a registry name (see `selfens.models.MODELS`) or a local model folder.
+            model: a registry name (see `selfens.models.MODELS`), a local model folder, or a loaded
+                `selfens.lm.LanguageModel` that several methods share.
             dtype: "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16".
             max_new_tokens: longest answer, in tokens.
             stop_strings: an answer ends at the first of these (after leading whitespace); EOS always ends it.
@@ -97,25 +77,33 @@ class EnsembleModule(L.LightningModule):
                 results.json (seeded; 0: standard errors only).
         """
         super().__init__()
-        # Not logged by Lightning as they are: the writer logs the settings that tell runs apart.
-        self.save_hyperparameters(logger=False)
-        resolve(model)  # an unknown model or dtype fails here, before anything loads
-        resolve_dtype(dtype, torch.device("cpu"))
+        self.language_model = language_model(model)
+        # Not logged by Lightning as they are: the run record logs the settings that tell runs apart.
+        self.save_hyperparameters(logger=False, ignore=["model"])
+        self.hparams["model"] = self.model_name = self.language_model.name
+        resolve_dtype(dtype, torch.device("cpu"))  # an unknown dtype fails here, before anything loads
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        self.model_name = model
-        self.tokenizer = load_tokenizer(model)
-        self.lm = None
+        self.tokenizer = self.language_model.tokenizer
+        # Per run, not shared with the model: what a run reads at prefill must not depend on what ran before it.
         self.prefix_cache = PrefixCache(prefix_cache_size if reuse_prefix else 0)
         self.lemmatizer = load_lemmatizer(lemmatizer)
         self.scores: Optional[Scores] = None  # built in setup, once N is known
-        self.run_cost = dict.fromkeys(COSTS, 0.0)  # this process, this run
-        self.resumed_from: Optional[str] = None
-        self.resumed_rows: list[dict] = []
-        self.carried_cost = dict.fromkeys(COSTS, 0.0)  # what the resumed run had spent
+        self.run_cost = RunCost()  # this process, this run
+        self.resumed: Optional[Resume] = None
+        self.stop_rule: Optional[Stop] = None  # in place of the stop strings, e.g. for a test
 
     # -- what subclasses provide -------------------------------------------------------------------
     extra_scores: tuple[str, ...] = ()  # per-example row fields averaged into `<stage>/<name>`
+
+    def method_settings(self) -> dict:
+        """The settings of this method that set a run apart from another of the same method (e.g.
+        the fusion rule, the layout); what does not apply is left out."""
+        return {}
+
+    def label(self) -> str:
+        """The method and its key settings in a few characters: the run folder's name and TensorBoard's run list."""
+        return self.method
 
     def views(self, num_paraphrases: int) -> list[str]:
         """The views this method is scored under."""
@@ -149,42 +137,54 @@ class EnsembleModule(L.LightningModule):
     def build_scores(self, num_paraphrases: int) -> Scores:
         return Scores(self.views(num_paraphrases), self.extra_scores)
 
+    # -- the run -----------------------------------------------------------------------------------
+    def resume(self, resume: Resume) -> None:
+        """Keep the finished examples of an interrupted run; only the others are decoded."""
+        resume.check_method(self.method)
+        self.resumed = resume
+
+    @property
+    def resumed_rows(self) -> list[dict]:
+        return self.resumed.rows if self.resumed is not None else []
+
+    def record(self) -> dict:
+        """What results.json says about this method."""
+        return {
+            "method": self.method,
+            "label": self.label(),
+            "main_view": self.main_view,
+            "method_settings": self.method_settings(),
+            "model": self.model_name,
+        }
+
     def setup(self, stage: str) -> None:
         # Every rank builds the same metric states up front, even one that gets no batch.
-        data = self.trainer.datamodule
         if self.scores is None:
-            self.scores = self.build_scores(data.num_paraphrases)
-        if self.resumed_rows:
-            # Resumed rows are scored from their saved answers exactly as new ones are.
-            for row in self.resumed_rows:
-                row.pop("scores", None)
-                if stage != "predict":
-                    row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])
-
-    def resume_from(self, folder: str) -> None:
-        """Keep the finished examples of an interrupted run in `folder`; decode only the others."""
-        self.resumed_from, self.resumed_rows = str(folder), finished_rows(folder)
-        check_method(self.resumed_rows, self.method, folder)
-        self.carried_cost = finished_cost(folder, COSTS)
-
-    def _replay_resumed(self) -> None:
-        """Count the resumed examples in the metrics, once (on rank 0)."""
-        if self.resumed_rows and self.trainer.is_global_zero:
-            self.scores.update(self.resumed_rows)
+            self.scores = self.build_scores(self.trainer.datamodule.num_paraphrases)
+        for row in self.resumed_rows:  # scored from their saved answers exactly as new ones are
+            row.pop("scores", None)
+            if stage != "predict":
+                row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])
 
     # -- model -------------------------------------------------------------------------------------
+    @property
+    def lm(self):
+        """The transformers model (None until configure_model)."""
+        return self.language_model.model
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return self.language_model.eos_ids
+
     def target_device(self) -> torch.device:
         """Where the model will run: the strategy's device, or the CPU without a Trainer."""
         return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
 
     def attention_implementation(self) -> str:
-        """The transformers attention backend the model loads with."""
+        """The transformers attention backend this method runs the model with."""
         return self.hparams.attn_implementation
 
     def configure_model(self) -> None:
-        if self.lm is not None:
-            return
-        dtype = resolve_dtype(self.hparams.dtype, self.target_device())
         device_map = self.hparams.device_map
         if device_map is not None and self._trainer is not None and self.trainer.world_size > 1:
             raise ConfigError(
@@ -192,32 +192,25 @@ class EnsembleModule(L.LightningModule):
                 f"combined with DDP ({self.trainer.world_size} processes). Use trainer.devices: 1 with device_map, "
                 f"or drop device_map to run a whole copy of the model per GPU."
             )
-        implementation = self.attention_implementation()
-        check_implementation(implementation, self.target_device())
-        lm = load_model(self.model_name, dtype=dtype, attn_implementation=implementation, device_map=device_map)
-        lm.requires_grad_(False)
-        if device_map is None:
-            self.lm = lm
-        else:
-            # Not a submodule: Lightning would move it, whole, onto one device.
-            object.__setattr__(self, "lm", lm)
-
-    @property
-    def eos_ids(self) -> list[int]:
-        return eos_token_ids(self.lm, self.tokenizer)
+        self.implementation = self.attention_implementation()
+        self.language_model.load(self.hparams.dtype, self.implementation, device_map, self.target_device())
 
     # -- shared decoding helpers -------------------------------------------------------------------
-    def generate(self, prompt: Prompt, **kwargs) -> decoding.Decoded:
-        """`decoding.decode` with this module's model, EOS ids, length limit and stop strings."""
+    def generate(self, prompt: Prompt, **kwargs) -> Decoded:
+        """Decode with this method's answer length, stop strings and prefix cache."""
         kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
-        return decoding.decode(
-            self.lm,
-            prompt.to(self.device),
-            eos_ids=self.eos_ids,
-            stop=self._stopped,
+        self.language_model.use_implementation(self.implementation)  # the model may be shared
+        return self.language_model.generate(
+            prompt,
+            stop_strings=self.hparams.stop_strings,
             prefix_cache=self.prefix_cache,
+            stop=self.stop_rule,
             **kwargs,
         )
+
+    def text(self, tokens: list[int]) -> str:
+        """The answer text of generated tokens: cut at the first stop string, stripped."""
+        return self.language_model.text(tokens, self.hparams.stop_strings)
 
     def single_prompts(self, batch: ParaphraseBatch, paraphrases: Optional[list[int]] = None) -> Prompt:
         """The single prompts of the chosen paraphrases (default: all) as rows, example-major. When
@@ -229,33 +222,17 @@ class EnsembleModule(L.LightningModule):
             return Prompt.with_prefix(prefix, rests, self.tokenizer.pad_token_id).to(self.device)
         return Prompt.left_padded(*batch.rows(paraphrases)).to(self.device)
 
-    def _raw_text(self, tokens: list[int]) -> str:
-        # Leading whitespace is not an answer: a stop string there does not end it.
-        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
-
-    def _stopped(self, _example: int, tokens: list[int]) -> bool:
-        text = self._raw_text(tokens)
-        return any(s in text for s in self.hparams.stop_strings)
-
-    def text(self, tokens: list[int]) -> str:
-        """The answer text of generated tokens: cut at the first stop string, stripped."""
-        text = self._raw_text(tokens)
-        for s in self.hparams.stop_strings:
-            text = text.split(s, 1)[0]
-        return text.strip()
-
     # -- Lightning steps ---------------------------------------------------------------------------
     def _step(self, batch: ParaphraseBatch, score_it: bool) -> list[dict]:
         out = self.decode(batch)
-        self.add_cost(out)
+        self.add_cost(out.cost, out.confidence_cost)
         rows = self.rows(batch, out, score_it)
         if score_it:
             self.scores.update(rows)
         return rows
 
-    def add_cost(self, out: Output) -> None:
-        for name, value in out.cost_values().items():
-            self.run_cost[name] += value
+    def add_cost(self, answer: DecodeCost, confidence: Optional[DecodeCost] = None) -> None:
+        self.run_cost = self.run_cost + RunCost.of(answer, confidence)
 
     def rows(self, batch: ParaphraseBatch, out: Output, scored: bool) -> list[dict]:
         """One predictions.jsonl row per example."""
@@ -287,10 +264,15 @@ class EnsembleModule(L.LightningModule):
     def validation_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         return self._step(batch, score_it=True)
 
+    def _replay_resumed(self) -> None:
+        """Count the resumed examples in the metrics, once (on rank 0)."""
+        if self.resumed_rows and self.trainer.is_global_zero:
+            self.scores.update(self.resumed_rows)
+
     def _log_scores(self, stage: str) -> None:
         # compute() syncs the summed states across processes, so every rank logs the global value.
         values = self.scores.compute(stage)
-        common = {f"{stage}/{m}": values[f"{stage}/{self.main_view}/{m}"] for m in METRICS}
+        common = {common_name(stage, m): values[metric_name(stage, self.main_view, m)] for m in METRICS}
         self.log_dict({**values, **common}, sync_dist=False)
         self.scores.reset()
 
@@ -307,14 +289,8 @@ class EnsembleModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
 
-    def cost_summary(self) -> dict[str, float]:
+    def cost_summary(self) -> RunCost:
         """This run's cost summed over all processes (a collective call: every rank must make it)."""
         # float64: token counts stay exact far beyond float32's 2**24.
-        local = torch.tensor([self.run_cost[c] for c in COSTS], dtype=torch.float64, device=self.device)
-        total = self.trainer.strategy.reduce(local, reduce_op="sum")
-        return dict(zip(COSTS, total.tolist()))
-
-    def configure_callbacks(self):
-        from selfens.writer import RunWriter
-
-        return [RunWriter()]
+        local = torch.tensor(self.run_cost.values(), dtype=torch.float64, device=self.device)
+        return RunCost(*self.trainer.strategy.reduce(local, reduce_op="sum").tolist())

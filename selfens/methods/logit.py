@@ -54,6 +54,10 @@ class LogitFusion(EnsembleModule):
         self.method = fusion
         self.confidence: Optional[Confidence] = None  # weighted rules: made with the model, in configure_model
 
+    def method_settings(self) -> dict:
+        weighted = {"confidence": self.hparams.confidence} if self.fusion_rule.needs_weights else {}
+        return {"fusion": self.method, **weighted}
+
     # -- confidence --------------------------------------------------------------------------------
     def configure_model(self) -> None:
         super().configure_model()

@@ -1,24 +1,18 @@
-"""Answer-matching metrics for open-domain QA, as pure functions.
+"""Answer-matching metrics for open-domain QA: one prediction against its gold aliases -> a score.
 
-Layout follows torchmetrics: per-example scorers, private ``_*_update`` steps that reduce
-a batch to a float64 tensor of per-example scores, ``_mean_compute`` for their exact mean,
-and one public function per metric. ``exact_match`` and ``f1_score`` reproduce the
-official SQuAD v1.1 script (evaluate-v1.1.py) exactly; ``lemma_match`` is a looser
-"gold lemmas appear in the prediction" check built on spaCy.
+``exact_match`` and ``f1_score`` reproduce the official SQuAD v1.1 script (evaluate-v1.1.py)
+exactly; ``lemma_match`` is a looser "gold lemmas appear in the prediction" check built on spaCy.
+Their mean over a run is :class:`selfens.metrics.text.MeanScore`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-
-import torch
-from torch import Tensor
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -26,11 +20,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Lemmatizer",
     "exact_match",
-    "exact_match_scores",
     "f1_score",
-    "f1_scores",
     "lemma_match",
-    "lemma_match_scores",
     "load_lemmatizer",
     "normalize_answer",
 ]
@@ -117,7 +108,7 @@ class Lemmatizer:
         return tuple(tok.lemma_.lower() for tok in doc if not (tok.is_punct or tok.is_space))
 
     def __reduce__(self) -> tuple[Callable[[str], Lemmatizer], tuple[str]]:
-        # Pickle/deepcopy by name (metrics get cloned and sent to workers) instead of
+        # Pickle/deepcopy by name (the method holding one gets deep-copied and sent to workers) instead of
         # serialising the spaCy pipeline.
         return load_lemmatizer, (self.name,)
 
@@ -143,7 +134,7 @@ def _load_pipeline(name: str) -> Language:
 
 
 def load_lemmatizer(name: str = BLANK_EN) -> Lemmatizer:
-    """Shared :class:`Lemmatizer` per pipeline name, so every metric reuses one spaCy pipeline."""
+    """Shared :class:`Lemmatizer` per pipeline name, so every user reuses one spaCy pipeline."""
     return _shared_lemmatizer(name)
 
 
@@ -168,62 +159,3 @@ def lemma_match(prediction: str, answers: Sequence[str], lemmatizer: Callable[[s
     _check_answers(answers)
     pred_lemmas = lemmatizer(prediction)
     return max(float(_contains_run(pred_lemmas, lemmatizer(answer))) for answer in answers)
-
-
-def _check_batch(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
-    if isinstance(preds, str):
-        raise TypeError("preds must be a list of predictions, not a single string")
-    if len(preds) != len(targets):
-        raise ValueError(f"preds and targets differ in length: {len(preds)} != {len(targets)}")
-
-
-def exact_match_scores(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> list[float]:
-    """Per-example :func:`exact_match`."""
-    _check_batch(preds, targets)
-    return [exact_match(p, t) for p, t in zip(preds, targets)]
-
-
-def f1_scores(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> list[float]:
-    """Per-example :func:`f1_score`."""
-    _check_batch(preds, targets)
-    return [f1_score(p, t) for p, t in zip(preds, targets)]
-
-
-def lemma_match_scores(
-    preds: Sequence[str], targets: Sequence[Sequence[str]], lemmatizer: Callable[[str], Sequence[str]]
-) -> list[float]:
-    """Per-example :func:`lemma_match`."""
-    _check_batch(preds, targets)
-    return [lemma_match(p, t, lemmatizer) for p, t in zip(preds, targets)]
-
-
-def _as_tensor(scores: Sequence[float]) -> Tensor:
-    return torch.tensor(list(scores), dtype=torch.float64)
-
-
-def _exact_match_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> Tensor:
-    """Per-example exact-match scores of the batch, [n] float64."""
-    return _as_tensor(exact_match_scores(preds, targets))
-
-
-def _f1_update(preds: Sequence[str], targets: Sequence[Sequence[str]]) -> Tensor:
-    """Per-example F1 scores of the batch, [n] float64."""
-    return _as_tensor(f1_scores(preds, targets))
-
-
-def _lemma_match_update(
-    preds: Sequence[str], targets: Sequence[Sequence[str]], lemmatizer: Callable[[str], Sequence[str]]
-) -> Tensor:
-    """Per-example lemma-match scores of the batch, [n] float64."""
-    return _as_tensor(lemma_match_scores(preds, targets, lemmatizer))
-
-
-def _mean_compute(scores: Tensor) -> Tensor:
-    """Mean of per-example scores as a 0-dim float64 tensor; NaN when there are none.
-
-    math.fsum rounds the sum once, so the mean does not depend on how examples were split into
-    batches or processes: one process and several give the same number, to the last bit.
-    """
-    if scores.numel() == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=scores.device)
-    return torch.tensor(math.fsum(scores.tolist()) / scores.numel(), dtype=torch.float64, device=scores.device)

@@ -1,33 +1,26 @@
-"""torchmetrics wrappers around :mod:`selfens.metrics.functional`.
+"""The exact mean of per-example scores, as a torchmetrics state.
 
-Each metric keeps its per-example scores (float64, concatenated across processes) and computes
-their mean with one correctly rounded sum, so the result is the same for any batching and any
-number of processes.
+The scores themselves come from :mod:`selfens.metrics.functional`, one example at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from selfens.metrics.functional import (
-    BLANK_EN,
-    _exact_match_update,
-    _f1_update,
-    _lemma_match_update,
-    _mean_compute,
-    load_lemmatizer,
-)
-
-__all__ = ["ExactMatch", "F1Score", "LemmaMatch", "MeanScore"]
+__all__ = ["MeanScore"]
 
 
 class MeanScore(Metric):
-    """Exact mean of per-example scores; `update` takes a tensor of them."""
+    """Exact mean of per-example scores; `update` takes a tensor of them.
+
+    Keeps every score (float64, concatenated across processes) and sums them with one correctly
+    rounded sum, so the mean is the same for any batching and any number of processes.
+    """
 
     is_differentiable = False
     higher_is_better = True
@@ -48,35 +41,12 @@ class MeanScore(Metric):
         return _mean_compute(scores)
 
 
-class ExactMatch(MeanScore):
-    """Fraction of predictions equal to some gold alias after SQuAD v1.1 normalisation."""
+def _mean_compute(scores: Tensor) -> Tensor:
+    """Mean of per-example scores as a 0-dim float64 tensor; NaN when there are none.
 
-    def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
-        """Add a batch: one prediction and a list of gold aliases per example."""
-        super().update(_exact_match_update(preds, targets))
-
-
-class F1Score(MeanScore):
-    """Mean SQuAD v1.1 token F1 against the best gold alias."""
-
-    def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
-        """Add a batch: one prediction and a list of gold aliases per example."""
-        super().update(_f1_update(preds, targets))
-
-
-class LemmaMatch(MeanScore):
-    """Fraction of predictions whose lemmas contain some gold alias's lemmas as a contiguous run.
-
-    Args:
-        lemmatizer_name: ``"blank_en"`` (lookup lemmatizer, offline) or an installed spaCy
-            pipeline such as ``"en_core_web_lg"``.
+    math.fsum rounds the sum once, so the mean does not depend on how examples were split into
+    batches or processes: one process and several give the same number, to the last bit.
     """
-
-    def __init__(self, lemmatizer_name: str = BLANK_EN, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.lemmatizer_name = lemmatizer_name
-        self.lemmatizer = load_lemmatizer(lemmatizer_name)
-
-    def update(self, preds: Sequence[str], targets: Sequence[Sequence[str]]) -> None:
-        """Add a batch: one prediction and a list of gold aliases per example."""
-        super().update(_lemma_match_update(preds, targets, self.lemmatizer))
+    if scores.numel() == 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=scores.device)
+    return torch.tensor(math.fsum(scores.tolist()) / scores.numel(), dtype=torch.float64, device=scores.device)

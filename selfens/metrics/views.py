@@ -2,7 +2,9 @@
 
 A view is one way to read a method's answers: `origin`, `avg`, or for `per_prompt` each
 paraphrase (`p1`..), their `mean`, `majority` vote and `oracle` (any paraphrase correct).
-Metric names are `<stage>/<view>/<em|f1|lemma>`.
+Metric names are `<stage>/<view>/<em|f1|lemma>`; the main view's (the method's own answer) are
+also named `<stage>/<em|f1|lemma>`, common to every method. `metric_name` and `common_name` own
+that scheme.
 
 Each example is scored once: its per-view scores go into its predictions.jsonl row, and the very
 same values into the metric states, so the file and the metrics cannot disagree.
@@ -21,6 +23,19 @@ from selfens.metrics.text import MeanScore
 METRICS = ("em", "f1", "lemma")
 
 ViewScores = dict[str, dict[str, float]]  # view -> metric -> score of one example
+
+
+def metric_name(stage: str, view: str, metric: str) -> str:
+    return f"{stage}/{view}/{metric}"
+
+
+def common_name(stage: str, metric: str) -> str:
+    """The name every method logs its own answer's score under, so that runs share one chart."""
+    return f"{stage}/{metric}"
+
+
+def common_names(stage: str) -> list[str]:
+    return [common_name(stage, m) for m in METRICS]
 
 
 def score(prediction: str, answers: list[str], lemmatizer) -> dict[str, float]:
@@ -69,11 +84,11 @@ class Scores(nn.Module):
 
     def compute(self, stage: str) -> dict[str, torch.Tensor]:
         out = {
-            f"{stage}/{view}/{m}": state.compute()
+            metric_name(stage, view, m): state.compute()
             for view, metrics in self.views.items()
             for m, state in metrics.items()
         }
-        out.update({f"{stage}/{name}": state.compute() for name, state in self.extra.items()})
+        out.update({common_name(stage, name): state.compute() for name, state in self.extra.items()})
         return out
 
     def reset(self) -> None:
@@ -88,7 +103,9 @@ def score_columns(rows: list[dict], stage: str, main_view: str) -> dict[str, lis
     if not rows:
         return {}
     columns = {
-        f"{stage}/{view}/{m}": [row["scores"][view][m] for row in rows] for view in rows[0]["scores"] for m in METRICS
+        metric_name(stage, view, m): [row["scores"][view][m] for row in rows]
+        for view in rows[0]["scores"]
+        for m in METRICS
     }
-    columns.update({f"{stage}/{m}": columns[f"{stage}/{main_view}/{m}"] for m in METRICS})
+    columns.update({common_name(stage, m): columns[metric_name(stage, main_view, m)] for m in METRICS})
     return columns

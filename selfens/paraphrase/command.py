@@ -16,22 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.cli import LightningCLI
 
-from selfens.data.base import ParaphraseDataModule
-from selfens.data.paraphrase_files import meta_path, settings_hash, summary
+from selfens.config import build_job, connect
+from selfens.data.paraphrase_files import meta_path, settings_hash
 from selfens.errors import ConfigError
 from selfens.paraphrase.module import Paraphraser
-from selfens.resume import rows_by_index
+from selfens.paraphrase.summary import summary
+from selfens.run.cost import RunCost
+from selfens.run.files import append_rows, end_cut_line, rows_by_index, write_atomic, write_rows
+from selfens.run.resume import Resume
 
 # Data settings left out of the record in the sidecar: they only bound or pace the run.
 _RUN_ONLY = ("limit", "batch_size", "num_workers")
-
-
-class ParaphraseCLI(LightningCLI):
-    def init_parser(self, **kwargs):
-        kwargs.setdefault("description", __doc__)
-        return super().init_parser(**kwargs)
 
 
 class ParaphraseWriter(Callback):
@@ -45,16 +41,12 @@ class ParaphraseWriter(Callback):
     def on_predict_start(self, trainer, module):
         self.parts.mkdir(parents=True, exist_ok=True)
         self.rank_file = self.parts / f"rank{trainer.global_rank}.jsonl"
-        if self.rank_file.exists() and not self.rank_file.read_bytes().endswith(b"\n"):
-            # A line cut short by a kill: end it, so that it is dropped alone, not with the next row.
-            with self.rank_file.open("a", encoding="utf-8") as f:
-                f.write("\n")
+        end_cut_line(self.rank_file)
         if trainer.is_global_zero:
             (self.parts / "settings.json").write_text(json.dumps(self.header, indent=2) + "\n")
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        with self.rank_file.open("a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outputs))
+        append_rows(self.rank_file, outputs)
 
     def on_predict_end(self, trainer, module):
         trainer.strategy.barrier()
@@ -64,14 +56,14 @@ class ParaphraseWriter(Callback):
     def finish(self, module) -> None:
         """Merge every row into the output, write the sidecar, remove the parts (one process)."""
         rows = finished_rows(self.output)
-        _write_atomic(self.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_rows(self.output, rows)
         self.meta = {
             **self.header,
             "file": self.output.name,
             "summary": summary(rows, module.hparams.num_paraphrases),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_atomic(meta_path(self.output), json.dumps(self.meta, indent=2) + "\n")
+        write_atomic(meta_path(self.output), json.dumps(self.meta, indent=2) + "\n")
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
@@ -107,28 +99,16 @@ def _changed(before: dict, now: dict) -> str:
     return ", ".join(diffs[:3]) or "different settings"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def main(argv: list[str]) -> None:
-    from selfens.cli import SelfensParser
-
-    run = ParaphraseCLI(
+    run = build_job(
         Paraphraser,
-        ParaphraseDataModule,
-        subclass_mode_data=True,
+        argv,
+        description=__doc__,
         trainer_defaults={"logger": False, "enable_checkpointing": False},
-        parser_class=SelfensParser,
-        save_config_callback=None,
         seed_everything_default=0,
-        args=argv,
-        run=False,
     )
     job, data = run.model, run.datamodule
-    data.connect(job.tokenizer, job.model_name)
+    connect(data, job)
     output = Path(job.hparams.output)
     header = {
         "model": job.model_name,
@@ -142,7 +122,7 @@ def main(argv: list[str]) -> None:
     # Questions the file has beyond this run's `limit` stay in it, untouched.
     done = [r for r in finished_rows(output) if data.limit is None or r["index"] < data.limit]
     if done:
-        data.skip_finished(done, str(output))
+        data.resume(Resume(str(output), done, RunCost()))
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = ParaphraseWriter(output, header)
     run.trainer.callbacks.append(writer)

@@ -4,22 +4,23 @@ paraphrases of a batch of questions."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import lightning as L
 import torch
 
-from selfens import decode as decoding
 from selfens.data.batch import ParaphraseBatch
-from selfens.data.encoding import cut
-from selfens.decode import PrefixCache, Prompt
+from selfens.data.prompting import PromptBuilder
+from selfens.decode import PrefixCache, Prompt, seeded_sampler
 from selfens.errors import ConfigError
-from selfens.models import EMBEDDED, eos_token_ids, load_model, load_tokenizer, resolve, resolve_dtype
+from selfens.lm import LanguageModel, language_model
+from selfens.models import EMBEDDED, resolve, resolve_dtype
 from selfens.padding import left_pad
 from selfens.paraphrase.filters import REASONS, Reason, rejection
-from selfens.paraphrase.prompt import paraphrase_parts
+from selfens.paraphrase.prompt import PARAPHRASE_FORMAT, worked_examples
 
 RESEED = 1000  # try t of paraphrase k samples with seed + k + RESEED * t
+FIRST_LINE = ("\n",)  # a paraphrase is the first line the model writes
 
 
 class Paraphraser(L.LightningModule):
@@ -30,7 +31,7 @@ class Paraphraser(L.LightningModule):
     def __init__(
         self,
         output: str = "lightning_logs/paraphrases/webquestions-test.jsonl",
-        model: str = EMBEDDED,
+        model: Union[str, LanguageModel] = EMBEDDED,
         dtype: str = "auto",
         prompt_style: Optional[Literal["chat", "raw"]] = None,
         num_paraphrases: int = 5,
@@ -46,7 +47,8 @@ class Paraphraser(L.LightningModule):
         """
         Args:
             output: the paraphrase file written (JSONL), with `<name>.meta.json` beside it.
-            model: the paraphrasing model (a registry name or a local folder), apart from the one evaluated.
+            model: the paraphrasing model (a registry name, a local folder or a loaded `LanguageModel`),
+                apart from the one evaluated.
             dtype: "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16".
             prompt_style: "chat" or "raw"; None: the model's default.
             num_paraphrases: new phrasings per question (the original is kept apart).
@@ -62,18 +64,18 @@ class Paraphraser(L.LightningModule):
             max_length_ratio: too_long: more than this times the original's words (and 5 more).
         """
         super().__init__()
-        self.save_hyperparameters()
-        resolve(model)
+        self.language_model = language_model(model)
+        self.save_hyperparameters(ignore=["model"])
+        self.hparams["model"] = self.model_name = self.language_model.name
         resolve_dtype(dtype, torch.device("cpu"))
         for name, value in (("num_paraphrases", num_paraphrases), ("max_tries", max_tries)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ConfigError(f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
-        self.model_name, self.checks = model, frozenset(checks if checks is not None else REASONS)
-        self.tokenizer = load_tokenizer(model)
-        self.chat = resolve(model).chat if prompt_style is None else prompt_style == "chat"
-        self.lm = None
+        self.checks = frozenset(checks if checks is not None else REASONS)
+        self.tokenizer = self.language_model.tokenizer
+        self.chat = resolve(self.model_name).chat if prompt_style is None else prompt_style == "chat"
         self.prefix_cache = PrefixCache(num_paraphrases)  # one prefix per paraphrase slot
 
     def settings(self) -> dict:
@@ -82,11 +84,13 @@ class Paraphraser(L.LightningModule):
             "prompt_style": "chat" if self.chat else "raw"
         }
 
+    def prompt_limit(self) -> None:
+        """No limit on the questions' length: a paraphrase prompt is short."""
+        return None
+
     def configure_model(self) -> None:
-        if self.lm is None:
-            device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-            dtype = resolve_dtype(self.hparams.dtype, device)
-            self.lm = load_model(self.model_name, dtype=dtype).requires_grad_(False)
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        self.language_model.load(self.hparams.dtype, device=device)
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         originals = [p[0] for p in batch.paraphrases]
@@ -127,43 +131,29 @@ class Paraphraser(L.LightningModule):
     def sample(self, questions: list[str], slots: list[int], attempt: int) -> list[str]:
         """One sampled paraphrase (its first line) of each question for its slot k, with seed
         seed + k + RESEED * attempt; the prompts of one slot share their prefix, read once."""
-        chat = self._chat_renderer() if self.chat else None
+        builder = PromptBuilder(self.tokenizer, PARAPHRASE_FORMAT, chat=self.chat, model_name=self.model_name)
         groups = defaultdict(list)  # slot -> rows
         for row, k in enumerate(slots):
             groups[k].append(row)
         texts: list[str] = [""] * len(questions)
         for k, rows in groups.items():
-            pieces = [
-                cut(self.tokenizer, paraphrase_parts(questions[r], k, chat), add_special_tokens=chat is None)
-                for r in rows
-            ]
-            prompt = Prompt.with_prefix(pieces[0][0], [p[1] + p[2] for p in pieces], self.tokenizer.pad_token_id)
-            if any(p[0] != pieces[0][0] for p in pieces):  # a prefix cut apart by an odd merge: no sharing
-                prompt = Prompt.left_padded(*left_pad([sum(p, []) for p in pieces], self.tokenizer.pad_token_id))
+            shots = worked_examples(k)
+            segments = [builder.encode([questions[r].strip()], shots, f"paraphrase-{r}") for r in rows]
+            prefix = segments[0].prefix
+            prompt = Prompt.with_prefix(prefix, [s.blocks[0] + s.suffix for s in segments], self.tokenizer.pad_token_id)
+            if any(s.prefix != prefix for s in segments):  # a prefix cut apart by an odd merge: no sharing
+                prompt = Prompt.left_padded(*left_pad([s.prompt(0) for s in segments], self.tokenizer.pad_token_id))
             seed = self.hparams.seed + k + RESEED * attempt
-            decoded = decoding.decode(
-                self.lm,
-                prompt.to(self.device),
+            self.language_model.use_implementation("sdpa")  # the model may be shared with a method
+            decoded = self.language_model.generate(
+                prompt,
                 max_new_tokens=self.hparams.max_new_tokens,
-                eos_ids=eos_token_ids(self.lm, self.tokenizer),
-                stop=lambda _b, tokens: "\n" in self._text(tokens),
-                choose=decoding.seeded_sampler(
+                stop_strings=FIRST_LINE,
+                choose=seeded_sampler(
                     self.hparams.temperature, self.hparams.top_k, self.hparams.top_p, [seed] * len(rows)
                 ),
                 prefix_cache=self.prefix_cache,
             )
             for r, tokens in zip(rows, decoded.tokens):
-                texts[r] = self._text(tokens).split("\n", 1)[0].strip()
+                texts[r] = self.language_model.text(tokens, FIRST_LINE)
         return texts
-
-    def _text(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
-
-    def _chat_renderer(self):
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(
-                f"prompt_style 'chat' needs a tokenizer with a chat template; {self.model_name!r} has none"
-            )
-        return lambda content: self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-        )

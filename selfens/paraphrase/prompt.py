@@ -6,9 +6,7 @@ in the style they show as well as in their sampling seed.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
-from selfens.prompts import Part
+from selfens.prompts import PromptFormat, Shot
 
 INSTRUCTION = (
     "Paraphrase the question: ask for exactly the same thing in different words. "
@@ -75,16 +73,17 @@ WORKED_EXAMPLES: list[tuple[str, list[str]]] = [
 ]
 
 
-def paraphrase_parts(question: str, k: int, chat: Optional[Callable[[str], str]] = None) -> list[Part]:
-    """The prompt asking for paraphrase k (1-based) of `question`, as parts: the instruction and
-    worked examples (the same for every question, so read once per batch) and the question."""
-    examples = "".join(
-        f"Question: {q}\nParaphrase: {rewrites[(k - 1) % len(rewrites)]}\n\n" for q, rewrites in WORKED_EXAMPLES
-    )
-    head = f"{INSTRUCTION}\n\n{examples}"
-    query = f"Question: {question.strip()}\nParaphrase:"
-    if chat is None:
-        return [("instruction", head), ("block", query), ("suffix", "")]
-    full = chat(head + query)
-    start = full.index(head + query)
-    return [("instruction", full[:start] + head), ("block", query), ("suffix", full[start + len(head + query) :])]
+# The worked examples are the shots; a question is the block; the model continues after "Paraphrase:".
+PARAPHRASE_FORMAT = PromptFormat(
+    instruction=INSTRUCTION,
+    block="Question: {query}\nParaphrase:",
+    shot="Question: {query}\nParaphrase: {answer}",
+    cue="",
+    separator="\n\n",
+)
+
+
+def worked_examples(k: int) -> list[Shot]:
+    """The worked examples that ask for paraphrase k (1-based): each question with its k-th rewrite.
+    They are the same for every question, so a batch reads them once."""
+    return [Shot(q, rewrites[(k - 1) % len(rewrites)]) for q, rewrites in WORKED_EXAMPLES]

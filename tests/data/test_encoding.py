@@ -8,8 +8,8 @@ from tokenizers.processors import TemplateProcessing
 
 from selfens.data import Example, ParaRel, WebQuestions, collate
 from selfens.data.encoding import PromptCutError, cut, encode_example
-from selfens.data.segments import Segments
 from selfens.prompts import render
+from selfens.segments import Segments
 
 STYLES = ("raw", "chat")
 FILLS = ("mask", "completion")

@@ -244,11 +244,12 @@ def test_more_paraphrases_extend_the_list():
 def test_short_fact_is_skipped_with_a_warning(caplog):
     # Canada has 4 templates.
     with caplog.at_level(logging.WARNING, logger="selfens.data.myriadlama"):
-        dm = MyriadLAMA(path=str(FIXTURE), fill_style="mask", num_paraphrases=5, num_facts=None, num_shots=0)
-        rs = dm.load_records()
-    assert dm.skipped_facts == [CANADA]
+        rs = records(num_facts=None, num_shots=0, num_paraphrases=5)
     assert {r.id for r in rs} == set(FACTS) - {CANADA}
-    assert any("skipped 1 of 24 sampled facts" in m for m in caplog.messages)
+    assert caplog.messages == [
+        "MyriadLAMA: skipped 1 of 24 sampled facts with fewer than num_paraphrases=5 distinct phrasings usable "
+        f"with fill_style 'mask': {CANADA}"
+    ]
 
 
 def test_short_fact_error():
@@ -358,9 +359,9 @@ def test_only_the_chosen_facts_are_read_into_python(tmp_path, monkeypatch):
     )
     pq.write_table(table, tmp_path / "big.parquet")
     read = []
-    to_python = module._to_python
+    read_rows = module.read_rows
     monkeypatch.setattr(
-        module, "_to_python", lambda dataset, indices: read.extend(indices) or to_python(dataset, indices)
+        module, "read_rows", lambda dataset, indices, path: read.extend(indices) or read_rows(dataset, indices, path)
     )
 
     start = time.perf_counter()

@@ -143,13 +143,13 @@ def test_unknown_relation_lists_the_available_ones():
 def test_short_relation_is_skipped_with_a_warning(caplog):
     # P937 has 5 templates, the other relations more.
     with caplog.at_level(logging.WARNING, logger="selfens.data.pararel"):
-        dm = ParaRel(num_paraphrases=6, fill_style="mask")
-        rs = dm.load_records()
-    assert dm.skipped_relations == ["P937"]
+        rs = records(num_paraphrases=6)
     assert {r.meta["relation"] for r in rs} == set(RELATIONS) - {"P937"}
     assert all(len(r.paraphrases) == 6 for r in rs)
-    warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "P937" in warnings[0].getMessage() and "skipped 1" in warnings[0].getMessage()
+    assert caplog.messages == [
+        f"ParaRel: skipped 1 of {len(RELATIONS)} relations with fewer than num_paraphrases=6 templates usable "
+        "with fill_style 'mask': P937"
+    ]
 
 
 def test_short_relation_error():

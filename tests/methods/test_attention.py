@@ -1,4 +1,4 @@
-"""The `attention` method (DESIGN.md, "Attention-level fusion") end to end on the tiny random Llama.
+"""The `attention` method (packed paraphrases, see `selfens.attention`) end to end on the tiny random Llama.
 
 Token ids are compared, not text. Modules are built without a Trainer (configure_model falls back
 to the CPU), batches come from the bundled ParaRel sample.

@@ -13,7 +13,7 @@ import torch
 from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.decode import Prompt
-from selfens.fusion import FUSIONS, WEIGHTED, bind
+from selfens.fusion import FUSIONS, bind
 from selfens.methods import LogitFusion, Origin, PerPrompt
 from selfens.models import load_tokenizer
 
@@ -59,7 +59,7 @@ def origin_module(path: str, **kwargs) -> Origin:
 
 def fused_tokens(m: LogitFusion, batch: ParaphraseBatch) -> list[list[int]]:
     """The token ids LogitFusion.decode generates (the same call, without the text step)."""
-    weights = m.confidences(batch) if m.method in WEIGHTED else None
+    weights = m.confidences(batch) if m.fusion_rule.needs_weights else None
     return m.generate(
         m.single_prompts(batch), rows_per_example=batch.num_paraphrases, fuse=bind(m.fusion_rule.fn, weights)
     ).tokens
@@ -150,7 +150,7 @@ def test_one_paraphrase_equals_origin(tiny_model_path, origin, fusion, shared, t
     assert fused_tokens(m, batch) == expected
     out = m.decode(batch)
     assert out.predictions == origin.decode(batch).predictions
-    if fusion in WEIGHTED:
+    if FUSIONS[fusion].needs_weights:
         assert [len(e["weights"]) for e in out.extra] == [1] * len(batch.ids)
 
 
@@ -237,7 +237,7 @@ def test_cached_lockstep_equals_uncached_reference(tiny_model_path, dm3, disagre
     m = fusion_module(tiny_model_path, fusion, tmp_path, max_new_tokens=8)
     stop = None if stopped is None else stop_after(stopped, 2)
     if stop is not None:
-        m._stopped = stop  # the decoder drops a finished example's rows: the others must not notice
+        m.stop_rule = stop  # the decoder drops a finished example's rows: the others must not notice
     ids, valid = batch.rows()
     expected = reference_fused_decode(m.lm, ids, valid, 3, ref, 8, set(m.eos_ids), stop)
     assert [len(t) for t in expected] == ([8, 2, 8] if stopped is not None else [8, 8, 8])
@@ -259,7 +259,7 @@ def test_weighted_max_equals_most_confident_paraphrase_alone(tiny_model_path, ba
     assert expected != origin_tokens(origin, batch3), "weighted_max would be indistinguishable from origin"
     if stopped is not None:
         # Once example 0 is done, the remaining examples must still get their own weights.
-        m._stopped = stop_after(stopped, 2)
+        m.stop_rule = stop_after(stopped, 2)
         expected[stopped] = expected[stopped][:2]
     assert fused_tokens(m, batch3) == expected
     out = m.decode(batch3)

@@ -1,20 +1,11 @@
 """SQuAD v1.1 exact match / F1 against hand-computed values, and spaCy lemma match."""
 
-import pytest
-import torch
+import copy
+import pickle
 
-from selfens.metrics import (
-    Lemmatizer,
-    exact_match,
-    exact_match_scores,
-    f1_score,
-    f1_scores,
-    lemma_match,
-    lemma_match_scores,
-    load_lemmatizer,
-    normalize_answer,
-)
-from selfens.metrics.functional import _exact_match_update, _f1_update, _lemma_match_update, _mean_compute
+import pytest
+
+from selfens.metrics import Lemmatizer, exact_match, f1_score, lemma_match, load_lemmatizer, normalize_answer
 
 
 @pytest.fixture(scope="module")
@@ -123,39 +114,24 @@ def test_load_lemmatizer_is_shared() -> None:
     assert load_lemmatizer() is load_lemmatizer("blank_en") is load_lemmatizer(name="blank_en")
 
 
-def test_unknown_spacy_pipeline_error() -> None:
+def test_lemmatizer_copies_by_name(lemmatizer: Lemmatizer) -> None:
+    # The method holding it gets deep-copied and pickled: the copy is the shared lemmatizer.
+    assert copy.deepcopy(lemmatizer) is lemmatizer
+    assert pickle.loads(pickle.dumps(lemmatizer)) is lemmatizer
+
+
+@pytest.mark.parametrize("load", [Lemmatizer, load_lemmatizer])
+def test_unknown_spacy_pipeline_error(load) -> None:
     with pytest.raises(OSError, match=r"python -m spacy download en_core_web_nonexistent.*blank_en"):
-        Lemmatizer("en_core_web_nonexistent")
+        load("en_core_web_nonexistent")
 
 
 PREDS = ["the Eiffel tower in Paris", "NYC", "London", "He was born in Paris."]
 TARGETS = [["Eiffel Tower"], ["New York City", "nyc"], ["Paris"], ["Paris", "France"]]
 
 
-def test_batch_scores_and_updates(lemmatizer: Lemmatizer) -> None:
-    assert exact_match_scores(PREDS, TARGETS) == [0.0, 1.0, 0.0, 0.0]
+def test_per_example_scores(lemmatizer: Lemmatizer) -> None:
+    assert [exact_match(p, t) for p, t in zip(PREDS, TARGETS)] == [0.0, 1.0, 0.0, 0.0]
     # F1: 2/3 (above), 1, 0, pred 5 tokens vs "paris": P = 1/5, R = 1 -> 2 * 0.2 / 1.2 = 1/3
-    assert f1_scores(PREDS, TARGETS) == pytest.approx([2 / 3, 1.0, 0.0, 1 / 3])
-    assert lemma_match_scores(PREDS, TARGETS, lemmatizer) == [1.0, 1.0, 0.0, 1.0]
-
-    scores = _f1_update(PREDS, TARGETS)
-    assert scores.dtype == torch.float64 and scores.shape == (4,)
-    assert _mean_compute(scores).item() == pytest.approx((2 / 3 + 1 + 0 + 1 / 3) / 4)
-    assert _exact_match_update(PREDS, TARGETS).sum().item() == 1.0
-    assert _lemma_match_update(PREDS, TARGETS, lemmatizer).sum().item() == 3.0
-
-
-def test_mean_of_nothing_is_nan() -> None:
-    assert torch.isnan(_mean_compute(torch.zeros(0, dtype=torch.float64)))
-
-
-def test_mean_does_not_depend_on_order() -> None:
-    # Summed left to right in float64 these differ in the last bit by order; fsum does not.
-    values = [0.1, 0.2, 0.3, 1 / 3, 2 / 3, 0.7] * 5
-    means = {_mean_compute(torch.tensor(v, dtype=torch.float64)).item() for v in (values, values[::-1], sorted(values))}
-    assert len(means) == 1
-
-
-def test_batch_length_mismatch() -> None:
-    with pytest.raises(ValueError, match="differ in length"):
-        f1_scores(["a", "b"], [["a"]])
+    assert [f1_score(p, t) for p, t in zip(PREDS, TARGETS)] == pytest.approx([2 / 3, 1.0, 0.0, 1 / 3])
+    assert [lemma_match(p, t, lemmatizer) for p, t in zip(PREDS, TARGETS)] == [1.0, 1.0, 0.0, 1.0]

@@ -1,8 +1,9 @@
-"""Every paraphrase filter: what it rejects, and what it lets through."""
+"""Every paraphrase filter: what it rejects, and what it lets through; and the sidecar's summary of them."""
 
 import pytest
 
 from selfens.paraphrase.filters import REASONS, is_question, rejection
+from selfens.paraphrase.summary import diversity, summary
 
 ORIGINAL = "who wrote the novel pride and prejudice?"
 ANSWERS = ["Jane Austen", "Austen"]
@@ -74,3 +75,44 @@ def test_reasons_checked_in_order_and_can_be_switched_off():
     assert reason(ORIGINAL, earlier=[ORIGINAL]) == "copy_of_original"
     assert reason("jane austen", checks=frozenset(REASONS) - {"not_a_question"}) == "answer_leak"
     assert reason("jane austen", checks=frozenset()) is None
+
+
+# -- the sidecar's summary -----------------------------------------------------------------------------
+
+
+def test_summary_counts_kept_missing_and_rejected():
+    rows = [
+        {"original": "who wrote it?", "paraphrases": ["who is its author?", "who penned it?"]},
+        {
+            "original": "where is it?",
+            "paraphrases": ["where can it be found?"],
+            "rejected": [{"reason": "copy_of_original"}, {"reason": "answer_leak"}, {"reason": "answer_leak"}],
+        },
+    ]
+    s = summary(rows, num_paraphrases=2)
+    assert {k: v for k, v in s.items() if k not in ("rejected", "diversity")} == {
+        "questions": 2,
+        "paraphrases_asked": 4,
+        "paraphrases_kept": 3,
+        "questions_complete": 1,
+        "samples_drawn": 6,
+    }
+    assert list(s["rejected"]) == list(REASONS)  # every reason, zero or not
+    assert s["rejected"]["answer_leak"] == 2 and s["rejected"]["copy_of_original"] == 1 and s["rejected"]["empty"] == 0
+    assert s["diversity"] == diversity(rows)
+
+
+def test_diversity():
+    rows = [{"original": "a b c d", "paraphrases": ["a b c d", "a b x y"]}]
+    assert diversity(rows) == {
+        "overlap_with_original": round((1 + 2 / 6) / 2, 4),
+        "overlap_between_paraphrases": round(2 / 6, 4),
+        "distinct_1": round(6 / 8, 4),
+        "distinct_2": round(5 / 6, 4),
+    }
+    assert diversity([{"original": "q", "paraphrases": []}]) == {
+        "overlap_with_original": None,
+        "overlap_between_paraphrases": None,
+        "distinct_1": None,
+        "distinct_2": None,
+    }

@@ -13,17 +13,18 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from selfens.methods.base import COSTS
-from selfens.metrics.views import score_columns
-from selfens.resume import finished_rows
+from selfens.metrics.views import common_names, score_columns
+from selfens.run.cost import RunCost
+from selfens.run.files import append_rows, write_atomic, write_rows
+from selfens.run.resume import Resume, finished_rows
 from selfens.stats import LEVEL, uncertainty
 
 UNCERTAINTY_SEED = 0  # of the bootstrap resamples: the same intervals on every rerun
@@ -31,26 +32,30 @@ PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "sp
 
 
 class RunWriter(Callback):
-    """Streams predictions per process and writes results.json once the stage ends."""
+    """Streams predictions per process and writes results.json once the stage ends.
 
-    started: float | None = None  # set once decoding starts
+    Handed the data module (what was evaluated) and the run it resumes, if any; the method module
+    says what it is (`record()`), what it spent (`run_cost`, `cost_summary()`) and its rows (each
+    step's outputs)."""
 
-    def _start(self, trainer: L.Trainer, module, stage: str) -> None:
+    def __init__(self, data, resume: Optional[Resume] = None):
+        self.data, self.resume = data, resume
+        self.started: float | None = None  # set once decoding starts
+
+    def _start(self, trainer: L.Trainer, stage: str) -> None:
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
         self.cost_file = self.folder / f"cost.rank{trainer.global_rank}.json"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rank_file.write_text("")
-        if trainer.is_global_zero and module.resumed_rows:
-            self._append(module.resumed_rows, module)
+        if trainer.is_global_zero and self.resume is not None and self.resume.rows:
+            self._append(self.resume.rows, RunCost())
 
-    def _append(self, rows: list[dict], module) -> None:
-        with self.rank_file.open("a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    def _append(self, rows: list[dict], cost: RunCost) -> None:
+        append_rows(self.rank_file, rows)
         # After the rows: a resumed run carries over the cost of exactly the rows it keeps.
-        _write_atomic(self.cost_file, json.dumps(module.run_cost))
+        write_atomic(self.cost_file, json.dumps(cost.to_dict()))
 
     def _finish(self, trainer: L.Trainer, module) -> None:
         cost = module.cost_summary()  # collective: every rank calls it
@@ -58,46 +63,50 @@ class RunWriter(Callback):
         if not trainer.is_global_zero:
             return
         rows = finished_rows(self.folder)  # every rank's rows, in dataset order
-        _write_atomic(
-            self.folder / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        )
+        write_rows(self.folder / "predictions.jsonl", rows)
         scored = self.stage in ("test", "val")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{self.stage}/")}
         results = self._results(trainer, module, rows, metrics if scored else None, cost)
-        _write_atomic(self.folder / "results.json", json.dumps(results, indent=2) + "\n")
+        write_atomic(self.folder / "results.json", json.dumps(results, indent=2) + "\n")
         for path in [*self.folder.glob("predictions.rank*.jsonl"), *self.folder.glob("cost.rank*.json")]:
             path.unlink()
-        self._tensorboard(trainer, module, rows, metrics, results["total_cost"])
+        self._tensorboard(trainer, module, rows, metrics, results)
 
-    def _results(self, trainer, module, rows, metrics, cost) -> dict:
-        data = trainer.datamodule
-        carried = module.carried_cost
-        results = {
-            "method": module.method,
-            "main_view": module.main_view,
-            "settings": run_settings(module, data),
+    def _results(self, trainer, module, rows, metrics, cost: RunCost) -> dict:
+        record, data, resume = module.record(), self.data.record(), self.resume
+        carried = resume.cost if resume is not None else RunCost()
+        return {
+            "method": record["method"],
+            "label": record["label"],
+            "main_view": record["main_view"],
+            "method_settings": record["method_settings"],
+            "settings": {
+                "method": record["method"],
+                "model": record["model"],
+                **self.data.settings(),
+                **record["method_settings"],
+            },
             "stage": self.stage,
-            "model": module.model_name,
-            "dataset": type(data).__name__,
+            "model": record["model"],
+            "dataset": data["dataset"],
             "num_examples": len(rows),
             **({"metrics": metrics, "uncertainty": self._uncertainty(module, rows)} if metrics is not None else {}),
-            "cost": cost,  # this run's
-            "carried_cost": carried,  # spent by the run it resumed
-            "total_cost": {name: cost[name] + carried[name] for name in COSTS},
-            "warnings": _warnings(rows) + (data.fit_report.warnings() if data.fit_report else []),
-            "long_prompts": asdict(data.fit_report) if data.fit_report else None,
-            "data_hash": data.data_hash,
-            "data_sources": data.sources(),
+            "cost": cost.to_dict(),  # this run's
+            "carried_cost": carried.to_dict(),  # spent by the run it resumed
+            "total_cost": (cost + carried).to_dict(),
+            "warnings": _warnings(rows) + self.data.warnings(),
+            "long_prompts": data["long_prompts"],
+            "data_hash": data["data_hash"],
+            "data_sources": data["sources"],
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
             "wall_time_s": round(time.time() - self.started, 3),
-            "resumed_from": module.resumed_from,
-            "resumed_examples": len(module.resumed_rows),
+            "resumed_from": resume.folder if resume is not None else None,
+            "resumed_examples": len(resume.rows) if resume is not None else 0,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": {"model": dict(module.hparams), "data": _data_config(data)},
+            "config": {"model": dict(module.hparams), "data": data["config"]},
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         }
-        return results
 
     def _uncertainty(self, module, rows) -> dict:
         """Standard error and 95% bootstrap interval of every metric, from the per-example scores."""
@@ -105,14 +114,14 @@ class RunWriter(Callback):
         columns = score_columns([r for r in rows if "scores" in r], self.stage, module.main_view)
         return {"resamples": resamples, "seed": seed, "level": LEVEL, "metrics": uncertainty(columns, resamples, seed)}
 
-    def _tensorboard(self, trainer, module, rows, metrics, cost) -> None:
+    def _tensorboard(self, trainer, module, rows, metrics, results) -> None:
         logger = trainer.logger
         if logger is None:
             return
         # The settings that tell runs apart, as HParams columns; the common metrics and the cost as its values.
-        common = {k: v for k, v in metrics.items() if k.count("/") == 1}
-        costs = {f"cost/{k}": v for k, v in cost.items()}
-        params = {k: v for k, v in run_settings(module, trainer.datamodule).items() if v is not None}
+        common = {k: metrics[k] for k in common_names(self.stage) if k in metrics}
+        costs = {f"cost/{k}": v for k, v in results["total_cost"].items()}
+        params = {k: v for k, v in results["settings"].items() if v is not None}
         logger.log_hyperparams(params, {**common, **costs})
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_text") and rows and "prediction" in rows[0]:
@@ -120,24 +129,24 @@ class RunWriter(Callback):
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_test_start(self, trainer, module):
-        self._start(trainer, module, "test")
+        self._start(trainer, "test")
 
     def on_validation_start(self, trainer, module):
         if not trainer.sanity_checking:
-            self._start(trainer, module, "val")
+            self._start(trainer, "val")
 
     def on_predict_start(self, trainer, module):
-        self._start(trainer, module, module.predict_stage)
+        self._start(trainer, module.predict_stage)
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._append(outputs, module)
+        self._append(outputs, module.run_cost)
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking:
-            self._append(outputs, module)
+            self._append(outputs, module.run_cost)
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._append(outputs, module)
+        self._append(outputs, module.run_cost)
 
     def on_test_end(self, trainer, module):
         self._finish(trainer, module)
@@ -162,31 +171,6 @@ class RunWriter(Callback):
 
 
 _SET_UP_FILES = {"config.yaml", "hparams.yaml"}
-
-
-def run_settings(module, data) -> dict:
-    """What tells a run apart from another: method and its settings, model, data, N, shots, prompt."""
-    hparams = module.hparams
-    settings = {
-        "method": module.method,
-        "model": module.model_name,
-        "dataset": type(data).__name__,
-        "N": data.num_paraphrases,
-        "shots": data.num_shots,
-        **data.resolved_settings(),
-    }
-    for key in ("fusion", "confidence", "layout", "positions", "first_token", "first_fusion"):
-        settings[key] = hparams.get(key)
-    if not getattr(getattr(module, "fusion_rule", None), "needs_weights", False):
-        settings["confidence"] = None  # only weighted rules use one
-    return settings
-
-
-def run_label(module) -> str:
-    """The method and its key settings, for the run's folder name (and TensorBoard's run list)."""
-    hparams = module.hparams
-    keys = ("layout", "positions", "first_token") if "layout" in hparams else ()
-    return "-".join([module.method, *(str(hparams[k]) for k in keys)])
 
 
 def sample_table(rows: list[dict], main_view: str) -> str:
@@ -217,11 +201,6 @@ def announce(folder: Path) -> None:
     print(f"selfens: {results['stage']} of {results['num_examples']} examples written to {folder}")
 
 
-def _data_config(data) -> dict:
-    """The data module's settings, with the prompt settings it resolved (None: the model's default)."""
-    return {**dict(data.hparams), **data.resolved_settings()}
-
-
 def _warnings(rows: list[dict]) -> list[str]:
     """What a reader of the numbers must know: e.g. a model that answers nothing to this prompt."""
     empty = sum(1 for r in rows if "prediction" in r and not any(ch.isalnum() for ch in r["prediction"]))
@@ -231,12 +210,6 @@ def _warnings(rows: list[dict]) -> list[str]:
             f"Look at predictions.jsonl; try the other prompt_style (chat/raw), or check stop_strings and max_new_tokens."
         ]
     return []
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _version(package: str) -> str | None:

@@ -1,0 +1,64 @@
+"""The table of `selfens` commands: name -> entry point, what it does, an example. The CLI, its
+`--help` and the tests read it; entry points are imported only when their command runs."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Command:
+    entry: str  # "module:function", called with the command's arguments
+    help: str
+    example: str
+
+
+# Lightning's own subcommands: the entry point gets the subcommand name first.
+LIGHTNING = "selfens.config:run_lightning"
+
+COMMANDS: dict[str, Command] = {
+    "test": Command(
+        LIGHTNING,
+        "evaluate: metrics, predictions.jsonl, results.json",
+        "selfens test --config configs/pararel/origin.yaml",
+    ),
+    "predict": Command(
+        LIGHTNING, "decode only: predictions.jsonl", "selfens predict --config configs/pararel/avg.yaml"
+    ),
+    "validate": Command(
+        LIGHTNING, "like test, logged as val/", "selfens validate --config configs/pararel/origin.yaml"
+    ),
+    "confidence": Command(
+        "selfens.confidence_command:main",
+        "compute and cache a weighted method's confidences",
+        "selfens confidence --config configs/pararel/weighted_avg.yaml",
+    ),
+    "mask": Command(
+        "selfens.mask_command:main",
+        "draw the attention mask of one example",
+        "selfens mask --config configs/pararel/attention.yaml",
+    ),
+    "paraphrase": Command(
+        "selfens.paraphrase.command:main",
+        "write a paraphrase file with a model",
+        "selfens paraphrase --config configs/paraphrase/webquestions.yaml",
+    ),
+    "report": Command(
+        "selfens.report.command:main",
+        "runs side by side: CIs, paired tests, md/csv/plots",
+        "selfens report lightning_logs/<name>",
+    ),
+    "ask": Command(
+        "selfens.ask:main",
+        "ask questions in several phrasings at a terminal",
+        'echo "q? || q2?" | selfens ask --config C',
+    ),
+}
+
+
+def entry_point(name: str) -> Callable[[list[str]], None]:
+    """The function that runs command `name` (its module imported now)."""
+    module, function = COMMANDS[name].entry.split(":")
+    return getattr(importlib.import_module(module), function)

@@ -1,0 +1,223 @@
+"""The one place that builds a run from a config: LightningCLI parses it, the data module is
+connected to the method's tokenizer, a resumed run is handed to both, and the run writer is
+attached. `selfens test|predict|validate` and the other commands (`confidence`, `mask`, `ask`,
+`paraphrase`) all start here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from argparse import RawDescriptionHelpFormatter
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from selfens.commands import COMMANDS
+from selfens.data.base import ParaphraseDataModule
+from selfens.errors import ConfigError, SelfensError
+from selfens.methods.base import EnsembleModule
+from selfens.run.resume import Resume
+from selfens.run.writer import RunWriter, announce
+
+TRAINER_DEFAULTS = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "lightning_logs", "name": "selfens", "default_hp_metric": False},
+    },
+    "enable_checkpointing": False,
+}
+
+DESCRIPTION = """selfens: does asking a model in several phrasings, and fusing, give better answers?
+
+  selfens test --config ... --resume lightning_logs/<name>/version_<k>-<method>   finish an interrupted run
+"""
+
+
+class OptionError(SelfensError):
+    """An option or config key that the parser rejects."""
+
+
+class SelfensParser(LightningArgumentParser):
+    """Parse errors as one line with the closest valid option, not pages of usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        raise OptionError(explain_parse_error(message, self)) from ex
+
+
+def explain_parse_error(message: str, parser) -> str:
+    """The gist of a jsonargparse error, with the closest valid name to a misspelled one."""
+    own = [s for a in parser._actions for s in a.option_strings]
+    unknown = re.search(r"nrecognized arguments: (\S+)", message)
+    if unknown:
+        return f"unknown option {unknown.group(1)}" + _closest(unknown.group(1), own)
+    not_accepted = re.search(r"(?:Option|Key) ['\"]([^'\"]+)['\"] is not (?:accepted|expected)", message)
+    if not_accepted:  # raised inside the parser of one class's init_args, which knows its options
+        name = not_accepted.group(1).split(".")[-1]
+        return f"unknown option {name!r}" + _closest(name, [o.lstrip("-").split(".")[-1] for o in own])
+    invalid = re.search(r"invalid choice: '([^']+)'", message)
+    if invalid:
+        return (
+            f"unknown command {invalid.group(1)!r}"
+            + _closest(invalid.group(1), list(COMMANDS))
+            + " (selfens --help lists them)"
+        )
+    key = re.match(r'Parser key "([^"]+)":\s*(.*)', message, re.S)
+    if key:  # a bad value; nested parsers wrap an inner one's (already explained) reason in "- ..."
+        name, body = key.groups()
+        reasons = [r for r in re.findall(r"^\s*- (.*)$", body, re.M) if "NoneType" not in r]
+        reason = reasons[0] if reasons else body.strip().splitlines()[0]
+        given = re.search(r"Given value: (.*)", body) or re.search(r"Got value: (.*)", body)
+        if reason.startswith("Expected a"):
+            reason = reason.replace("typing.", "").replace("<class '", "").replace("'>", "")
+            reason = re.sub(r"\. Got value: .*", "", reason).replace("Expected a ", "expected ")
+            reason += f", got {given.group(1).strip()!r}" if given else ""
+        inner = re.match(r"([\w.]+): (.*)", reason, re.S)
+        return (
+            f"{name}.{inner.group(1)}: {inner.group(2)}" if inner and " " not in inner.group(1) else f"{name}: {reason}"
+        )
+    return " ".join(line.strip() for line in message.strip().splitlines()[:2])
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+class SelfensCLI(LightningCLI):
+    """LightningCLI in subclass mode: `model` is an EnsembleModule, `data` a ParaphraseDataModule."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Evaluation only: the methods have nothing to train.
+        skip = {"model", "dataloaders", "datamodule"}
+        return {"test": skip, "predict": skip, "validate": skip}
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--resume",
+            type=Optional[str],
+            default=None,
+            help="A run folder (lightning_logs/<name>/version_<k>-<method>) of an interrupted run: its finished "
+            "examples are kept (and counted in the metrics), only the rest are decoded.",
+        )
+
+    def instantiate_trainer(self, **kwargs):
+        # Lightning checks trainer options (devices, strategy, ...) when it builds the Trainer.
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        section = self.config[self.subcommand] if self.subcommand else self.config
+        config["trainer"]["logger"] = named_logger(config["trainer"].get("logger"), section.trainer.logger, self.model)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, TypeError, ValueError) as error:
+            raise ConfigError(f"trainer: {error}") from error
+
+    def _prepare(self) -> None:
+        """Connect the data module, record the prompt settings it resolved (config.yaml is written
+        later, at setup), resume if asked, and attach the run writer."""
+        connect(self.datamodule, self.model)
+        init_args = self.config[self.subcommand]["data"]["init_args"]
+        for name, value in self.datamodule.resolved_settings().items():
+            init_args[name] = value
+        folder = self.config[self.subcommand].get("resume")
+        resume = Resume.load(folder) if folder else None
+        if resume is not None:
+            self.model.resume(resume)
+            self.datamodule.resume(resume)
+            self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
+            if len(resume.rows) >= len(self.datamodule.examples):
+                raise ConfigError(
+                    f"nothing to resume: {folder} has all {len(self.datamodule.examples)} examples already; "
+                    f"run without --resume to evaluate them again"
+                )
+        self.trainer.callbacks.append(RunWriter(self.datamodule, resume))
+
+    def _announce(self) -> None:
+        folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call
+        if self.trainer.is_global_zero:
+            announce(folder)
+
+    def before_test(self) -> None:
+        self._prepare()
+
+    def before_predict(self) -> None:
+        self._prepare()
+
+    def before_validate(self) -> None:
+        self._prepare()
+
+    # After Lightning's own metrics table, so that the folder is the last line a user sees.
+    def after_test(self) -> None:
+        self._announce()
+
+    def after_predict(self) -> None:
+        self._announce()
+
+    def after_validate(self) -> None:
+        self._announce()
+
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("description", DESCRIPTION)
+        kwargs.setdefault("formatter_class", RawDescriptionHelpFormatter)
+        return super().init_parser(**kwargs)
+
+
+def named_logger(logger, config, module):
+    """A TensorBoard logger whose new run folder is `version_<k>-<label>` (e.g. version_2-avg), so
+    that TensorBoard's run list says which method each run is; k counts on from the folders there.
+    Another logger, or a version set in the config, is kept as it is."""
+    if not isinstance(logger, TensorBoardLogger) or config.init_args.get("version") is not None:
+        return logger
+    numbers = [int(m.group(1)) for p in Path(logger.root_dir).glob("version_*") if (m := _VERSION.match(p.name))]
+    version = f"version_{max(numbers, default=-1) + 1}-{module.label()}"
+    return type(logger)(**{**config.init_args.as_dict(), "version": version})
+
+
+_VERSION = re.compile(r"version_(\d+)")
+
+
+def connect(data: ParaphraseDataModule, module) -> None:
+    """Hand the data module what it learns only from the module: the tokenizer, the model (for its
+    prompt defaults) and how long a prompt the method can read."""
+    data.connect(module.tokenizer, module.model_name, module.prompt_limit())
+
+
+def build(args: list[str] | None = None, run: bool = True) -> SelfensCLI:
+    """Parse a method config (and run it, with `run`); `args` None reads sys.argv."""
+    return SelfensCLI(
+        EnsembleModule,
+        ParaphraseDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        parser_class=SelfensParser,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def build_job(module_class, args: list[str], description: str | None = None, **kwargs) -> LightningCLI:
+    """Parse (not run) the config of another kind of job on the same data modules, e.g. `selfens
+    paraphrase`'s: `model:` is a `module_class`, `data:` a ParaphraseDataModule."""
+    return LightningCLI(
+        module_class,
+        ParaphraseDataModule,
+        subclass_mode_data=True,
+        parser_class=SelfensParser,
+        parser_kwargs={"description": description} if description else None,
+        save_config_callback=None,
+        args=args,
+        run=False,
+        **kwargs,
+    )
+
+
+def run_lightning(args: list[str] | None) -> None:
+    """`selfens test|predict|validate ...`; None: from sys.argv (LightningCLI reads it itself)."""
+    build(args)

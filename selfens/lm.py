@@ -1,0 +1,143 @@
+"""A loaded language model: what methods, confidences, the paraphraser, `ask` and the benchmarks
+share. Like lm-eval's `HFLM`, everything that decodes takes a model name or one of these, so that
+several methods in one process run on one copy of the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from selfens import decode as decoding
+from selfens.attention.layers import check_architecture, check_implementation
+from selfens.decode import Decoded, PrefixCache, Prompt, Stop
+from selfens.errors import ConfigError
+from selfens.models import eos_token_ids, load_model, load_tokenizer, model_config, resolve, resolve_dtype
+
+
+class LanguageModel(nn.Module):
+    """A model by name with its tokenizer; the weights load on the first `load()` (the tokenizer at
+    once: data modules need it before a model is placed on its device).
+
+    An `nn.Module`, so that Lightning moves the weights with the module that holds it; a model
+    sharded by `device_map` stays where accelerate put it.
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        resolve(name)  # an unknown model fails here, before anything loads
+        self.name = name
+        self.tokenizer = load_tokenizer(name)
+        self.model: Optional[nn.Module] = None
+        self.sharded = False
+        self._eos_ids: list[int] = []
+        self._no_sdpa = False
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def load(
+        self,
+        dtype: str = "auto",
+        attn_implementation: str = "sdpa",
+        device_map: Optional[str] = None,
+        device: Optional[torch.device] = None,
+    ) -> LanguageModel:
+        """Load the weights, once: a model already loaded is kept (see `use_implementation`)."""
+        device = device if device is not None else torch.device("cpu")
+        check_implementation(attn_implementation, device)
+        if self.model is not None:
+            return self
+        check_architecture(model_config(self.name))
+        model = load_model(self.name, resolve_dtype(dtype, device), attn_implementation, device_map)
+        self.model = model.requires_grad_(False)
+        self.sharded = device_map is not None
+        self._eos_ids = eos_token_ids(model, self.tokenizer)
+        # Loaded with eager where SDPA was asked: the model has none (e.g. Gemma 2, soft-capped scores).
+        self._no_sdpa = attn_implementation == "sdpa" and model.config._attn_implementation != "sdpa"
+        return self
+
+    def use_implementation(self, implementation: str) -> None:
+        """Run attention with `implementation` from now on: methods that share the model may need
+        different ones (a packed FlexAttention mask, a dense one). A model without SDPA keeps eager."""
+        self._require_loaded()
+        current = self.model.config._attn_implementation  # transformers has no public reader
+        if implementation == current or (implementation == "sdpa" and self._no_sdpa):
+            return
+        try:
+            self.model.set_attn_implementation(implementation)
+        except ValueError:  # transformers refuses an implementation the model does not support
+            if implementation != "sdpa":
+                raise
+            self._no_sdpa = True
+
+    def _apply(self, fn, recurse: bool = True):
+        # Lightning places the module on its device; a sharded model is already spread over several.
+        return self if self.sharded else super()._apply(fn, recurse)
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """Every token id that ends an answer."""
+        self._require_loaded()
+        return self._eos_ids
+
+    def _require_loaded(self) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: the weights are not loaded; call load() first")
+
+    # -- answers -----------------------------------------------------------------------------------
+    def raw_text(self, tokens: list[int]) -> str:
+        # Leading whitespace is not an answer: a stop string there does not end it.
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+
+    def text(self, tokens: list[int], stop_strings: tuple[str, ...] | list[str]) -> str:
+        """The answer text of generated tokens: cut at the first stop string, stripped."""
+        text = self.raw_text(tokens)
+        for s in stop_strings:
+            text = text.split(s, 1)[0]
+        return text.strip()
+
+    def generate(
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int,
+        stop_strings: tuple[str, ...] | list[str],
+        prefix_cache: Optional[PrefixCache] = None,
+        stop: Optional[Stop] = None,
+        **kwargs,
+    ) -> Decoded:
+        """`decode.decode` on this model's device: ends at EOS, at a stop string (or where `stop`
+        says, in place of the stop strings) or after `max_new_tokens`."""
+        self._require_loaded()
+
+        def stopped(_example: int, tokens: list[int]) -> bool:
+            text = self.raw_text(tokens)
+            return any(s in text for s in stop_strings)
+
+        return decoding.decode(
+            self.model,
+            prompt.to(self.device),
+            max_new_tokens=max_new_tokens,
+            eos_ids=self.eos_ids,
+            stop=stop or stopped,
+            prefix_cache=prefix_cache,
+            **kwargs,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        self._require_loaded()
+        return self.model.device
+
+
+def language_model(model: str | LanguageModel) -> LanguageModel:
+    """A model name or a loaded model, as a `LanguageModel`."""
+    if isinstance(model, LanguageModel):
+        return model
+    if not isinstance(model, str):
+        raise ConfigError(f"model must be a model name or a selfens LanguageModel, got {type(model).__name__}")
+    return LanguageModel(model)

@@ -1,0 +1,104 @@
+"""A finished run as the report reads it: its results.json and its scored predictions.jsonl."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from selfens.errors import SelfensError
+from selfens.metrics.views import METRICS
+from selfens.run.cost import RunCost
+
+
+class ReportError(SelfensError):
+    """Runs that cannot be reported or compared as asked."""
+
+
+@dataclass
+class Run:
+    folder: Path
+    results: dict
+    rows: list[dict]  # predictions.jsonl, scored
+
+    @property
+    def name(self) -> str:
+        """`<logger name>/version_<k>`: the method and its settings have columns of their own."""
+        return f"{self.folder.parent.name}/{self.folder.name.split('-', 1)[0]}"
+
+    @property
+    def method(self) -> str:
+        return self.results["method"]
+
+    @property
+    def main_view(self) -> str:
+        # Runs written before results.json named it: the method's own view, or per_prompt's first (majority).
+        views = self.views()
+        return self.results.get("main_view") or (self.method if self.method in views else views[0])
+
+    @property
+    def label(self) -> str:
+        """The method and its key settings, as the run recorded them."""
+        return _label_and_settings(self.results)[0]
+
+    @property
+    def method_settings(self) -> dict:
+        """The settings of the run's method that apply to it, e.g. `{"fusion": "avg"}`."""
+        return _label_and_settings(self.results)[1]
+
+    @property
+    def settings(self) -> dict:
+        """Everything that tells the run apart (model, data, N, shots, prompt, method settings)."""
+        return self.results.get("settings", {})
+
+    @property
+    def cost(self) -> RunCost:
+        """What the run spent, the run it resumed included."""
+        return RunCost.from_dict(self.results.get("total_cost", self.results.get("cost", {})))
+
+    def views(self) -> list[str]:
+        return list(self.rows[0]["scores"]) if self.rows else []
+
+    def scores(self, view: str, ids: list[str] | None = None) -> dict[str, list[float]]:
+        """Per metric: the per-example scores of a view, in row order or in the order of `ids`."""
+        rows = self.rows if ids is None else [self.by_id[i] for i in ids]
+        return {m: [r["scores"][view][m] for r in rows] for m in METRICS}
+
+    @cached_property
+    def by_id(self) -> dict[str, dict]:
+        """Rows by example id (built once: comparisons look every example up)."""
+        return {r["id"]: r for r in self.rows}
+
+
+def _label_and_settings(results: dict) -> tuple[str, dict]:
+    """The run's label and method settings; results.json files written before it recorded them get
+    both derived from its settings, as reports of those runs always showed them."""
+    if "label" in results and "method_settings" in results:
+        return results["label"], results["method_settings"]
+    settings, method = results.get("settings", {}), results["method"]
+    keys = ("fusion", "confidence", "layout", "positions", "first_token", "first_fusion")
+    chosen = {k: settings[k] for k in keys if settings.get(k) is not None}
+    extra = [str(v) for k, v in chosen.items() if k != "first_fusion" and v != method]
+    return " ".join([method, "/".join(extra)]).strip(), chosen
+
+
+def setting_columns(runs: list[Run]) -> list[str]:
+    """The method settings of any of the runs, in the order first seen: the report's settings columns."""
+    return list(dict.fromkeys(k for run in runs for k in run.method_settings))
+
+
+def collect(paths: list[str]) -> list[Run]:
+    """The scored runs under `paths` (runs of `predict` have no scores and are left out)."""
+    runs = []
+    for p in map(Path, paths):
+        files = [p / "results.json"] if (p / "results.json").exists() else sorted(p.rglob("results.json"))
+        for f in files:
+            results = json.loads(f.read_text(encoding="utf-8"))
+            if "metrics" not in results:
+                continue
+            rows = [
+                json.loads(line) for line in (f.parent / "predictions.jsonl").read_text("utf-8").split("\n") if line
+            ]
+            runs.append(Run(f.parent, results, rows))
+    return runs

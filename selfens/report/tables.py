@@ -1,0 +1,121 @@
+"""The report as text: plain-text and markdown tables of the views and comparisons, and the
+report.md, report.csv and report.json files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from selfens.metrics.views import METRICS
+from selfens.run.cost import cost_labels
+
+# The costs a table shows (csv and json rows hold every cost).
+SHOWN_COSTS = ("prefill_tokens", "prefill_padded_tokens", "forward_calls", "decode_seconds", "confidence_seconds")
+SCORE_HEADER = ["EM", "95% CI", "F1", "lemma", "n"]
+COMPARISON_HEADER = ["run", "method", "vs", "ΔEM [95% CI]", "ΔF1", "Δlemma", "wins/losses", "McNemar p", "changed", "n"]
+
+
+def view_header(settings: list[str]) -> list[str]:
+    labels = cost_labels()
+    return [
+        "run",
+        "model",
+        "dataset",
+        "method",
+        *settings,
+        "N",
+        "view",
+        *SCORE_HEADER,
+        *(labels[c] for c in SHOWN_COSTS),
+    ]
+
+
+def view_cells(rows: list[dict], settings: list[str]) -> list[list[str]]:
+    return [
+        [
+            r["run"],
+            r["model"],
+            r["dataset"],
+            r["method"],
+            *(r[k] or "-" for k in settings),
+            str(r["N"]),
+            r["view"],
+            _pct(r["em"]),
+            _ci(r, "em"),
+            _pct(r["f1"]),
+            _pct(r["lemma"]),
+            str(r["n"]),
+            *(f"{r[c]:.1f}" if c.endswith("_seconds") else f"{r[c]:.0f}" for c in SHOWN_COSTS),
+        ]
+        for r in rows
+    ]
+
+
+def comparison_cells(compared: list[dict]) -> list[list[str]]:
+    cells = []
+    for c in compared:
+        diff, test = c["difference"], c["mcnemar_em"]
+        cells.append(
+            [
+                c["run"],
+                c["method"],
+                c["baseline"],
+                *(f"{100 * diff[m]['mean']:+.1f} {_interval(diff[m]['ci95'])}" for m in METRICS),
+                f"{test['a_right_b_wrong']}/{test['a_wrong_b_right']}",
+                f"{test['p']:.3f}",
+                str(c["changed_answers"]),
+                str(c["n"]),
+            ]
+        )
+    return cells
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def _ci(row: dict, m: str) -> str:
+    return "" if row[f"{m}_low"] is None else f"[{_pct(row[f'{m}_low'])}, {_pct(row[f'{m}_high'])}]"
+
+
+def _interval(ci) -> str:
+    return "" if ci is None else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def format_table(header: list[str], cells: list[list[str]], left: int) -> str:
+    """A plain-text table; the first `left` columns are left-aligned, the rest right-aligned."""
+    widths = [max(len(c) for c in col) for col in zip(header, *cells)]
+    line = lambda row: "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def markdown_table(header: list[str], cells: list[list[str]]) -> str:
+    escape = lambda c: c.replace("|", "\\|")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(escape, row)) + " |" for row in cells])
+
+
+def write_files(
+    out: Path, rows: list[dict], settings: list[str], compared: list[dict], skipped: list[str], bootstrap: str
+) -> list[Path]:
+    """report.md, report.csv and report.json in `out`; `bootstrap` says how the intervals were drawn."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.md", out / "report.csv", out / "report.json"]
+    md = ["# selfens report", "", markdown_table(view_header(settings), view_cells(rows, settings)), ""]
+    if compared:
+        md += ["## Paired comparison (main views, same examples)", ""]
+        md += [markdown_table(COMPARISON_HEADER, comparison_cells(compared)), ""]
+    md += [f"- not compared: {s}" for s in skipped]
+    md += [
+        "",
+        f"95% intervals: percentile bootstrap over examples ({bootstrap}); wins/losses: examples only this run / only the baseline gets right (EM).",
+    ]
+    written[0].write_text("\n".join(md) + "\n", encoding="utf-8")
+    summary = {"views": rows, "comparisons": compared, "not_compared": skipped, "bootstrap": bootstrap}
+    written[2].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with written[1].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return written
