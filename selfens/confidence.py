@@ -51,8 +51,10 @@ class ConfidenceCache:
     def __init__(self, folder: Path, model: str):
         self.model = model
         self.path = Path(folder) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.jsonl"
-        # A line cut short by a crash is dropped: that prompt is computed again.
-        self.values: dict[str, float] = {item["key"]: item["confidence"] for item in read_lines(self.path)}
+        # A line cut short by a crash is dropped (and said): that prompt is computed again.
+        self.skipped: list[str] = []
+        items = read_lines(self.path, self.skipped)
+        self.values: dict[str, float] = {item["key"]: item["confidence"] for item in items}
 
     def key(self, settings: ConfidenceSettings, prompt_ids: list[int]) -> str:
         blob = json.dumps([self.model, settings.for_key(), prompt_ids])

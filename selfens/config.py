@@ -125,11 +125,11 @@ class SelfensCLI(LightningCLI):
             init_args[name] = value
         folder = self.config[self.subcommand].get("resume")
         resume = Resume.load(folder) if folder else None
-        if resume is not None:
+        if resume is not None:  # the run writer checks it is the same run before decoding
             self.model.resume(resume)
             self.datamodule.resume(resume)
             self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
-            if len(resume.rows) >= len(self.datamodule.examples):
+            if len(resume.rows) >= len(self.datamodule.examples):  # Lightning would run no hook at all
                 raise ConfigError(
                     f"nothing to resume: {folder} has all {len(self.datamodule.examples)} examples already; "
                     f"run without --resume to evaluate them again"
@@ -186,14 +186,15 @@ def connect(data: ParaphraseDataModule, module) -> None:
     data.connect(module.tokenizer, module.model_name, module.prompt_limit())
 
 
-def build(args: list[str] | None = None, run: bool = True) -> SelfensCLI:
-    """Parse a method config (and run it, with `run`); `args` None reads sys.argv."""
-    return SelfensCLI(
+def build(args: list[str] | None = None, run: bool = True, callbacks: tuple = (), cli_class: type = None) -> SelfensCLI:
+    """Parse a method config (and run it, with `run`); `args` None reads sys.argv. `callbacks` join
+    the trainer's (e.g. a study's progress); `cli_class`: a SelfensCLI subclass."""
+    return (cli_class or SelfensCLI)(
         EnsembleModule,
         ParaphraseDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        trainer_defaults=TRAINER_DEFAULTS,
+        trainer_defaults={**TRAINER_DEFAULTS, "callbacks": list(callbacks)},
         parser_class=SelfensParser,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},

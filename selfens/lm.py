@@ -5,7 +5,10 @@ several methods in one process run on one copy of the weights.
 
 from __future__ import annotations
 
-from typing import Optional
+import hashlib
+import json
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -34,6 +37,7 @@ class LanguageModel(nn.Module):
         self.sharded = False
         self._eos_ids: list[int] = []
         self._no_sdpa = False
+        self._fingerprint: Optional[str] = None
 
     @property
     def loaded(self) -> bool:
@@ -73,6 +77,11 @@ class LanguageModel(nn.Module):
             if implementation != "sdpa":
                 raise
             self._no_sdpa = True
+
+    @property
+    def without_sdpa(self) -> bool:
+        """Whether SDPA was asked for and the model runs eager instead (it has none)."""
+        return self._no_sdpa
 
     def _apply(self, fn, recurse: bool = True):
         # Lightning places the module on its device; a sharded model is already spread over several.
@@ -133,11 +142,63 @@ class LanguageModel(nn.Module):
         self._require_loaded()
         return self.model.device
 
+    @property
+    def dtype(self) -> str:
+        """The weights' dtype as loaded, e.g. "float32"."""
+        self._require_loaded()
+        return str(self.model.dtype).removeprefix("torch.")
+
+    def fingerprint(self) -> str:
+        """sha256 of what the model is: its config, its tokenizer (vocabulary and chat template) and
+        a strided sample of every weight. Two folders of one name with other weights differ; the
+        sample is rounded to bfloat16, so the dtype a model is loaded in does not change it."""
+        if self._fingerprint is None:
+            self._require_loaded()
+            digest = hashlib.sha256(
+                json.dumps(_stable(self.model.config.to_dict()), sort_keys=True, default=str).encode()
+            )
+            digest.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
+            digest.update(str(self.tokenizer.chat_template or "").encode())
+            for name, weight in self.model.named_parameters():
+                values = weight.detach().flatten()
+                sample = values[:: max(1, values.numel() // WEIGHT_SAMPLE)][:WEIGHT_SAMPLE]
+                digest.update(f"{name}{tuple(weight.shape)}".encode())
+                digest.update(sample.to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+
+WEIGHT_SAMPLE = 4096  # values per weight tensor in the fingerprint
+
+
+def _stable(config: dict) -> dict:
+    """A model config without what depends on how it was loaded (attention backend, dtype, path)."""
+    loading = {"torch_dtype", "dtype", "transformers_version", "name_or_path"}
+    return {
+        k: _stable(v) if isinstance(v, dict) else v
+        for k, v in config.items()
+        if not str(k).startswith("_") and k not in loading
+    }
+
+
+_SHARED: dict[str, LanguageModel] = {}  # name -> the loaded model that runs built from configs share
+
+
+@contextmanager
+def shared(lm: LanguageModel) -> Iterator[LanguageModel]:
+    """While open, every method built with `lm`'s name (e.g. from a config) gets `lm` itself: a study
+    loads each model once for all of its runs."""
+    _SHARED[lm.name] = lm
+    try:
+        yield lm
+    finally:
+        del _SHARED[lm.name]
+
 
 def language_model(model: str | LanguageModel) -> LanguageModel:
-    """A model name or a loaded model, as a `LanguageModel`."""
+    """A model name or a loaded model, as a `LanguageModel` (the shared one of that name, if any)."""
     if isinstance(model, LanguageModel):
         return model
     if not isinstance(model, str):
         raise ConfigError(f"model must be a model name or a selfens LanguageModel, got {type(model).__name__}")
-    return LanguageModel(model)
+    return _SHARED.get(model) or LanguageModel(model)

@@ -84,3 +84,33 @@ def test_run_cost_fields_are_the_one_list():
 @pytest.fixture(autouse=True)
 def _cpu_threads():
     torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "llama"])
+def test_a_model_without_sdpa_is_said_to_run_eager(family, tmp_path):
+    """Gemma 2 soft-caps its attention scores, which SDPA cannot: it runs eager, and the run says so."""
+    from tests.conftest import build_tiny_model
+
+    path = str(build_tiny_model(tmp_path / family, family=family))
+    origin = Origin(model=path)
+    origin.configure_model()
+    said = [f"{path} has no SDPA attention: it ran with eager attention (the same answers, slower)"]
+    assert origin.warnings([]) == (said if family == "gemma2" else [])
+    eager = Origin(model=path, attn_implementation="eager")  # asked for: nothing to say
+    eager.configure_model()
+    assert eager.warnings([]) == []
+
+
+def test_the_fingerprint_tells_weights_apart_not_dtypes(tiny_model_path, tmp_path):
+    """A run's identity holds the model's fingerprint: another model saved under the same name (a
+    retrained checkpoint) differs; the same weights loaded in another dtype do not."""
+    import shutil
+
+    from tests.conftest import build_tiny_model
+
+    fp32 = LanguageModel(tiny_model_path).load("float32")
+    bf16 = LanguageModel(tiny_model_path).load("bfloat16")
+    assert fp32.fingerprint() == bf16.fingerprint() and (fp32.dtype, bf16.dtype) == ("float32", "bfloat16")
+    retrained = tmp_path / "same_name"
+    shutil.copytree(build_tiny_model(tmp_path / "other", seed=1), retrained)
+    assert LanguageModel(str(retrained)).load().fingerprint() != fp32.fingerprint()

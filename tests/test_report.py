@@ -25,11 +25,20 @@ METHODS = ("origin", "per_prompt", "avg", "attention")
 SAME_PROMPTS = ("--data.init_args.prompt_style", "raw", "--data.init_args.fill_style", "completion")
 
 
+# The runs of `compared`, in the order they run (their version numbers).
+RUNS = ("origin_b", "origin", "per_prompt", "avg", "attention", "avg_n3", "attention_b", "avg_2shots")
+
+
 @pytest.fixture(scope="module")
 def compared(tiny_model_path, tmp_path_factory):
     """origin, per_prompt, avg and attention on the same 10 facts (gold answers from the model's own
-    per-paraphrase answers, so that methods differ), and avg with N = 3: other examples."""
+    per-paraphrase answers, so that methods differ); avg with N = 3 (the same evaluation: N is the
+    method's); avg with 2 shots (another evaluation); and origin and attention of a second model,
+    its origin run first, so that pairing by data alone would cross the two models."""
+    from tests.conftest import build_tiny_model
+
     root = tmp_path_factory.mktemp("compare")
+    other_model = str(build_tiny_model(root / "other_model", seed=1))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_DATASETS_OFFLINE", "1")
@@ -48,12 +57,18 @@ def compared(tiny_model_path, tmp_path_factory):
         (first,) = (root / "first").rglob("predictions.jsonl")
         data = data_dir_with_gold(root, read_jsonl(first))
         common = (*SAME_PROMPTS, "--data.init_args.data_dir", data)
+
+        def test(config: str, model: str, *extra):
+            run(PARAREL / f"{config}.yaml", model, root / "logs", "test", *common, *extra, name="cmp")
+
+        test("origin", other_model)
         for method in METHODS:
-            run(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "test", *common, name="cmp")
-        three = ("--data.init_args.num_paraphrases", 3)
-        run(PARAREL / "avg.yaml", tiny_model_path, root / "logs", "test", *common, *three, name="cmp")
-    runs = sorted((root / "logs" / "cmp").glob("version_*"))
-    return {"root": root, "runs": runs}
+            test(method, tiny_model_path)
+        test("avg", tiny_model_path, "--data.init_args.num_paraphrases", 3)
+        test("attention", other_model)
+        test("avg", tiny_model_path, "--data.init_args.num_shots", 2)
+    runs = sorted((root / "logs" / "cmp").glob("version_*"), key=lambda p: int(p.name.split("-")[0][8:]))
+    return {"root": root, "runs": runs, **dict(zip(RUNS, runs, strict=True))}
 
 
 def short(folder: Path) -> str:
@@ -71,10 +86,13 @@ def test_run_folders_are_named_after_their_method(compared):
     names = [p.name for p in compared["runs"]]
     assert names == [
         "version_0-origin",
-        "version_1-per_prompt",
-        "version_2-avg",
-        "version_3-attention-shared_prefix-sequential-block_ends",
-        "version_4-avg",
+        "version_1-origin",
+        "version_2-per_prompt",
+        "version_3-avg",
+        "version_4-attention-shared_prefix-sequential-block_ends",
+        "version_5-avg",
+        "version_6-attention-shared_prefix-sequential-block_ends",
+        "version_7-avg",
     ]
 
 
@@ -83,7 +101,6 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path)
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
-    origin, *others = compared["runs"]
 
     # Each run's main view: mean and standard error from the rows, by the test's own scorer.
     for folder in compared["runs"]:
@@ -99,11 +116,16 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
             saved = results["uncertainty"]["metrics"][f"test/{m}"]
             assert saved["ci95"] == pytest.approx([view[f"{m}_low"], view[f"{m}_high"]], abs=1e-12)
 
-    # Paired with origin: the three runs on the same examples.
-    base_rows, base_own = main_scores(origin)
+    # Each run is paired with the origin run of its own evaluation: the first model's four, and the
+    # second model's attention with that model's origin (which ran first).
+    pairs = {name: "origin" for name in ("per_prompt", "avg", "attention", "avg_n3")} | {"attention_b": "origin_b"}
     by_run = {c["run"]: c for c in report["comparisons"]}
-    assert set(by_run) == {short(p) for p in others[:3]}
-    for folder in others[:3]:
+    assert {run: c["baseline"] for run, c in by_run.items()} == {
+        short(compared[name]): short(compared[base]) for name, base in pairs.items()
+    }
+    for name, base in pairs.items():
+        folder = compared[name]
+        base_rows, base_own = main_scores(compared[base])
         rows, own = main_scores(folder)
         assert [r["id"] for r in rows] == [r["id"] for r in base_rows]
         c = by_run[short(folder)]
@@ -122,9 +144,12 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
         assert f"{wins}/{losses}" in out
     assert any(c["changed_answers"] for c in report["comparisons"]), "the methods should not all agree here"
 
-    # N = 3 is other examples: not paired, and the report says why.
+    # 2 shots is another evaluation: not paired, and the report names what differs from each origin.
     (skipped,) = report["not_compared"]
-    assert skipped.startswith(f"{short(others[3])}: no 'origin' run on the same examples")
+    origin, origin_b = short(compared["origin"]), short(compared["origin_b"])
+    assert skipped.startswith(f"{short(compared['avg_2shots'])}: no origin run of the same evaluation to pair with (")
+    assert f"{origin_b} differs in model: " in skipped and f"{origin} differs in examples: " in skipped
+    assert "shots: 4 vs 2" in skipped and "model: " not in skipped.split(f"{origin} differs in")[1]
     assert f"not compared: {skipped}" in out
 
     assert {p.name for p in tmp_path.iterdir()} == {
@@ -144,7 +169,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     attention = [v for v in report["views"] if v["method"] == "attention"]
     assert [tuple(v[k] for k in settings) for v in attention] == [
         ("", "shared_prefix", "sequential", "block_ends", "avg")  # attention has no `fusion`
-    ]
+    ] * 2  # one run per model
     # Costs: the runs' own totals; the tables show their short labels.
     for folder in compared["runs"]:
         total = json.loads((folder / "results.json").read_text())["total_cost"]
@@ -156,14 +181,34 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     assert "| " + " | ".join(labels[k] for k in shown) + " |" in markdown
 
 
-def test_an_explicit_baseline_on_other_examples_is_refused_with_the_reason(compared, capsys, tmp_path):
-    other = compared["runs"][4]  # N = 3
+def test_an_explicit_baseline_of_another_evaluation_is_refused_with_the_reason(compared, capsys, tmp_path):
     capsys.readouterr()
-    selfens("report", compared["root"] / "logs" / "cmp", "--baseline", other, "--out", tmp_path)
+    selfens("report", compared["root"] / "logs" / "cmp", "--baseline", compared["avg_2shots"], "--out", tmp_path)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["comparisons"] == []
-    assert len(report["not_compared"]) == 4
-    assert all("different examples than cmp/version_4 (data hash" in s for s in report["not_compared"])
+    assert len(report["not_compared"]) == len(RUNS) - 1
+    assert all(" examples: " in s and "shots: 2 vs 4" in s for s in report["not_compared"])
+    assert sum("model_fingerprint: " in s for s in report["not_compared"]) == 2  # the second model's runs
+
+
+def test_runs_of_an_older_selfens_are_not_paired_and_say_why(compared):
+    """results.json without an identity cannot be checked to be the same evaluation."""
+    from selfens.report.compare import comparisons
+
+    runs = collect([compared["origin"], compared["avg"]])
+    del runs[1].results["identity"]
+    assert comparisons(runs, "origin", 10, 0) == (
+        [],
+        [
+            f"{short(compared['avg'])}: it records no run identity (results.json of an older selfens): run it again to compare it"
+        ],
+    )
+
+
+def test_a_report_without_the_baseline_says_so(compared, capsys, tmp_path):
+    capsys.readouterr()
+    selfens("report", compared["avg"], "--out", tmp_path)
+    assert "not compared: no 'origin' run among these runs: nothing to compare with" in capsys.readouterr().out
 
 
 def test_runs_without_a_recorded_label_get_it_from_their_settings(compared):
@@ -212,7 +257,7 @@ def test_tensorboard_shares_tags_and_one_hparams_table(compared):
         hparams = {k: v.string_value or v.number_value for k, v in start.session_start_info.hparams.items()}
         assert not [k for k in hparams if k.startswith("_")], hparams
         assert hparams["method"] == results["method"] and hparams["dataset"] == "ParaRel"
-        assert hparams["N"] == results["settings"]["N"] and hparams["shots"] == 4
+        assert hparams["N"] == results["settings"]["N"] and hparams["shots"] == results["settings"]["shots"]
         assert hparams["prompt_style"] and hparams["model"]
         if results["method"] == "attention":
             assert (hparams["layout"], hparams["positions"], hparams["first_token"]) == (

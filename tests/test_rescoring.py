@@ -214,6 +214,9 @@ def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
     crashed.mkdir()
     kept = [{k: v for k, v in r.items() if k != "scores"} for r in rows[: 2 * BATCH]]
     (crashed / "predictions.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    # What the run wrote when it started: resuming checks it is this same run.
+    identity = json.loads((full / "results.json").read_text())["identity"]
+    (crashed / "identity.json").write_text(json.dumps(identity))
     resumed = run(
         config, tiny_model_path, tmp_path / "resumed", "test", "--data.init_args.data_dir", data, "--resume", crashed
     )

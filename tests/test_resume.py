@@ -1,18 +1,21 @@
 """An interrupted run resumes: finished examples are kept and counted, only the rest are decoded."""
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
 
 PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
 
 
-def _args(tiny_model_path, root, *extra) -> list:
+def _args(tiny_model_path, root, *extra, config: Path = PER_PROMPT) -> list:
     return [
         "test",
         "--config",
-        PER_PROMPT,
+        config,
         "--model.init_args.model",
         tiny_model_path,
         "--data.init_args.limit",
@@ -30,40 +33,119 @@ def _run(tiny_model_path, root, *extra):
     selfens(*_args(tiny_model_path, root, *extra))
 
 
+AVG = Path("configs/pararel/avg.yaml")
+
+
+def _interrupted(tiny_model_path, root, config: Path, after: int, *extra) -> Path:
+    """A run of `config` killed by an error after `after` batches: the folder it leaves behind."""
+    from selfens.methods.base import EnsembleModule
+
+    decode, calls = EnsembleModule._step, []
+
+    def failing(module, batch, score_it):
+        if len(calls) == after:
+            raise RuntimeError("the machine went away")
+        calls.append(1)
+        return decode(module, batch, score_it)
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError, match="went away"):
+        mp.setattr(EnsembleModule, "_step", failing)
+        selfens(*_args(tiny_model_path, root / "crash", *extra, config=config))
+    return sorted((root / "crash" / logger_name(config)).glob("version_*"))[-1]
+
+
 def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     _run(tiny_model_path, tmp_path)
     full = run_folder(tmp_path / logger_name(PER_PROMPT))
     rows = read_jsonl(full / "predictions.jsonl")
-
-    # Simulate a crash after two batches: rank file with 4 finished rows and a torn last line.
-    crashed = tmp_path / "crashed"
-    crashed.mkdir()
-    text = "".join(json.dumps(r) + "\n" for r in rows[:4]) + '{"index": 4, "id": "P1'
-    (crashed / "predictions.rank0.jsonl").write_text(text)
+    crashed = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, after=3)
+    assert (crashed / "identity.json").exists() and not (crashed / "results.json").exists()
+    kept = len(read_jsonl(crashed / "predictions.rank0.jsonl"))
+    assert 0 < kept < 6
+    # A crash may also cut the line being written: that example is decoded again.
+    with (crashed / "predictions.rank0.jsonl").open("a") as f:
+        f.write('{"index": 4, "id": "P1')
 
     _run(tiny_model_path, tmp_path, "--resume", crashed)
     resumed = run_folder(tmp_path / logger_name(PER_PROMPT), 1)
     results = json.loads((resumed / "results.json").read_text())
-    assert results["resumed_examples"] == 4 and results["resumed_from"] == str(crashed)
+    assert results["resumed_examples"] == kept and results["resumed_from"] == str(crashed)
+    (said,) = results["warnings"]  # the cut line is not dropped in silence
+    assert said.startswith(f"resuming from {crashed}: 1 unreadable line(s) skipped ({crashed}/predictions.rank0.jsonl:")
     assert results["num_examples"] == 6
     assert results["metrics"] == json.loads((full / "results.json").read_text())["metrics"]
+    assert results["identity"] == json.loads((full / "results.json").read_text())["identity"]
     new_rows = read_jsonl(resumed / "predictions.jsonl")
     assert [r["id"] for r in new_rows] == [r["id"] for r in rows]
     assert [r["per_paraphrase"] for r in new_rows] == [r["per_paraphrase"] for r in rows]
-    # Only the 2 unfinished examples were decoded: 2 examples x 5 paraphrases of prompts.
-    assert (
-        results["cost"]["prefill_tokens"]
-        < json.loads((full / "results.json").read_text())["cost"]["prefill_tokens"] / 2
-    )
+    # Only the unfinished examples were decoded, and the interrupted run's cost is carried over.
+    full_cost = json.loads((full / "results.json").read_text())["cost"]
+    assert results["cost"]["prefill_tokens"] < full_cost["prefill_tokens"]
+    assert results["total_cost"]["prefill_tokens"] == full_cost["prefill_tokens"]
 
 
-def test_resume_from_another_method_is_refused(tiny_model_path, tmp_path, capsys):
-    crashed = tmp_path / "crashed"
-    crashed.mkdir()
-    (crashed / "predictions.rank0.jsonl").write_text(json.dumps({"index": 0, "id": "x", "method": "avg"}) + "\n")
-    message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", crashed))
-    assert "ran method 'avg'" in message
-    assert not (tmp_path / logger_name(PER_PROMPT)).exists() or not any((tmp_path / logger_name(PER_PROMPT)).iterdir())
+def test_a_resumed_run_that_is_interrupted_resumes_again(tiny_model_path, tmp_path):
+    """Each interrupted run carries the rows and the cost of the one it resumed: nothing is lost."""
+    _run(tiny_model_path, tmp_path)
+    full = json.loads((run_folder(tmp_path / logger_name(PER_PROMPT)) / "results.json").read_text())
+    first = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 2)
+    second = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 2, "--resume", first)
+    assert len(read_jsonl(second / "predictions.rank0.jsonl")) == 4
+    _run(tiny_model_path, tmp_path, "--resume", second)
+    results = json.loads((run_folder(tmp_path / logger_name(PER_PROMPT), 1) / "results.json").read_text())
+    assert results["metrics"] == full["metrics"] and results["resumed_examples"] == 4
+    for name in ("prefill_tokens", "forward_calls", "decode_steps"):
+        assert results["total_cost"][name] == full["cost"][name]
+
+
+@pytest.fixture(scope="module")
+def interrupted_avg(tiny_model_path, tmp_path_factory) -> Path:
+    return _interrupted(tiny_model_path, tmp_path_factory.mktemp("avg"), AVG, after=1)
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> str:
+    from tests.conftest import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("other_llama"), seed=1))
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (["--model.init_args.model", "OTHER"], ["model: ", "model_fingerprint: "]),
+        (["--data.init_args.num_paraphrases", 3], ["N: 5 vs 3", "paraphrases: "]),
+        (["--model.init_args.fusion", "max"], ["method: 'avg' vs 'max'", "fusion: 'avg' vs 'max'"]),
+        (["--data.init_args.prompt_style", "raw"], ["prompt_style: 'chat' vs 'raw'"]),
+        (["--model.init_args.max_new_tokens", 4], ["max_new_tokens: 10 vs 4"]),
+    ],
+    ids=["model", "N", "fusion", "prompt_style", "max_new_tokens"],
+)
+def test_resume_of_another_run_is_refused_by_name(
+    change, named, interrupted_avg, other_model, tiny_model_path, tmp_path, capsys
+):
+    change = [other_model if a == "OTHER" else a for a in change]
+    args = _args(tiny_model_path, tmp_path, *change, "--resume", interrupted_avg, config=AVG)
+    message = selfens_fails(capsys, *args)
+    assert message.startswith(f"selfens: error: cannot resume from {interrupted_avg}: it is another run (")
+    for field in named:
+        assert field in message
+    # Only what was changed is named; and the refused run left no folder behind.
+    assert message.count(" vs ") == len(named)
+    assert not (tmp_path / logger_name(AVG)).exists() or not any((tmp_path / logger_name(AVG)).iterdir())
+
+
+def test_resume_from_another_method_is_refused(interrupted_avg, tiny_model_path, tmp_path, capsys):
+    message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", interrupted_avg))
+    assert "method: 'avg' vs 'per_prompt'" in message and "fusion: 'avg' vs (none)" in message
+
+
+def test_a_folder_without_an_identity_is_not_resumed(interrupted_avg, tiny_model_path, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(interrupted_avg, old)
+    (old / "identity.json").unlink()  # as an older selfens left it
+    message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", old, config=AVG))
+    assert "records no run identity" in message and "start a new run" in message
 
 
 def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path, capsys):

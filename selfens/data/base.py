@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Literal, Optional
 
@@ -80,6 +80,8 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.model_name: Optional[str] = None
         self.examples: Optional[list[Example]] = None
         self.data_hash: Optional[str] = None  # of what is evaluated, once encoded
+        self.examples_hash: Optional[str] = None  # of the same without the paraphrases beyond the first
+        self.paraphrases_hash: Optional[str] = None  # of every example's paraphrases
         self.resumed = None  # a `selfens.run.resume.Resume`: its finished examples are not decoded again
 
     # -- what subclasses provide -------------------------------------------------------------------
@@ -97,8 +99,8 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.tokenizer, self.model_name, self.prompt_limit = tokenizer, model_name, prompt_limit
 
     def resume(self, resume) -> None:
-        """Leave out the examples that `resume` (a `selfens.run.resume.Resume`) has finished; its
-        rows are checked against this data's ids at setup."""
+        """Leave out the examples that `resume` (a `selfens.run.resume.Resume`) has finished (that it
+        is the same run is checked by the caller: `selfens.run.identity`)."""
         self.resumed = resume
 
     @property
@@ -123,6 +125,22 @@ class ParaphraseDataModule(L.LightningDataModule):
             "shots": self.num_shots,
             **self.resolved_settings(),
         }
+
+    def evaluation_identity(self) -> dict:
+        """This module's share of what a run evaluates (`selfens.run.identity`): the examples (ids,
+        original wording, answers, few-shot examples) and how they are prompted. Set up only."""
+        return {
+            "dataset": type(self).__name__,
+            "examples": self.examples_hash,
+            "shots": self.num_shots,
+            "seed": self.seed,
+            "prompt_style": self.resolved_settings()["prompt_style"],
+            "cue_in": self.cue_in,
+        }
+
+    def method_identity(self) -> dict:
+        """This module's share of the method part of a run's identity: N and the paraphrases fused."""
+        return {"N": self.num_paraphrases, "paraphrases": self.paraphrases_hash}
 
     def record(self) -> dict:
         """What results.json says about the evaluated data (once set up)."""
@@ -151,8 +169,6 @@ class ParaphraseDataModule(L.LightningDataModule):
                 f"{type(self).__name__} has no tokenizer: call connect(tokenizer, model_name) before setup"
             )
         self.examples = self.encode(self.load_records())
-        if self.resumed is not None:
-            self.resumed.check_ids([e.id for e in self.examples])
         log.info("%s: %d examples, %d paraphrases each", type(self).__name__, len(self.examples), self.num_paraphrases)
 
     def encode(self, records: list[Record]) -> list[Example]:
@@ -186,6 +202,8 @@ class ParaphraseDataModule(L.LightningDataModule):
         if not examples:
             raise DataError(f"{type(self).__name__}: every example's prompt is too long ({limit.why}); lower num_shots")
         self.data_hash = _hash(kept)
+        self.examples_hash = _hash([replace(r, paraphrases=r.paraphrases[:1]) for r in kept])
+        self.paraphrases_hash = _sha256([r.paraphrases for r in kept])
         return examples
 
     def _limit(self) -> Optional[PromptLimit]:
@@ -270,3 +288,7 @@ def _hash(records: list[Record]) -> str:
         shots = [[s.query, s.answer, s.tail] for s in r.shots]
         digest.update(json.dumps([r.id, r.paraphrases, r.answers, shots]).encode())
     return digest.hexdigest()
+
+
+def _sha256(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()

@@ -44,6 +44,9 @@ class FillInTheBlank(ParaphraseDataModule):
     def resolved_settings(self) -> dict[str, str]:
         return {**super().resolved_settings(), "fill_style": self.fill_style}
 
+    def evaluation_identity(self) -> dict:
+        return {**super().evaluation_identity(), "fill_style": self.fill_style}
+
     def prompt_format(self) -> PromptFormat:
         return FORMATS[self.fill_style]
 

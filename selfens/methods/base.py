@@ -138,14 +138,37 @@ class EnsembleModule(L.LightningModule):
         return Scores(self.views(num_paraphrases), self.extra_scores)
 
     # -- the run -----------------------------------------------------------------------------------
+    def evaluation_identity(self) -> dict:
+        """This module's share of what a run evaluates (`selfens.run.identity`): the model and how
+        answers are decoded. Loaded model only."""
+        hp = self.hparams
+        return {
+            "model": self.model_name,
+            "model_fingerprint": self.language_model.fingerprint(),
+            "dtype": self.language_model.dtype,
+            "max_new_tokens": hp.max_new_tokens,
+            "stop_strings": list(hp.stop_strings),
+        }
+
+    def method_identity(self) -> dict:
+        """This module's share of the method part of a run's identity: the method and its settings."""
+        return {"method": self.method, **self.method_settings()}
+
     def resume(self, resume: Resume) -> None:
-        """Keep the finished examples of an interrupted run; only the others are decoded."""
-        resume.check_method(self.method)
+        """Keep the finished examples of an interrupted run; only the others are decoded (the run
+        checks it is the same run, `selfens.run.identity`, before it decodes anything)."""
         self.resumed = resume
 
     @property
     def resumed_rows(self) -> list[dict]:
         return self.resumed.rows if self.resumed is not None else []
+
+    def warnings(self, rows: list[dict]) -> list[str]:
+        """What a reader of this run's numbers must know about how the method ran (every fallback),
+        given every row of the run."""
+        if self.implementation == "sdpa" and self.language_model.without_sdpa:
+            return [f"{self.model_name} has no SDPA attention: it ran with eager attention (the same answers, slower)"]
+        return []
 
     def record(self) -> dict:
         """What results.json says about this method."""
@@ -161,7 +184,11 @@ class EnsembleModule(L.LightningModule):
         # Every rank builds the same metric states up front, even one that gets no batch.
         if self.scores is None:
             self.scores = self.build_scores(self.trainer.datamodule.num_paraphrases)
-        for row in self.resumed_rows:  # scored from their saved answers exactly as new ones are
+
+    def score_resumed(self, stage: str) -> None:
+        """Score the kept rows from their saved answers, exactly as new ones are (once the run they
+        come from is known to be this same run)."""
+        for row in self.resumed_rows:
             row.pop("scores", None)
             if stage != "predict":
                 row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])

@@ -58,6 +58,33 @@ class LogitFusion(EnsembleModule):
         weighted = {"confidence": self.hparams.confidence} if self.fusion_rule.needs_weights else {}
         return {"fusion": self.method, **weighted}
 
+    def method_identity(self) -> dict:
+        if not self.fusion_rule.needs_weights:
+            return super().method_identity()
+        # How confidences are drawn changes the weights, so the answers; the answer's own settings
+        # are the evaluation's.
+        drawn = self.confidence_settings().for_key()
+        for answer_setting in ("answer_max_new_tokens", "stop_strings"):
+            del drawn[answer_setting]
+        return {**super().method_identity(), "confidence_settings": drawn}
+
+    def warnings(self, rows: list[dict]) -> list[str]:
+        said = super().warnings(rows)
+        zero = sum(1 for r in rows if r.get("all_zero"))
+        if zero:
+            fallback = {"weighted_avg": "equal weights (as avg)", "weighted_max": "the first paraphrase's logits"}
+            said.append(
+                f"{zero} of {len(rows)} examples had confidence 0 for every paraphrase: {self.method} fused "
+                f"them with {fallback[self.method]}"
+            )
+        if self.confidence is not None and self.confidence.cache.skipped:
+            skipped = self.confidence.cache.skipped
+            said.append(
+                f"confidence cache: {len(skipped)} unreadable line(s) skipped ({', '.join(skipped)}); those "
+                f"confidences were computed again"
+            )
+        return said
+
     # -- confidence --------------------------------------------------------------------------------
     def configure_model(self) -> None:
         super().configure_model()
@@ -103,7 +130,12 @@ class LogitFusion(EnsembleModule):
             rows_per_example=batch.num_paraphrases,
             fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(self.device)),
         )
-        extra = [{"weights": [round(w, 4) for w in row]} for row in weights.tolist()] if weights is not None else []
+        extra = []
+        if weights is not None:  # every weight 0: the rule has nothing to go by (see `warnings`)
+            extra = [
+                {"weights": [round(w, 4) for w in row], **({} if any(row) else {"all_zero": True})}
+                for row in weights.tolist()
+            ]
         return Output(
             [self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost
         )

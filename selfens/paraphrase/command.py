@@ -122,7 +122,10 @@ def main(argv: list[str]) -> None:
     # Questions the file has beyond this run's `limit` stay in it, untouched.
     done = [r for r in finished_rows(output) if data.limit is None or r["index"] < data.limit]
     if done:
-        data.resume(Resume(str(output), done, RunCost()))
+        resume = Resume(str(output), done, RunCost())
+        data.setup("predict")
+        resume.check_ids([e.id for e in data.examples])
+        data.resume(resume)
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = ParaphraseWriter(output, header)
     run.trainer.callbacks.append(writer)

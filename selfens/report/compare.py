@@ -1,5 +1,5 @@
 """The statistics of a report: each view's scores with their uncertainty, and each run paired with
-a baseline on the same examples."""
+a baseline of the same evaluation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from selfens.metrics import normalize_answer
 from selfens.report.load import ReportError, Run
+from selfens.run.identity import differences
 from selfens.stats import paired_comparison, uncertainty
 
 
@@ -36,32 +37,29 @@ def view_rows(runs: list[Run], settings: list[str], resamples: int, seed: int) -
 
 
 def comparisons(runs: list[Run], baseline: str, resamples: int, seed: int) -> tuple[list[dict], list[str]]:
-    """Each run's main view against the baseline run's on the same examples; and why runs were not compared.
+    """Each run's main view against a baseline run of the same evaluation (same model, examples,
+    prompts and decoding: `selfens.run.identity`); and, for each run not compared, why.
 
-    `baseline` is a method name (the run of that method on the same data) or a run folder."""
+    `baseline` is a method name (each run is paired with that method's run of its own evaluation)
+    or a run folder."""
     folder = Path(baseline)
-    if not (folder / "results.json").exists() and not any(r.method == baseline for r in runs):
-        return [], []  # nothing to compare with
     if (folder / "results.json").exists():
-        chosen = [r for r in runs if r.folder.resolve() == folder.resolve()]
-        if not chosen:
+        bases = [r for r in runs if r.folder.resolve() == folder.resolve()]
+        if not bases:
             raise ReportError(f"baseline {baseline} is not among the runs reported: add it to the paths")
-        base_of = lambda run: chosen[0]
     else:
-        base_of = lambda run: next(
-            (b for b in runs if b.method == baseline and b.results.get("data_hash") == run.results.get("data_hash")),
-            None,
-        )
+        bases = [r for r in runs if r.method == baseline]
+        if not bases:
+            return [], [
+                f"no {baseline!r} run among these runs: nothing to compare with (run the {baseline} config on the "
+                f"same data and model, or name another method or a run folder with --baseline)"
+            ]
     compared, skipped = [], []
     for run in runs:
-        base = base_of(run)
-        if base is run:
+        if run in bases:
             continue
+        base, reason = _baseline_of(run, bases)
         if base is None:
-            skipped.append(f"{run.name}: no {baseline!r} run on the same examples (same data hash)")
-            continue
-        reason = _unpaired(base, run)
-        if reason:
             skipped.append(f"{run.name}: {reason}")
             continue
         ids = [r["id"] for r in base.rows]
@@ -75,13 +73,19 @@ def comparisons(runs: list[Run], baseline: str, resamples: int, seed: int) -> tu
     return compared, skipped
 
 
-def _unpaired(a: Run, b: Run) -> str | None:
-    """Why two runs cannot be paired example by example, or None."""
-    if a.results.get("data_hash") != b.results.get("data_hash"):
-        return (
-            f"different examples than {a.name} (data hash {str(a.results.get('data_hash'))[:8]} vs "
-            f"{str(b.results.get('data_hash'))[:8]}: other data, limit, N, shots or seed)"
-        )
-    if set(a.by_id) != set(b.by_id):
-        return f"not the same example ids as {a.name}"
-    return None
+def _baseline_of(run: Run, bases: list[Run]) -> tuple[Run | None, str]:
+    """The first of `bases` of the same evaluation as `run`, or None and why none is."""
+    if run.identity is None:
+        return None, "it records no run identity (results.json of an older selfens): run it again to compare it"
+    same = [b for b in bases if b.identity is not None and b.identity.evaluation == run.identity.evaluation]
+    if same:
+        if set(same[0].by_id) != set(run.by_id):  # the identity says they are; the rows must agree
+            return None, f"not the same example ids as {same[0].name}, although the same evaluation"
+        return same[0], ""
+    why = [
+        f"{b.name} records no run identity"
+        if b.identity is None
+        else f"{b.name} differs in {'; '.join(differences(b.identity.evaluation, run.identity.evaluation))}"
+        for b in bases
+    ]
+    return None, f"no {bases[0].method} run of the same evaluation to pair with ({', and '.join(why)}: its value first)"

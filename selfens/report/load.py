@@ -6,10 +6,12 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 from selfens.errors import SelfensError
 from selfens.metrics.views import METRICS
 from selfens.run.cost import RunCost
+from selfens.run.identity import RunIdentity
 
 
 class ReportError(SelfensError):
@@ -24,8 +26,10 @@ class Run:
 
     @property
     def name(self) -> str:
-        """`<logger name>/version_<k>`: the method and its settings have columns of their own."""
-        return f"{self.folder.parent.name}/{self.folder.name.split('-', 1)[0]}"
+        """`<logger name>/version_<k>` (the method and its settings have columns of their own), or
+        `<model>/<cell>` for a study's cell."""
+        own = self.folder.name.split("-", 1)[0] if self.folder.name.startswith("version_") else self.folder.name
+        return f"{self.folder.parent.name}/{own}"
 
     @property
     def method(self) -> str:
@@ -51,6 +55,12 @@ class Run:
     def settings(self) -> dict:
         """Everything that tells the run apart (model, data, N, shots, prompt, method settings)."""
         return self.results.get("settings", {})
+
+    @property
+    def identity(self) -> Optional[RunIdentity]:
+        """What the run evaluated and how (None for results.json written before runs recorded it)."""
+        saved = self.results.get("identity")
+        return RunIdentity.from_dict(saved) if saved else None
 
     @property
     def cost(self) -> RunCost:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 
 def dumps_rows(rows: list[dict]) -> str:
@@ -32,23 +33,27 @@ def end_cut_line(path: Path) -> None:
             f.write("\n")
 
 
-def read_lines(path: Path) -> list[dict]:
-    """The complete JSON lines of a file (none if it does not exist)."""
+def read_lines(path: Path, skipped: Optional[list[str]] = None) -> list[dict]:
+    """The complete JSON lines of a file (none if it does not exist). Each other non-blank line
+    (cut short by a crash, or malformed) is left out and, if `skipped` is given, added to it as
+    `file:line`, so that the caller can say so."""
     path = Path(path)
     if not path.exists():
         return []
     items = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         try:
             items.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # empty, or cut short by a crash
+            if line.strip() and skipped is not None:
+                skipped.append(f"{path}:{number}")
     return items
 
 
-def rows_by_index(files: list[Path]) -> list[dict]:
-    """The rows of JSONL files (later files win), one per `index`, in index order."""
-    rows = {row["index"]: row for path in files for row in read_lines(path)}
+def rows_by_index(files: list[Path], skipped: Optional[list[str]] = None) -> list[dict]:
+    """The rows of JSONL files (later files win), one per `index`, in index order (`skipped`: as
+    for `read_lines`)."""
+    rows = {row["index"]: row for path in files for row in read_lines(path, skipped)}
     return [rows[i] for i in sorted(rows)]
 
 

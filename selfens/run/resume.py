@@ -8,12 +8,14 @@ and carries their cost) and to the data module (which leaves those examples out)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from selfens.errors import ConfigError
 from selfens.run.cost import RunCost
 from selfens.run.files import rows_by_index
+from selfens.run.identity import RunIdentity, load_identity
 
 
 @dataclass
@@ -21,21 +23,42 @@ class Resume:
     folder: str
     rows: list[dict]  # the finished examples' predictions.jsonl rows, in index order
     cost: RunCost  # what the interrupted run spent on them
+    skipped: list[str] = field(default_factory=list)  # `file:line` of lines that could not be read
 
     @classmethod
     def load(cls, folder: str | Path) -> Resume:
-        return cls(str(folder), finished_rows(folder), finished_cost(folder))
+        skipped: list[str] = []
+        rows = finished_rows(folder, skipped)
+        return cls(str(folder), rows, finished_cost(folder), skipped)
 
-    def check_method(self, method: str) -> None:
-        """The rows must come from the same method."""
-        for row in self.rows:
-            if row["method"] != method:
-                raise ConfigError(
-                    f"cannot resume from {self.folder}: it ran method {row['method']!r}, this run is {method!r}"
-                )
+    def warnings(self) -> list[str]:
+        """What the resumed run left out: its unreadable lines (their examples are decoded again)."""
+        if not self.skipped:
+            return []
+        return [
+            f"resuming from {self.folder}: {len(self.skipped)} unreadable line(s) skipped ({', '.join(self.skipped)}; "
+            f"cut short by a crash, or malformed); their examples were decoded again"
+        ]
+
+    def check_identity(self, identity: RunIdentity) -> None:
+        """The folder must hold a run of the same evaluation and method: its rows are merged into
+        this run's metrics. Each differing field is named, with both values."""
+        saved = load_identity(Path(self.folder))
+        if saved is None:
+            raise ConfigError(
+                f"cannot resume from {self.folder}: it records no run identity (identity.json or results.json "
+                f"'identity'; written by an older selfens), so it cannot be checked to be this same run: start a new run"
+            )
+        differ = saved.differences(identity)
+        if differ:
+            raise ConfigError(
+                f"cannot resume from {self.folder}: it is another run ({'; '.join(differ)}: its value first). "
+                f"Resume with the settings it ran with, or start a new run"
+            )
 
     def check_ids(self, ids: list[str]) -> None:
-        """The rows must come from the same data: their ids at the same positions."""
+        """The rows must come from the same data: their ids at the same positions (for files that
+        record no identity, e.g. `selfens paraphrase`'s output)."""
         for row in self.rows:
             if row["index"] >= len(ids) or ids[row["index"]] != row["id"]:
                 raise ConfigError(
@@ -49,9 +72,9 @@ class Resume:
         return {row["index"] for row in self.rows}
 
 
-def finished_rows(folder: str | Path) -> list[dict]:
+def finished_rows(folder: str | Path, skipped: Optional[list[str]] = None) -> list[dict]:
     """The rows of a run folder (merged or per-rank files), one per example index, in index order.
-    A line cut short by a crash is dropped: that example is decoded again."""
+    A line cut short by a crash is dropped (and added to `skipped`): that example is decoded again."""
     folder = Path(folder)
     files = sorted(folder.glob("predictions*.jsonl"))
     if not folder.is_dir() or not files:
@@ -59,7 +82,7 @@ def finished_rows(folder: str | Path) -> list[dict]:
             f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
             f"lightning_logs/<name>/version_<k>-<method>)"
         )
-    return rows_by_index(files)
+    return rows_by_index(files, skipped)
 
 
 def finished_cost(folder: str | Path) -> RunCost:

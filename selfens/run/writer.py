@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -24,6 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from selfens.metrics.views import common_names, score_columns
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, write_atomic, write_rows
+from selfens.run.identity import IDENTITY_FILE, RunIdentity
 from selfens.run.resume import Resume, finished_rows
 from selfens.stats import LEVEL, uncertainty
 
@@ -42,20 +44,33 @@ class RunWriter(Callback):
         self.data, self.resume = data, resume
         self.started: float | None = None  # set once decoding starts
 
-    def _start(self, trainer: L.Trainer, stage: str) -> None:
+    def _start(self, trainer: L.Trainer, module, stage: str) -> None:
+        # Before anything is written: a refused resume leaves no run folder behind (on_exception).
+        self.identity = RunIdentity.of(module, self.data)
+        if self.resume is not None:
+            self.resume.check_identity(self.identity)
+            module.score_resumed(stage)
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
         self.cost_file = self.folder / f"cost.rank{trainer.global_rank}.json"
         self.folder.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:  # so that an interrupted run can be resumed, and checked
+            self.identity.write(self.folder)
+        # Rank 0 carries the resumed rows and their cost, so that this run can be resumed in turn.
+        carries = trainer.is_global_zero and self.resume is not None
+        self.carried = self.resume.cost if carries else RunCost()
+        if trainer.is_global_zero:  # a run resumed in its own folder: parts of more processes than now
+            for k in range(trainer.world_size, _ranks_in(self.folder)):
+                (self.folder / f"predictions.rank{k}.jsonl").unlink(missing_ok=True)
+                (self.folder / f"cost.rank{k}.json").unlink(missing_ok=True)
         self.rank_file.write_text("")
-        if trainer.is_global_zero and self.resume is not None and self.resume.rows:
-            self._append(self.resume.rows, RunCost())
+        self._append(self.resume.rows if carries else [], RunCost())
 
     def _append(self, rows: list[dict], cost: RunCost) -> None:
         append_rows(self.rank_file, rows)
-        # After the rows: a resumed run carries over the cost of exactly the rows it keeps.
-        write_atomic(self.cost_file, json.dumps(cost.to_dict()))
+        # After the rows: the cost of exactly the rows kept (those carried over included).
+        write_atomic(self.cost_file, json.dumps((cost + self.carried).to_dict()))
 
     def _finish(self, trainer: L.Trainer, module) -> None:
         cost = module.cost_summary()  # collective: every rank calls it
@@ -68,7 +83,8 @@ class RunWriter(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{self.stage}/")}
         results = self._results(trainer, module, rows, metrics if scored else None, cost)
         write_atomic(self.folder / "results.json", json.dumps(results, indent=2) + "\n")
-        for path in [*self.folder.glob("predictions.rank*.jsonl"), *self.folder.glob("cost.rank*.json")]:
+        parts = [*self.folder.glob("predictions.rank*.jsonl"), *self.folder.glob("cost.rank*.json")]
+        for path in [*parts, self.folder / IDENTITY_FILE]:  # results.json holds the identity now
             path.unlink()
         self._tensorboard(trainer, module, rows, metrics, results)
 
@@ -87,6 +103,7 @@ class RunWriter(Callback):
                 **record["method_settings"],
             },
             "stage": self.stage,
+            "identity": self.identity.to_dict(),
             "model": record["model"],
             "dataset": data["dataset"],
             "num_examples": len(rows),
@@ -94,7 +111,12 @@ class RunWriter(Callback):
             "cost": cost.to_dict(),  # this run's
             "carried_cost": carried.to_dict(),  # spent by the run it resumed
             "total_cost": (cost + carried).to_dict(),
-            "warnings": _warnings(rows) + self.data.warnings(),
+            "warnings": [
+                *_warnings(rows),
+                *module.warnings(rows),
+                *self.data.warnings(),
+                *(resume.warnings() if resume is not None else []),
+            ],
             "long_prompts": data["long_prompts"],
             "data_hash": data["data_hash"],
             "data_sources": data["sources"],
@@ -129,14 +151,14 @@ class RunWriter(Callback):
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_test_start(self, trainer, module):
-        self._start(trainer, "test")
+        self._start(trainer, module, "test")
 
     def on_validation_start(self, trainer, module):
         if not trainer.sanity_checking:
-            self._start(trainer, "val")
+            self._start(trainer, module, "val")
 
     def on_predict_start(self, trainer, module):
-        self._start(trainer, module.predict_stage)
+        self._start(trainer, module, module.predict_stage)
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self._append(outputs, module.run_cost)
@@ -170,7 +192,13 @@ class RunWriter(Callback):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-_SET_UP_FILES = {"config.yaml", "hparams.yaml"}
+_SET_UP_FILES = {"config.yaml", "hparams.yaml", IDENTITY_FILE}
+
+
+def _ranks_in(folder: Path) -> int:
+    """One more than the highest process number of the parts in `folder` (0 if none)."""
+    found = [int(m.group(1)) for p in folder.glob("*.rank*.*") if (m := re.search(r"\.rank(\d+)\.", p.name))]
+    return max(found, default=-1) + 1
 
 
 def sample_table(rows: list[dict], main_view: str) -> str:

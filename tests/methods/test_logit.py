@@ -319,3 +319,39 @@ def test_rows_of_unweighted_methods_have_no_weights(tiny_model_path, batch3, fus
     rows = m._step(batch3, score_it=True)
     assert len(rows) == 4 and all("weights" not in r for r in rows)
     assert not list(tmp_path.iterdir()), "unweighted fusion must not compute confidences"
+
+
+@pytest.mark.parametrize("fusion", ["weighted_avg", "weighted_max"])
+def test_zero_confidence_everywhere_is_said(tiny_model_path, batch3, fusion, tmp_path):
+    """Every weight 0 leaves the rule nothing to go by: the rows are marked and the run says how
+    many examples fell back, and to what."""
+    m = fusion_module(tiny_model_path, fusion, tmp_path, compute_confidence=False)
+    settings, cache = m.confidence_settings(), m.confidence.cache
+    for b in range(len(batch3.ids)):
+        for k in range(batch3.num_paraphrases):  # example 0 all zero; the others not
+            cache.put(cache.key(settings, single_prompt(batch3, b, k)), 0.0 if b == 0 or k else 0.5)
+    rows = m.rows(batch3, m.decode(batch3), scored=False)
+    assert [r.get("all_zero", False) for r in rows] == [True, False, False, False]
+    fallback = {"weighted_avg": "equal weights (as avg)", "weighted_max": "the first paraphrase's logits"}[fusion]
+    assert m.warnings(rows) == [
+        f"1 of 4 examples had confidence 0 for every paraphrase: {fusion} fused them with {fallback}"
+    ]
+    if fusion == "weighted_avg":  # equal weights: example 0's answer is avg's
+        avg = fusion_module(tiny_model_path, "avg", tmp_path)
+        assert rows[0]["prediction"] == avg.decode(batch3).predictions[0]
+
+
+def test_unreadable_confidence_cache_lines_are_counted(tiny_model_path, batch3, tmp_path):
+    from selfens.confidence import ConfidenceCache
+
+    m = fusion_module(tiny_model_path, "weighted_avg", tmp_path)
+    m.confidences(batch3)  # fills the cache
+    path = m.confidence.cache.path
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "not json", *lines[1:], '{"key": "cut sho']) + "\n")
+    reread = ConfidenceCache(path.parent, m.model_name)
+    assert reread.skipped == [f"{path}:2", f"{path}:{len(lines) + 2}"]
+    assert len(reread.values) == len(lines)
+    m.confidence.cache = reread
+    (said,) = m.warnings([])
+    assert said.startswith(f"confidence cache: 2 unreadable line(s) skipped ({path}:2, ")
