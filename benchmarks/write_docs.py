@@ -1,0 +1,553 @@
+"""Writes the benchmarks page from a `bench_methods.py` JSON: the table and every figure in the prose
+are computed here from the JSON, none is copied by hand.
+
+    python benchmarks/write_docs.py benchmarks/results_cpu.json docs/benchmarks.md
+
+`bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from before both seed rows were
+measured (no `meta.schema`) renders too: what it lacks is said to be "not measured in this run" or
+"not recorded in this run". Needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+AS_WRITTEN = "avg, seed loop (as written)"
+SAME_STOP = "avg, seed loop (same stop & batch)"
+SEED_ROWS = (AS_WRITTEN, SAME_STOP)
+LEGACY_NAMES = {"avg, seed loop": AS_WRITTEN}  # the as-written row's name before schema 2
+LOGIT = ("avg", "max", "weighted_avg")
+N_ROW = ("per_prompt", "avg", "max", "weighted_avg")  # methods that decode N rows per fact
+DEMO = ("origin", "per_prompt", "avg", "attention")
+NOT_MEASURED = "not measured in this run"
+NOT_RECORDED = "not recorded in this run"
+DASH = "–"
+
+# The table: (JSON key, title, format). The test reads the table back with the same titles.
+COLUMNS = [
+    ("n", "N"),
+    ("method", "method"),
+    ("reuse_prefix", "reuse"),
+    ("examples", "facts"),
+    ("wall_s", "wall s"),
+    ("wall_vs_origin", "× origin"),
+    ("prefill_tokens", "prefill"),
+    ("prefill_padded_tokens", "padded"),
+    ("floor_tokens", "floor"),
+    ("forward_calls", "forwards"),
+    ("row_steps", "row-steps"),
+    ("peak_kv_bytes", "peak KV MB"),
+    ("em", "EM %"),
+]
+
+
+# -- figures ---------------------------------------------------------------------------------------
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:,.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def ratio(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def times(a: float, b: float) -> str:
+    """a / b as a factor."""
+    return f"{ratio(a / b)}×"
+
+
+def megabytes(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def percent(value: float) -> str:
+    """A share (0..1) in percent: whole numbers as such, else one decimal."""
+    p = 100 * value
+    return f"{p:.0f}" if abs(p - round(p)) < 1e-9 else f"{p:.1f}"
+
+
+def share(value: float) -> str:
+    return f"{percent(value)}%"
+
+
+def cell(row: dict, key: str) -> str:
+    value = row[key]
+    if key == "reuse_prefix":
+        return "on" if value else "off"
+    if key == "wall_s":
+        return seconds(value)
+    if key == "wall_vs_origin":
+        return ratio(value)
+    if key.endswith("bytes"):
+        return megabytes(value)
+    if key == "em":
+        return percent(value)
+    if isinstance(value, int):
+        return count(value)
+    return str(value)
+
+
+def listing(items: list[tuple[str, str]], each: str = " each") -> str:
+    """ "a 1, b and c 2 each": every name with its own figure; names that share a figure exactly are
+    grouped, and the figure is said to be each one's."""
+    groups: dict[str, list[str]] = {}
+    for name, figure in items:
+        groups.setdefault(figure, []).append(name)
+    parts = [f"{words(names)} {figure}{each if len(names) > 1 else ''}" for figure, names in groups.items()]
+    return "; ".join(parts) if any(len(g) > 1 for g in groups.values()) else ", ".join(parts)
+
+
+def words(names: list[str]) -> str:
+    names = [f"`{n}`" if not n.startswith(("N =", "`")) else n for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def n_list(ns: list[int]) -> str:
+    return "N = " + ", ".join(map(str, ns))
+
+
+# -- the run ---------------------------------------------------------------------------------------
+class Run:
+    def __init__(self, data: dict):
+        self.meta: dict = data.get("meta", {})
+        self.rows: list[dict] = [{**r, "method": LEGACY_NAMES.get(r["method"], r["method"])} for r in data["rows"]]
+        self.ns = sorted({r["n"] for r in self.rows})
+        self.methods = [m for m in dict.fromkeys(r["method"] for r in self.rows) if m not in SEED_ROWS]
+        seed = [r["n"] for r in self.rows if r["method"] in SEED_ROWS]
+        self.seed_n: Optional[int] = seed[0] if seed else self.meta.get("seed_n")
+        if self.seed_n is not None and self.seed_n in self.ns:
+            self.focus = self.seed_n  # the N the prose looks at closely
+        else:
+            self.focus = 5 if 5 in self.ns else self.ns[len(self.ns) // 2]
+        self.top = self.ns[-1]
+
+    def get(self, n: int, method: str, reuse: bool = True) -> Optional[dict]:
+        return next((r for r in self.rows if (r["n"], r["method"], r["reuse_prefix"]) == (n, method, reuse)), None)
+
+    def has(self, *methods: str) -> bool:
+        return all(m in self.methods for m in methods)
+
+    def meta_value(self, key: str) -> str:
+        value = self.meta.get(key)
+        return NOT_RECORDED if value is None else str(value)
+
+
+# -- the page --------------------------------------------------------------------------------------
+def render(data: dict, json_path: str = "benchmarks/results_cpu.json") -> str:
+    run = Run(data)
+    sections = [
+        header(run, json_path),
+        recorded(run, json_path),
+        "## The table\n\n" + columns_text(run) + "\n\n" + table(run) + footnotes(run),
+        "## What it shows\n\n" + "\n".join(f"- {b}" for b in shows(run) if b),
+        "## Prefix reuse, method by method\n\n" + reuse_table(run),
+        "## Against the seed's loop\n\n" + seed_section(run),
+        device_note(run),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def header(run: Run, json_path: str) -> str:
+    return f"""# Benchmarks
+
+<!-- Written by benchmarks/write_docs.py from {json_path}: edit the script, not this page. -->
+
+`benchmarks/bench_methods.py` runs every method on the same facts in one process, with the model
+loaded once, for several numbers N of paraphrases, with prefix reuse on and off. At one N it also
+runs the original scripts' own `avg` loop, which keeps no KV cache (the N full sequences are run
+again at every step), twice:
+
+- **{AS_WRITTEN}**: one fact per forward, a fixed number of steps, no early stop (the answer is
+  cut at the first stop string afterwards), logits at every position.
+- **{SAME_STOP}**: the same loop with `avg`'s stop rule (stop strings, EOS, its `max_new_tokens`;
+  a finished fact leaves the batch), `avg`'s batches (the facts of one prompt prefix together, their
+  N single prompts left-padded) and the last position's logits only. It differs from `avg` with
+  reuse off only in running the sequences again instead of keeping a KV cache, so the two give the
+  same answers up to floating-point ties.
+
+It prints a table and writes JSON; `--docs` then writes this page from the JSON, and
+`python benchmarks/write_docs.py {json_path} docs/benchmarks.md` rewrites it from a saved JSON.
+Every figure below is computed from that JSON. `--quick` runs the benchmark on the tiny random
+model (CI)."""
+
+
+def recorded(run: Run, json_path: str) -> str:
+    m = run.meta
+    examples = sorted({r["examples"] for r in run.rows})
+    facts = " or ".join(count(e) for e in examples)
+    dtype = m.get("weights_dtype") or f"dtype `{m.get('dtype', NOT_RECORDED)}` (bf16 on CUDA, fp32 on the CPU)"
+    cores = f"{m['cpu_count']} CPU cores" if m.get("cpu_count") else f"CPU cores {NOT_RECORDED}"
+    total = m.get("total_wall_s")
+    seed_wall = sum(r["wall_s"] for r in run.rows if r["method"] in SEED_ROWS)
+    if total is not None:
+        wall = f"{seconds(total / 60)} min, model loading included; the seed loops {seconds(seed_wall / 60)} min of it"
+    else:
+        rows_wall = sum(r["wall_s"] for r in run.rows)
+        wall = (
+            f"the rows' wall times sum to {seconds(rows_wall / 60)} min, the seed loops {seconds(seed_wall / 60)} "
+            f"min of it (the whole run's time, loading included, is {NOT_RECORDED})"
+        )
+    shots = m.get("num_shots")
+    prompts = "ParaRel facts, raw completion prompts" + (f", {shots} shots" if shots is not None else "")
+    stop = m.get("stop_strings")
+    answers = (
+        f"at most {m['max_new_tokens']} tokens, ending at EOS or a stop string ({', '.join(map(repr, stop))})"
+        if m.get("max_new_tokens") is not None and stop is not None
+        else NOT_RECORDED
+    )
+    command = f"`{m['command']}`" if m.get("command") else NOT_RECORDED
+    lines = [
+        f"- command: {command}; to record a run and this page: "
+        f"`python benchmarks/bench_methods.py --out {json_path} --docs docs/benchmarks.md`",
+        f"- date: {run.meta_value('date')}",
+        f"- model: `{run.meta_value('model')}`, {m.get('device', NOT_RECORDED)}, weights {dtype}",
+        f"- machine: {cores}, {run.meta_value('threads')} torch threads"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + f"; platform {run.meta_value('platform')}"
+        + (
+            f"; 1-minute load average {m['load_average'][0]} at the start, {m['load_average'][1]} at the end"
+            if m.get("load_average")
+            else ""
+        ),
+        f"- software: torch {run.meta_value('torch')}, transformers {run.meta_value('transformers')}, "
+        f"python {run.meta_value('python')}",
+        f"- facts: {facts} bundled {prompts}, for {n_list(run.ns)}; batches of at most "
+        f"{run.meta_value('batch_size')} facts",
+        f"- answers: {answers}",
+        f"- wall time: {wall}",
+        f"- the raw output: `{json_path}`",
+    ]
+    return "## The recorded run\n\n" + "\n".join(lines)
+
+
+def columns_text(run: Run) -> str:
+    weighted = (
+        " The weighted rule uses the cheap `token_prob` confidence (sampling K answers per prompt is a cost "
+        "of its own, recorded apart as `confidence_*` in a run's results.json)."
+        if run.has("weighted_avg")
+        else ""
+    )
+    peaks = [r["peak_memory_bytes"] for r in run.rows if "peak_memory_bytes" in r]
+    memory = (
+        f" Peak process memory is in the JSON ({megabytes(min(peaks))} to {megabytes(max(peaks))} MB over the run; "
+        "on the CPU it is the process's high-water mark so far, not a per-row figure)."
+        if peaks
+        else ""
+    )
+    return (
+        "Columns: wall time and its ratio to `origin` (reuse on) on the same facts; prefill tokens actually "
+        "run, real and with padding (for the seed loops: every token of every forward, as they keep no "
+        "cache); the floor (each distinct prompt prefix once, plus every paraphrase block once); forward "
+        "calls; decoded row-steps (rows run in every forward but a batch's first, summed); the largest KV "
+        "cache held; EM in percent." + weighted + memory
+    )
+
+
+def table(run: Run) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in run.rows:
+        lines.append("| " + " | ".join(cell(row, key) for key, _ in COLUMNS) + " |")
+        same_stop_missing = run.get(row["n"], SAME_STOP, False) is None
+        if row["method"] == AS_WRITTEN and same_stop_missing:
+            missing = [str(row["n"]), SAME_STOP, "off", DASH, NOT_MEASURED] + [DASH] * (len(COLUMNS) - 5)
+            lines.append("| " + " | ".join(missing) + " |")
+    return "\n".join(lines)
+
+
+def footnotes(run: Run) -> str:
+    if run.meta.get("schema", 1) >= 2 or run.get(run.focus, AS_WRITTEN, False) is None:
+        return ""
+    return (
+        f"\n\nIn this run the `{AS_WRITTEN}` row's padded tokens are its real tokens (its padding was not "
+        "counted) and its row-steps count every forward's rows, the first included; the script now counts "
+        "both as for the other rows."
+    )
+
+
+def shows(run: Run) -> list[str]:
+    return [facts_note(run), floor_note(run), padding_note(run), demo_note(run), attention_note(run), quality_note(run)]
+
+
+def facts_note(run: Run) -> str:
+    if not run.has("origin"):
+        return ""
+    floors = {n: run.get(n, "origin")["floor_tokens"] for n in run.ns}
+    if len(set(floors.values())) == 1:
+        return ""
+    by_floor: dict[int, list[int]] = {}
+    for n, f in floors.items():
+        by_floor.setdefault(f, []).append(n)
+    said = "; ".join(f"{count(f)} tokens at {n_list(ns)}" for f, ns in by_floor.items())
+    prefixes = {n: run.get(n, "origin").get("prefixes") for n in run.ns}
+    counted = ""
+    if all(p is not None for p in prefixes.values()):
+        counted = (
+            " (prompt prefixes, one per relation: " + ", ".join(f"{p} at N = {n}" for n, p in prefixes.items()) + ")"
+        )
+    return (
+        f"**The facts differ between N**: `origin`'s floor is {said}. Only relations with at least N usable "
+        f"templates take part at N{counted}, so compare rows within one N."
+    )
+
+
+def floor_note(run: Run) -> str:
+    on = [r for r in run.rows if r["reuse_prefix"] and r["method"] not in SEED_ROWS]
+    over: dict[str, list[int]] = {}
+    for r in on:
+        if r["prefill_tokens"] != r["floor_tokens"]:
+            over.setdefault(r["method"], []).append(r["n"])
+    if not over:
+        head = "With reuse, every row reads exactly its floor."
+    else:
+        named = "; ".join(f"`{m}` at {n_list(ns)}" for m, ns in over.items())
+        head = f"With reuse, every row reads exactly its floor except these: {named}."
+    title = "Prefill is at the floor." if set(over) <= {"weighted_avg"} else "Prefill against the floor."
+    n = run.focus
+    with_reuse = [(m, count(run.get(n, m)["prefill_tokens"])) for m in run.methods if run.get(n, m)]
+    without = [(m, count(run.get(n, m, False)["prefill_tokens"])) for m in run.methods if run.get(n, m, False)]
+    text = f"**{title}** {head} At N = {n}, tokens read with reuse: {listing(with_reuse)}; without: {listing(without)}."
+    if "weighted_avg" in over:
+        text += (
+            " `weighted_avg` reads its prompts' rests a second time: its confidences decode every prompt "
+            "greedily before the fused decode (the prefix then comes from the cache)."
+        )
+    return text
+
+
+def padding_note(run: Run) -> str:
+    n = run.focus
+    items = [
+        (
+            m,
+            f"{share(r['prefill_padded_tokens'] / r['prefill_tokens'] - 1)} ({count(r['prefill_padded_tokens'])} for "
+            f"{count(r['prefill_tokens'])})",
+        )
+        for m in run.methods
+        if (r := run.get(n, m))
+    ]
+    return (
+        f"**Padding** (computed, counted as cost), tokens run over real tokens read, with reuse at N = {n}: "
+        f"{listing(items)}. The N paraphrases of a fact decode in lockstep in one batch and their templates "
+        'differ in length ("[X] was born in" vs "[X] is originally from the city of"), so the shorter rows are '
+        "padded to the longest; grouping by length acts on facts, not on the paraphrases of one fact."
+    )
+
+
+def demo_note(run: Run) -> str:
+    n = run.focus
+    if not all(run.get(n, m) and run.get(n, m, False) for m in DEMO):
+        return ""
+    on = sum(run.get(n, m)["wall_s"] for m in DEMO)
+    off = sum(run.get(n, m, False)["wall_s"] for m in DEMO)
+    return (
+        f"**The demo's four methods** ({words(list(DEMO))} at N = {n}): {seconds(on)} s of decoding with reuse "
+        f"against {seconds(off)} s without, {times(off, on)}."
+    )
+
+
+def attention_note(run: Run) -> str:
+    if not run.has("attention", "avg"):
+        return ""
+    parts = []
+    for n in dict.fromkeys([run.focus, run.top]):
+        a, g = run.get(n, "attention"), run.get(n, "avg")
+        parts.append(
+            f"at N = {n} `attention` takes {seconds(a['wall_s'])} s against {seconds(g['wall_s'])} s for `avg` "
+            f"({times(a['wall_s'], g['wall_s'])} of its time), with {count(a['row_steps'])} row-steps against "
+            f"{count(g['row_steps'])} ({times(a['row_steps'], g['row_steps'])}) and a {megabytes(a['peak_kv_bytes'])} "
+            f"MB KV cache against {megabytes(g['peak_kv_bytes'])} MB ({times(a['peak_kv_bytes'], g['peak_kv_bytes'])})"
+        )
+    text = "**Attention vs logit fusion**, with reuse, both at the floor: " + "; ".join(parts) + "."
+    low = next((n for n in run.ns if n >= 2), None)
+    if low is not None and low != run.top:
+        a, b = run.get(low, "attention"), run.get(run.top, "attention")
+        text += (
+            f" From N = {low} to N = {run.top}, `attention`'s time grows {times(b['wall_s'], a['wall_s'])} "
+            f"({seconds(a['wall_s'])} s to {seconds(b['wall_s'])} s) and its floor "
+            f"{times(b['floor_tokens'], a['floor_tokens'])} ({count(a['floor_tokens'])} to "
+            f"{count(b['floor_tokens'])} tokens: every block is read once)."
+        )
+    return text
+
+
+def quality_note(run: Run) -> str:
+    if not run.has("attention"):
+        return ""
+    n = run.top
+    others = [(m, share(run.get(n, m)["em"])) for m in run.methods if m != "attention"]
+    a_on, a_off = run.get(n, "attention"), run.get(n, "attention", False)
+    alike = (
+        " (the same with and without reuse, so not the reuse)"
+        if a_off and a_off["em"] == a_on["em"]
+        else f" ({share(a_off['em'])} without reuse)"
+        if a_off
+        else ""
+    )
+    lower = [m for m in run.ns if m != n]
+    history = ", ".join(f"{share(run.get(k, 'attention')['em'])} at N = {k}" for k in lower)
+    return (
+        f"**Quality, not cost**: at N = {n}, `attention` scores {share(a_on['em'])} EM with reuse{alike}. "
+        f"The other methods there, with reuse: {listing(others)}."
+        + (f" `attention` at the other N: {history}." if history else "")
+    )
+
+
+def reuse_table(run: Run) -> str:
+    head = "| method | " + " | ".join(f"N = {n}" for n in run.ns) + " |"
+    lines = [head, "|" + "---|" * (len(run.ns) + 1)]
+    for m in run.methods:
+        cells = []
+        for n in run.ns:
+            on, off = run.get(n, m), run.get(n, m, False)
+            cells.append(
+                f"{seconds(off['wall_s'])} / {seconds(on['wall_s'])} = {times(off['wall_s'], on['wall_s'])}"
+                if on and off
+                else DASH
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    top = [
+        (m, times(run.get(run.top, m, False)["wall_s"], run.get(run.top, m)["wall_s"]))
+        for m in run.methods
+        if run.get(run.top, m) and run.get(run.top, m, False)
+    ]
+    logit = [(m, f) for m, f in top if m in LOGIT]
+    rest = [(m, f) for m, f in top if m not in LOGIT]
+    said = f"At N = {run.top}, without reuse over with: the logit methods {listing(logit)}"
+    said += f"; {listing(rest)}." if rest else "."
+    return (
+        "Wall time without reuse / with reuse, in seconds, = the gain from reading each prefix once.\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + said
+        + " "
+        + agreement_note(run)
+    )
+
+
+def agreement_note(run: Run) -> str:
+    off = [r for r in run.rows if not r["reuse_prefix"] and r["method"] not in SEED_ROWS]
+    if all("agreement_with_reuse" in r for r in off):
+        differ = [
+            (f"`{r['method']}` at N = {r['n']}", share(r["agreement_with_reuse"]))
+            for r in off
+            if r["agreement_with_reuse"] != 1
+        ]
+        if not differ:
+            return "Every method gives the same answer with and without reuse on every fact."
+        return (
+            "The answers with and without reuse agree on every fact except: "
+            + listing(differ, each="")
+            + " of the facts."
+        )
+    same_em = all(r["em"] == run.get(r["n"], r["method"])["em"] for r in off if run.get(r["n"], r["method"]))
+    recorded = f"whether the answers themselves agree is {NOT_RECORDED} (the tests compare them token for token)"
+    return ("EM is the same with and without reuse for every method at every N; " if same_em else "") + recorded + "."
+
+
+def seed_section(run: Run) -> str:
+    n = run.seed_n
+    if n is None or run.get(n, AS_WRITTEN, False) is None and run.get(n, SAME_STOP, False) is None:
+        return f"The seed's loop was {NOT_MEASURED}."
+    written, same = run.get(n, AS_WRITTEN, False), run.get(n, SAME_STOP, False)
+    off, on = run.get(n, "avg", False), run.get(n, "avg")
+
+    def step(what: str, a: Optional[dict], b: Optional[dict], a_name: str, b_name: str) -> str:
+        if a is None or b is None:
+            return f"| {what} | {a_name} → {b_name} | {NOT_MEASURED} | {DASH} | {DASH} |"
+        return (
+            f"| {what} | {a_name} → {b_name} | {seconds(a['wall_s'])} → {seconds(b['wall_s'])} | "
+            f"{count(a['prefill_tokens'])} → {count(b['prefill_tokens'])} | {times(a['wall_s'], b['wall_s'])} |"
+        )
+
+    rows = [
+        "| what changes | rows | wall s | tokens run | gain |",
+        "|---|---|---|---|---|",
+        step(
+            "`avg`'s stop rule and batches, last-position logits",
+            written,
+            same,
+            f"`{AS_WRITTEN}`",
+            f"`{SAME_STOP}`",
+        ),
+        step("the KV cache", same, off, f"`{SAME_STOP}`", "`avg`, reuse off"),
+        step("prefix reuse", off, on, "`avg`, reuse off", "`avg`, reuse on"),
+        step("all of them", written, on, f"`{AS_WRITTEN}`", "`avg`, reuse on"),
+    ]
+    text = f"At N = {n}, on the same facts; each line's gain is the first row's wall time over the second's.\n\n"
+    text += "\n".join(rows) + "\n\n"
+    notes = []
+    if written is not None:
+        steps = written["forward_calls"] / written["examples"]
+        steps_said = f"{steps:.0f}" if steps == int(steps) else ratio(steps)
+        notes.append(
+            f"`{AS_WRITTEN}` runs {count(written['forward_calls'])} forwards ({steps_said} a fact, one fact each)"
+            + (f" against `avg`'s {count(off['forward_calls'])}" if off else "")
+            + f"; its EM is {share(written['em'])}"
+            + (f" against `avg`'s {share(off['em'])} (reuse off)" if off else "")
+            + (
+                f", and its answers are `avg`'s on {share(written['agreement'])} of the facts (it decodes with no stop, "
+                "cutting the answer at the first stop string afterwards)"
+                if "agreement" in written
+                else f"; whether its answers are `avg`'s is {NOT_RECORDED}"
+            )
+            + "."
+        )
+    if same is None:
+        notes.append(
+            f"`{SAME_STOP}` was {NOT_MEASURED}, so the first two gains are one here: the "
+            + (f"{times(written['wall_s'], on['wall_s'])} " if written and on else "")
+            + "from the seed loop as written to `avg` with reuse mixes the stop rule, batching, the KV cache and "
+            "prefix reuse."
+        )
+    elif off is not None:
+        same_costs = same["forward_calls"] == off["forward_calls"] and same["row_steps"] == off["row_steps"]
+        notes.append(
+            f"`{SAME_STOP}` gives `avg`'s answers (reuse off) on {share(same['agreement'])} of the facts "
+            f"(EM {share(same['em'])} against {share(off['em'])}), in "
+            + (
+                f"the same {count(same['forward_calls'])} forwards and {count(same['row_steps'])} row-steps"
+                if same_costs
+                else f"{count(same['forward_calls'])} forwards and {count(same['row_steps'])} row-steps against "
+                f"{count(off['forward_calls'])} and {count(off['row_steps'])}"
+            )
+            + (
+                "."
+                if same["agreement"] == 1
+                else "; without a cache the same sums run in another order, so a near-tie between two tokens can "
+                "go the other way."
+            )
+        )
+    return text + " ".join(notes)
+
+
+def device_note(run: Run) -> str:
+    if run.meta.get("device", "cpu") != "cpu":
+        return ""
+    return (
+        "This run is on the CPU; `python benchmarks/bench_methods.py --device cuda` runs the benchmark in bf16 "
+        "with the compiled flex backend for attention fusion."
+    )
+
+
+def write(json_path: Path, page: Path) -> None:
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render(json.loads(Path(json_path).read_text()), str(json_path)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", type=Path, help="a bench_methods.py --out JSON")
+    parser.add_argument("page", type=Path, help="the page to write, e.g. docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    write(args.json, args.page)
+    print(f"written to {args.page}")
+
+
+if __name__ == "__main__":
+    main()
