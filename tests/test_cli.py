@@ -377,7 +377,13 @@ def test_report(runs, capsys, tmp_path):
         assert any(line.split()[5] == view for line in table[2:])
     assert f"{runs['origin'].parent.name}/version_0 " in out
     assert "paired comparison with origin" in out  # origin and per_prompt ran on the same examples
-    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.csv", "report.json", "report_cost.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "report.md",
+        "report.csv",
+        "report.json",
+        "report.tex",
+        "report_cost.png",
+    }
 
 
 def test_report_without_runs(tmp_path, capsys):
@@ -393,7 +399,7 @@ def test_python_m_selfens_help(capsys, monkeypatch):
     out = capsys.readouterr().out
     lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     listed = [line.split()[0] for line in lines]
-    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report", "ask"]
+    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report", "study", "ask"]
     assert listed == list(COMMANDS)
 
 

@@ -16,9 +16,11 @@ from selfens.data.base import ParaphraseDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-# configs/paraphrase/ configure `selfens paraphrase` (tests/paraphrase); the rest evaluate a method.
+# configs/paraphrase/ configure `selfens paraphrase` (tests/paraphrase), configs/study/ `selfens
+# study` (checked below); the rest evaluate a method.
 PARAPHRASE_CONFIGS = [p for p in ALL_CONFIGS if p.parent.name == "paraphrase"]
-CONFIGS = [p for p in ALL_CONFIGS if p not in PARAPHRASE_CONFIGS]
+STUDY_CONFIGS = [p for p in ALL_CONFIGS if p.parent.name == "study"]
+CONFIGS = [p for p in ALL_CONFIGS if p not in PARAPHRASE_CONFIGS + STUDY_CONFIGS]
 
 
 # Overrides for slow settings, applied only where a config sets them.
@@ -133,3 +135,14 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (found[0].parent / "predictions.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2]
     assert all(r["method"] == results["method"] for r in rows)
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=[p.name for p in STUDY_CONFIGS])
+def test_study_configs_parse(path):
+    """Every cell of a bundled study parses as `selfens test` would parse it (nothing loads)."""
+    from selfens.study.command import check_cells
+    from selfens.study.grid import load_study
+
+    study = load_study(path)
+    check_cells(study)
+    assert study.cells and len({c.title for c in study.cells}) == len(study.cells)

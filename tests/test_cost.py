@@ -86,6 +86,8 @@ def test_resumed_run_records_both_costs(tiny_model_path, tmp_path):
     (crashed / "predictions.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     first_batch = {name: (value / 3 if name.endswith("tokens") else 1.0) for name, value in whole.items()}
     (crashed / "cost.rank0.json").write_text(json.dumps(first_batch))
+    identity = json.loads((full / "results.json").read_text())["identity"]  # written when it started
+    (crashed / "identity.json").write_text(json.dumps(identity))
 
     selfens(
         "test",

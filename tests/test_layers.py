@@ -18,7 +18,7 @@ LEVELS = {
     "confidence": 5,
     "methods": 6,
     **dict.fromkeys(["config", "report"], 7),  # config: builds a run from a config file
-    **dict.fromkeys(["paraphrase", "confidence_command", "mask_command"], 8),
+    **dict.fromkeys(["paraphrase", "confidence_command", "mask_command", "study"], 8),
     "ask": 9,  # runs the methods and the paraphraser together
     "cli": 10,
     "__main__": 11,

@@ -156,6 +156,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
         "report.md",
         "report.csv",
         "report.json",
+        "report.tex",
         "report_cost.png",
         "report_n.png",  # the runs differ in N
     }

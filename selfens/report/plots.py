@@ -24,38 +24,54 @@ def _pyplot():
     return plt
 
 
+def _panels(plt, rows: list[dict]):
+    """One panel per model (side by side), each with that model's rows."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 4.8), squeeze=False)
+    return fig, [(ax, model, [r for r in rows if r["model"] == model]) for ax, model in zip(axes[0], models)]
+
+
+def _em_error(r: dict) -> list[list[float]]:
+    low = r["em_low"] if r["em_low"] is not None else r["em"]
+    high = r["em_high"] if r["em_high"] is not None else r["em"]
+    return [[100 * (r["em"] - low)], [100 * (high - r["em"])]]
+
+
 def plot_cost(path: Path, rows: list[dict]) -> Path:
-    """EM of each run's main view (with its 95% interval) against its decode cost."""
+    """EM of each run's main view (with its 95% interval) against its decode seconds per fact, one
+    panel per model."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        seconds = r["decode_seconds"] + r["confidence_seconds"]
-        err = [[100 * (r["em"] - r["em_low"])], [100 * (r["em_high"] - r["em"])]] if r["em_low"] is not None else None
-        ax.errorbar(seconds, 100 * r["em"], yerr=err, fmt="o", capsize=4, label=f"{r['label']} ({r['run']})")
-        ax.annotate(r["method"], (seconds, 100 * r["em"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("decode seconds (confidences included)")
-    ax.set_ylabel("EM % (95% bootstrap CI)")
-    ax.set_title(f"score against cost: {', '.join(sorted({r['dataset'] for r in rows}))}, n = {rows[0]['n']}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig, panels = _panels(plt, rows)
+    for ax, model, runs in panels:
+        for r in runs:
+            seconds = (r["decode_seconds"] + r["confidence_seconds"]) / r["n"]
+            ax.errorbar(seconds, 100 * r["em"], yerr=_em_error(r), fmt="o", capsize=4, label=f"{r['label']} N={r['N']}")
+            ax.annotate(r["method"], (seconds, 100 * r["em"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        datasets = ", ".join(sorted({r["dataset"] for r in runs}))
+        ax.set_title(f"{model}: {datasets}, n = {', '.join(sorted({str(r['n']) for r in runs}))}")
+        ax.set_xlabel("decode seconds per fact (confidences included)")
+        ax.set_ylabel("EM % (95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, path)
 
 
 def plot_n(path: Path, rows: list[dict]) -> Path:
-    """EM against N, one line per method (label)."""
+    """EM against N, one line per method (label), one panel per model."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in sorted({r["label"] for r in rows}):
-        points = sorted(((r["N"], r["run"]), r) for r in rows if r["label"] == method)
-        xs = [n for (n, _), _ in points]
-        ys = [100 * r["em"] for _, r in points]
-        low = [100 * (r["em"] - (r["em_low"] if r["em_low"] is not None else r["em"])) for _, r in points]
-        high = [100 * ((r["em_high"] if r["em_high"] is not None else r["em"]) - r["em"]) for _, r in points]
-        ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=4, label=method)
-    ax.set_xlabel("N (phrasings)")
-    ax.set_ylabel("EM % (95% bootstrap CI)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, panels = _panels(plt, rows)
+    for ax, model, runs in panels:
+        for label in sorted({r["label"] for r in runs}):
+            points = sorted((r for r in runs if r["label"] == label), key=lambda r: (r["N"], r["run"]))
+            ys = [100 * r["em"] for r in points]
+            err = [sum(e, []) for e in zip(*(_em_error(r) for r in points))]
+            ax.errorbar([r["N"] for r in points], ys, yerr=err, marker="o", capsize=4, label=label)
+        ax.set_title(model)
+        ax.set_xticks(sorted({r["N"] for r in runs}))
+        ax.set_xlabel("N (phrasings)")
+        ax.set_ylabel("EM % (95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(plt, fig, path)
 
 

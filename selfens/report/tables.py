@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from selfens.metrics.views import METRICS
+from selfens.report.summary import SUMMARY_HEADER, write_latex
 from selfens.run.cost import cost_labels
 
 # The costs a table shows (csv and json rows hold every cost).
@@ -97,12 +98,22 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
 
 
 def write_files(
-    out: Path, rows: list[dict], settings: list[str], compared: list[dict], skipped: list[str], bootstrap: str
+    out: Path,
+    rows: list[dict],
+    settings: list[str],
+    compared: list[dict],
+    skipped: list[str],
+    bootstrap: str,
+    groups: dict[tuple[str, str], list[list[str]]],
 ) -> list[Path]:
-    """report.md, report.csv and report.json in `out`; `bootstrap` says how the intervals were drawn."""
+    """report.md, report.csv, report.json and report.tex in `out`; `bootstrap` says how the
+    intervals were drawn; `groups`: the summary tables per model and dataset."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
-    md = ["# selfens report", "", markdown_table(view_header(settings), view_cells(rows, settings)), ""]
+    md = ["# selfens report", ""]
+    for (model, dataset), cells in groups.items():
+        md += [f"## {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
+    md += ["## Every run and view", "", markdown_table(view_header(settings), view_cells(rows, settings)), ""]
     if compared:
         md += ["## Paired comparison (main views, same examples)", ""]
         md += [markdown_table(COMPARISON_HEADER, comparison_cells(compared)), ""]
@@ -118,4 +129,4 @@ def write_files(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return written
+    return [*written, write_latex(out, groups)]

@@ -1,0 +1,123 @@
+"""The report's summary: one table per model and dataset, each run's main view against that model's
+baseline, with cost per fact; as text, markdown and a LaTeX (booktabs) table a paper can include."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SUMMARY_HEADER = [
+    "method",
+    "N",
+    "EM [95% CI]",
+    "F1",
+    "lemma",
+    "ΔEM [95% CI]",
+    "McNemar p",
+    "prefill tok/fact",
+    "forwards/fact",
+    "decode s/fact",
+    "n",
+]
+LATEX_HEADER = [
+    "Method",
+    "$N$",
+    "EM",
+    "F1",
+    "Lemma",
+    r"$\Delta$EM",
+    "$p$",
+    "Prefill/fact",
+    "Fwd/fact",
+    "s/fact",
+    "$n$",
+]
+
+
+def summary_groups(rows: list[dict], compared: list[dict]) -> dict[tuple[str, str], list[list[str]]]:
+    """(model, dataset) -> the cells of its table: one row per run (its main view), the baseline first."""
+    by_run = {c["run"]: c for c in compared}
+    baselines = {c["baseline"] for c in compared}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["main"]:
+            groups.setdefault((r["model"], r["dataset"]), []).append(r)
+    return {
+        key: [
+            _cells(r, by_run.get(r["run"]), r["run"] in baselines)
+            for r in sorted(runs, key=lambda r: (r["run"] not in baselines, r["label"], _n(r["N"])))
+        ]
+        for key, runs in groups.items()
+    }
+
+
+def _cells(r: dict, comparison: dict | None, baseline: bool) -> list[str]:
+    n = r["n"]
+    seconds = r["decode_seconds"] + r["confidence_seconds"]
+    if comparison is not None:
+        diff = comparison["difference"]["em"]
+        delta, p = f"{_pct(diff['mean'], '+')} {_interval(diff['ci95'], '+')}", f"{comparison['mcnemar_em']['p']:.3f}"
+    else:
+        delta, p = ("baseline" if baseline else "not compared"), ""
+    em = f"{_pct(r['em'])} {_interval([r['em_low'], r['em_high']] if r['em_low'] is not None else None)}"
+    return [
+        r["label"],
+        str(r["N"]),
+        em.strip(),
+        _pct(r["f1"]),
+        _pct(r["lemma"]),
+        delta,
+        p,
+        f"{r['prefill_tokens'] / n:.1f}",
+        f"{r['forward_calls'] / n:.2f}",
+        f"{seconds / n:.3f}",
+        str(n),
+    ]
+
+
+def latex_tables(groups: dict[tuple[str, str], list[list[str]]]) -> str:
+    """report.tex: one booktabs table per model and dataset (needs \\usepackage{booktabs})."""
+    parts = ["% Written by `selfens report`; needs \\usepackage{booktabs}."]
+    for (model, dataset), cells in groups.items():
+        body = [" & ".join(_latex(c) for c in row) + r" \\" for row in cells]
+        parts += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            r"\begin{tabular}{l" + "r" * (len(LATEX_HEADER) - 1) + "}",
+            r"\toprule",
+            " & ".join(LATEX_HEADER) + r" \\",
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            rf"\caption{{{_latex(model)} on {_latex(dataset)}: EM, F1 and lemma match in \%, with 95\% bootstrap "
+            r"intervals; $\Delta$EM against the baseline on the same facts (paired bootstrap) and McNemar's exact "
+            r"$p$; cost per fact.}",
+            r"\end{table}",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def write_latex(out: Path, groups: dict[tuple[str, str], list[list[str]]]) -> Path:
+    path = out / "report.tex"
+    path.write_text(latex_tables(groups) + "\n", encoding="utf-8")
+    return path
+
+
+def _latex(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text.replace("Δ", r"$\Delta$")
+
+
+def _pct(value, sign: str = "") -> str:
+    return "" if value is None else f"{100 * value:{sign}.1f}"
+
+
+def _interval(ci, sign: str = "") -> str:
+    return "" if ci is None else f"[{100 * ci[0]:{sign}.1f}, {100 * ci[1]:{sign}.1f}]"
+
+
+def _n(value) -> int:
+    return value if isinstance(value, int) else 0

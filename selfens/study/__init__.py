@@ -1,0 +1,1 @@
+"""`selfens study`: a grid of models x methods x N as ordinary runs, and one report."""

@@ -1,0 +1,185 @@
+"""`selfens study --config configs/study/<name>.yaml`: a grid of models x methods x N over one data
+section, run as ordinary `selfens test` runs, then one report.
+
+1. Every cell is parsed by `selfens test`'s own parser before any model loads: a bad class or
+   option, an unknown model or a cell named twice is one line (exit 2), and nothing is written.
+2. Each model is loaded once and shared by all of its cells; each cell runs through Lightning
+   with the study's trainer options (DDP and many GPUs as with `selfens test`) and writes an
+   ordinary run folder, `<folder>/<model>/<method>-N<n>`.
+3. A cell already finished with the same identity (`selfens.run.identity`) is skipped; one that
+   was interrupted is resumed in its folder; one whose folder holds another run (the config
+   changed) is refused by name, before that model's first cell runs.
+4. At the end, `selfens report <folder>`: per model and dataset, each method against that
+   model's origin, with intervals, McNemar's test and cost per fact (report.md/csv/json/tex, plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+
+from selfens.config import SelfensCLI, build, connect
+from selfens.errors import ConfigError, SelfensError
+from selfens.lm import LanguageModel, shared
+from selfens.models import resolve
+from selfens.report.command import main as report
+from selfens.run.identity import RunIdentity, load_identity
+from selfens.run.resume import finished_rows
+from selfens.study.grid import Cell, Study, load_study
+from selfens.study.progress import StudyProgress
+
+
+@dataclass
+class Planned:
+    """A cell with its method and data modules built (data set up) and what its folder holds."""
+
+    cell: Cell
+    cli: SelfensCLI
+    folder: Path
+
+    @property
+    def facts(self) -> int:
+        return len(self.cli.datamodule.examples)
+
+    def state(self) -> str:
+        """finished, interrupted (rows to keep) or new; a folder of another run is refused."""
+        saved = load_identity(self.folder)
+        has_rows = self.folder.is_dir() and bool(finished_rows_or_none(self.folder))
+        if saved is None:
+            if (self.folder / "results.json").exists() or has_rows:
+                raise ConfigError(
+                    f"cell {self.cell.title}: {self.folder} holds a run that records no identity (an older selfens): "
+                    f"move it away, or use another study folder"
+                )
+            return "new"
+        differ = saved.differences(RunIdentity.of(self.cli.model, self.cli.datamodule))
+        if differ:
+            raise ConfigError(
+                f"cell {self.cell.title}: {self.folder} holds another run ({'; '.join(differ)}: its value first); "
+                f"the study config changed: use another study folder, or move that run away"
+            )
+        if (self.folder / "results.json").exists():
+            return "finished"
+        return "interrupted" if has_rows else "new"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="selfens study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="a study config, e.g. configs/study/pararel.yaml")
+    args = parser.parse_args(argv)
+    study = load_study(args.config)
+    with _quiet():
+        check_cells(study)
+        models = {name: LanguageModel(name) for name in study.models}  # tokenizers now, weights per model
+        plans = {name: plan(study, models[name]) for name in study.models}
+        done = sum(p.facts for ps in plans.values() for p in ps if (p.folder / "results.json").exists())
+        progress = StudyProgress(len(study.cells), sum(p.facts for ps in plans.values() for p in ps), done)
+        k = 0
+        for name, planned in plans.items():
+            load(models[name], planned)
+            states = [p.state() for p in planned]  # every cell of this model checked before one runs
+            for p, state in zip(planned, states):
+                k += 1
+                if state == "finished":
+                    continue
+                progress.start_cell(k, p.cell)
+                run_cell(p, models[name], state == "interrupted", progress)
+                progress.end_cell()
+    if rank_zero_only.rank == 0:  # under DDP every process runs the study; one writes its report
+        report([str(study.folder)])
+
+
+def check_cells(study: Study) -> None:
+    """Parse every cell with `selfens test`'s parser (nothing is built or loaded)."""
+    for model in study.models:
+        try:
+            resolve(model)
+        except SelfensError as error:
+            raise ConfigError(f"{study.path}: {error}") from error
+    for cell in study.cells:
+        try:
+            _build(["--config", yaml.safe_dump(cell.config)], run=False, cli_class=_ParseOnly)
+        except SelfensError as error:
+            raise ConfigError(f"{study.path}: cell {cell.title}: {error}") from error
+
+
+def plan(study: Study, lm: LanguageModel) -> list[Planned]:
+    """Build each cell of `lm`'s model (sharing its tokenizer, and later its weights) and set up its
+    data: what the study counts, and what a finished cell's identity is checked against."""
+    planned = []
+    with shared(lm):
+        for cell in (c for c in study.cells if c.model == lm.name):
+            cli = _build(["--config", yaml.safe_dump(cell.config)], run=False)
+            connect(cli.datamodule, cli.model)
+            cli.datamodule.setup("test")
+            planned.append(Planned(cell, cli, study.folder / cell.model_key / cell.name))
+    return planned
+
+
+def load(lm: LanguageModel, planned: list[Planned]) -> None:
+    """Load the model's weights once, as its cells ask (they must agree on dtype and sharding)."""
+    asked = {(p.cli.model.hparams.dtype, p.cli.model.hparams.device_map) for p in planned}
+    if len(asked) > 1:
+        raise ConfigError(
+            f"the cells of {lm.name} ask for different dtype/device_map {sorted(asked, key=str)}: they share one "
+            f"loaded model; set dtype (and device_map) in the study's defaults"
+        )
+    (dtype, device_map), first = asked.pop(), planned[0].cli
+    lm.load(dtype, first.model.hparams.attn_implementation, device_map, first.trainer.strategy.root_device)
+
+
+def run_cell(planned: Planned, lm: LanguageModel, resume: bool, progress: StudyProgress) -> None:
+    """`selfens test` of one cell, in its own folder (resumed there if interrupted), on the shared model."""
+    args = ["test", "--config", yaml.safe_dump(planned.cell.config), "--verbose", "false"]
+    if resume:
+        args += ["--resume", str(planned.folder)]
+    with shared(lm):
+        _build(args, callbacks=(progress,))
+
+
+def finished_rows_or_none(folder: Path) -> list[dict]:
+    try:
+        return finished_rows(folder)
+    except ConfigError:  # no predictions file there
+        return []
+
+
+class _ParseOnly(SelfensCLI):
+    """Parses a config as `selfens test` would, and builds nothing."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+
+def _build(args: list[str], **kwargs) -> SelfensCLI:
+    """`build`, without LightningCLI's warning that sys.argv holds arguments too: it does (`selfens
+    study ...`), and stays so (DDP's launcher starts the other processes with it: each runs the study)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return build(args, **kwargs)
+
+
+@contextmanager
+def _quiet():
+    """Lightning's per-run notices (devices, seed, tips), once per cell, would bury the progress line."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

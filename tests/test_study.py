@@ -1,0 +1,214 @@
+"""`selfens study`: a tiny grid (two tiny models, three methods) end to end; every number of its
+report recomputed from the cells' predictions; each model paired with its own origin; a study killed
+mid-cell resumes with each cell and each example once; a finished study decodes nothing again; a
+changed cell and every bad grid are refused in one line, with nothing written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_cli import read_jsonl, selfens, selfens_fails
+from tests.test_rescoring import scores
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = [
+    {"name": "origin", "class_path": "selfens.methods.Origin"},
+    {"name": "avg", "class_path": "selfens.methods.LogitFusion", "init_args": {"fusion": "avg"}},
+    {"name": "attention", "class_path": "selfens.methods.AttentionFusion", "N": [2, 3], "models": ["A"]},
+]
+DATA = {
+    "class_path": "selfens.data.ParaRel",
+    "init_args": {"num_shots": 2, "limit": 6, "batch_size": 2, "prompt_style": "raw", "fill_style": "completion"},
+}
+
+
+def study_config(folder: Path, paths: list[str], **changes) -> Path:
+    """A study of the models at `paths` into `folder`/out, written as `folder`/study.yaml."""
+    methods = [{**m, "models": [paths[0]]} if "models" in m else m for m in METHODS]
+    spec = {
+        "folder": str(folder / "out"),
+        "models": paths,
+        "N": [3],
+        "defaults": {"max_new_tokens": 5},
+        "methods": methods,
+        "data": DATA,
+        **changes,
+    }
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_model_path, tmp_path_factory) -> list[str]:
+    from tests.conftest import build_tiny_model
+
+    return [tiny_model_path, str(build_tiny_model(tmp_path_factory.mktemp("second"), seed=1))]
+
+
+@pytest.fixture(scope="module")
+def finished(two_models, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    selfens("study", "--config", study_config(root, two_models))
+    return root
+
+
+def cell_folders(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "out").rglob("results.json"))
+
+
+def test_every_cell_is_an_ordinary_run(finished, two_models):
+    a, b = (Path(m).name for m in two_models)
+    names = [f"{p.parent.name}/{p.name}" for p in cell_folders(finished)]
+    assert names == sorted(
+        [f"{a}/origin-N3", f"{a}/avg-N3", f"{a}/attention-N2", f"{a}/attention-N3", f"{b}/origin-N3", f"{b}/avg-N3"]
+    )
+    for folder in cell_folders(finished):
+        assert {"config.yaml", "predictions.jsonl", "results.json"} <= {p.name for p in folder.iterdir()}
+        assert any(p.name.startswith("events.out.tfevents") for p in folder.iterdir())
+        results = json.loads((folder / "results.json").read_text())
+        assert results["num_examples"] == 6 and results["identity"]["method"]["N"] == int(folder.name[-1])
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        assert config["model"]["init_args"]["max_new_tokens"] == 5  # the study's defaults reach every cell
+
+
+def test_the_report_comes_back_from_the_predictions(finished, two_models):
+    """Each number of report.json from the cells' predictions.jsonl, by the test's own scorer; each
+    model's runs against that model's origin."""
+    report = json.loads((finished / "out" / "report.json").read_text())
+    rows = {f"{p.parent.name}/{p.name}": read_jsonl(p / "predictions.jsonl") for p in cell_folders(finished)}
+    own = {run: [scores(r["prediction"], r["answers"]) for r in rs] for run, rs in rows.items()}
+    for view in (v for v in report["views"] if v["main"]):
+        values = [s["em"] for s in own[view["run"]]]
+        assert view["em"] == pytest.approx(math.fsum(values) / len(values), abs=1e-12)
+    a, b = (Path(m).name for m in two_models)
+    assert {c["run"]: c["baseline"] for c in report["comparisons"]} == {
+        f"{a}/avg-N3": f"{a}/origin-N3",
+        f"{a}/attention-N2": f"{a}/origin-N3",
+        f"{a}/attention-N3": f"{a}/origin-N3",
+        f"{b}/avg-N3": f"{b}/origin-N3",
+    }
+    for c in report["comparisons"]:
+        base = {r["id"]: s["em"] for r, s in zip(rows[c["baseline"]], own[c["baseline"]])}
+        diffs = [s["em"] - base[r["id"]] for r, s in zip(rows[c["run"]], own[c["run"]])]
+        assert c["difference"]["em"]["mean"] == pytest.approx(math.fsum(diffs) / len(diffs), abs=1e-12)
+    written = {p.name for p in (finished / "out").iterdir() if p.is_file()}
+    assert {"report.md", "report.csv", "report.json", "report.tex", "report_cost.png", "report_n.png"} <= written
+    markdown = (finished / "out" / "report.md").read_text()
+    assert f"## {a} · ParaRel" in markdown and f"## {b} · ParaRel" in markdown
+    tex = (finished / "out" / "report.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and r"\toprule" in tex and r"\bottomrule" in tex
+
+
+def test_a_finished_study_decodes_nothing_again(finished, two_models, monkeypatch):
+    from selfens.methods.base import EnsembleModule
+
+    before = {p: (p / "results.json").read_text() for p in cell_folders(finished)}
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a finished cell was decoded again")
+
+    monkeypatch.setattr(EnsembleModule, "_step", no_decoding)
+    selfens("study", "--config", finished / "study.yaml")
+    assert {p: (p / "results.json").read_text() for p in cell_folders(finished)} == before
+
+
+def test_a_changed_cell_is_refused_by_name(finished, two_models, capsys):
+    changed = study_config(finished, two_models, defaults={"max_new_tokens": 4})
+    try:
+        message = selfens_fails(capsys, "study", "--config", changed)
+    finally:
+        study_config(finished, two_models)  # as it was, for the other tests
+    a = Path(two_models[0]).name
+    assert f"cell {a}/origin-N3: " in message and "max_new_tokens: 5 vs 4" in message
+    assert "the study config changed" in message
+
+
+def test_a_killed_study_resumes_each_cell_and_example_once(two_models, tmp_path):
+    """SIGKILL in the middle of the second cell; the re-run keeps what was written and decodes the rest."""
+    config = study_config(
+        tmp_path, two_models, methods=METHODS[:2], data={**DATA, "init_args": {**DATA["init_args"], "batch_size": 1}}
+    )
+    command = [sys.executable, "-m", "selfens", "study", "--config", str(config)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = tmp_path / "out" / Path(two_models[0]).name / "avg-N3"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(second.glob("predictions.rank*.jsonl"))
+        if parts and 1 <= len(read_jsonl(parts[0])) < 6:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the study ended before it could be killed mid-cell"
+    kept = len(read_jsonl(second / "predictions.rank0.jsonl"))
+    assert not (second / "results.json").exists() and 1 <= kept < 6
+
+    selfens("study", "--config", config)
+    folders = cell_folders(tmp_path)
+    assert len(folders) == 4  # two models x (origin, avg)
+    for folder in folders:
+        rows = read_jsonl(folder / "predictions.jsonl")
+        assert sorted(r["index"] for r in rows) == list(range(6))  # each example once
+        results = json.loads((folder / "results.json").read_text())
+        assert results["resumed_examples"] == (kept if folder == second else 0)
+        assert results["resumed_from"] == (str(second) if folder == second else None)
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        ({"methods": [{"name": "x", "class_path": "selfens.methods.Nope"}]}, "cell {a}/x-N3: model"),
+        ({"defaults": {"max_new_tokenz": 5}}, "unknown option 'max_new_tokenz'; did you mean max_new_tokens?"),
+        ({"models": ["A", "no_such_model"]}, "Unknown model 'no_such_model'"),
+        ({"methods": METHODS[:1] * 2}, "cell {a}/origin-N3 twice"),
+        ({"data": {**DATA, "init_args": {"num_paraphrases": 3}}}, "the study sets N per cell"),
+        ({"N": [0]}, "N: a list of numbers of paraphrases"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
+    ],
+    ids=["class", "option", "model", "duplicate", "num_paraphrases", "N", "key"],
+)
+def test_a_bad_grid_is_one_line_and_writes_nothing(change, said, two_models, tmp_path, capsys):
+    if "models" in change:
+        change = {"models": [two_models[0] if m == "A" else m for m in change["models"]]}
+    config = study_config(tmp_path, two_models, **change)
+    message = selfens_fails(capsys, "study", "--config", config)
+    assert said.format(a=Path(two_models[0]).name) in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_key_given_twice_is_refused(two_models, tmp_path, capsys):
+    config = study_config(tmp_path, two_models)
+    config.write_text(config.read_text() + "N: [2]\n")
+    assert "key 'N' twice" in selfens_fails(capsys, "study", "--config", config)
+
+
+def test_a_study_on_two_processes_gives_the_same_cells(finished, two_models, tmp_path):
+    """The study's trainer options reach every cell: with DDP on two CPU processes (gloo), each
+    cell decodes every example once and answers as the single-process study did."""
+    ddp = {"strategy": "ddp", "devices": 2, "accelerator": "cpu"}
+    config = study_config(tmp_path, two_models, trainer=ddp)
+    command = [sys.executable, "-m", "selfens", "study", "--config", str(config)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    single = {f"{p.parent.name}/{p.name}": p for p in cell_folders(finished)}
+    two = {f"{p.parent.name}/{p.name}": p for p in cell_folders(tmp_path)}
+    assert two.keys() == single.keys()
+    for name, folder in two.items():
+        results = json.loads((folder / "results.json").read_text())
+        assert results["world_size"] == 2 and results["num_examples"] == 6
+        rows, expected = read_jsonl(folder / "predictions.jsonl"), read_jsonl(single[name] / "predictions.jsonl")
+        assert [(r["id"], r["prediction"]) for r in rows] == [(r["id"], r["prediction"]) for r in expected], name
+    assert proc.stderr.count("study: cell 1 of 6") == 2  # shown once (at the cell's start and end), by one process
