@@ -132,7 +132,7 @@ def gold_from(answer: str, i: int) -> str:
 
 
 def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
-    """A copy of the bundled ParaRel sample whose evaluated facts have gold answers from `rows`."""
+    """A copy of the bundled ParaRel whose evaluated facts have gold answers from `rows`."""
     target = folder / "pararel"
     shutil.copytree(BUNDLED, target)
     gold = {}

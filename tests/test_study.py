@@ -212,3 +212,27 @@ def test_a_study_on_two_processes_gives_the_same_cells(finished, two_models, tmp
         rows, expected = read_jsonl(folder / "predictions.jsonl"), read_jsonl(single[name] / "predictions.jsonl")
         assert [(r["id"], r["prediction"]) for r in rows] == [(r["id"], r["prediction"]) for r in expected], name
     assert proc.stderr.count("study: cell 1 of 6") == 2  # shown once (at the cell's start and end), by one process
+
+
+def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
+    """benchmarks/write_study.py: the report's tables per model, and attention against avg paired on
+    the same facts, recomputed here from the predictions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("write_study", ROOT / "benchmarks" / "write_study.py")
+    write_study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(write_study)
+    page = tmp_path / "study.md"
+    write_study.write([finished / "out"], page)
+    text = page.read_text()
+    a, b = (Path(m).name for m in two_models)
+    assert f"### {a} · ParaRel" in text and f"### {b} · ParaRel" in text
+    cells = {p.name: p for p in (finished / "out" / a).iterdir()}
+    own = lambda name: {  # noqa: E731
+        r["id"]: scores(r["prediction"], r["answers"])["em"] for r in read_jsonl(cells[name] / "predictions.jsonl")
+    }
+    attention, avg = own("attention-N3"), own("avg-N3")
+    diff = 100 * math.fsum(attention[i] - avg[i] for i in avg) / len(avg)
+    (claim,) = [line for line in text.splitlines() if line.startswith("- attention") and "(N = 3)" in line]
+    assert f"EM {diff:+.1f} points" in claim and f"on {len(avg)} facts" in claim
+    assert (tmp_path / "out-report_cost.png").exists()

@@ -1,7 +1,7 @@
 """The `attention` method (packed paraphrases, see `selfens.attention`) end to end on the tiny random Llama.
 
 Token ids are compared, not text. Modules are built without a Trainer (configure_model falls back
-to the CPU), batches come from the bundled ParaRel sample.
+to the CPU), batches come from the bundled ParaRel.
 """
 
 from __future__ import annotations

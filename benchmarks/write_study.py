@@ -1,0 +1,122 @@
+"""Writes docs/study.md from finished `selfens study` folders: every table and figure on the page is
+computed here from the cells' results.json and predictions.jsonl (through `selfens report`'s own
+code), none is copied by hand.
+
+    python benchmarks/write_study.py lightning_logs/study-pararel lightning_logs/study-pararel-n --out docs/study.md
+
+Per study: the command, the machine, the wall time (the cells' own, summed) and the cells that cost
+most; one table per model (each method against that model's origin); the two claims of the original
+scripts, answered per model with paired intervals (attention fusion's decode time against avg's, and
+its EM against avg's on the same facts); the plots (copied next to the page); and the cells of the
+study config that have not run yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from selfens.report.compare import comparisons, view_rows  # noqa: E402
+from selfens.report.load import collect, setting_columns  # noqa: E402
+from selfens.report.summary import SUMMARY_HEADER, summary_groups  # noqa: E402
+from selfens.report.tables import markdown_table  # noqa: E402
+
+RESAMPLES, SEED = 1000, 0  # as `selfens report`'s defaults: the same intervals as report.md
+LOGIT = ("avg", "max", "weighted_avg", "weighted_max")  # logit-level fusion, which attention is held against
+
+
+def study_section(folder: Path, images: Path) -> str:
+    runs = collect([str(folder)])
+    if not runs:
+        return f"## `{folder}`\n\nNo finished cell yet."
+    rows = view_rows(runs, setting_columns(runs), RESAMPLES, SEED)
+    compared, skipped = comparisons(runs, "origin", RESAMPLES, SEED)
+    results = [r.results for r in runs]
+    wall = sum(r["wall_time_s"] for r in results)
+    costly = sorted(runs, key=lambda r: -r.results["wall_time_s"])[:3]
+    costliest = ", ".join(f"{r.name} {r.results['wall_time_s'] / 60:.1f} min" for r in costly)
+    versions = results[0]["versions"]
+    lines = [
+        f"## `{folder}`",
+        "",
+        f"- command: `selfens study --config {_config_of(folder)}` (or `make study`)",
+        f"- cells finished: {len(runs)}; wall time of the cells, summed: {wall / 60:.1f} min (costliest: {costliest})",
+        f"- processes: {results[0]['world_size']}; torch {versions['torch']}, transformers {versions['transformers']}, "
+        f"python {versions['python']}",
+        f"- finished between {min(r['finished'] for r in results)} and {max(r['finished'] for r in results)}",
+        "",
+    ]
+    for (model, dataset), cells in summary_groups(rows, compared).items():
+        lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
+        lines += _claims(model, runs, rows) + [""]
+    lines += [f"- not compared: {s}" for s in skipped]
+    for plot in sorted(folder.glob("report_*.png")):
+        target = images / f"{folder.name}-{plot.name}"
+        shutil.copyfile(plot, target)
+        lines += ["", f"![{plot.stem}]({target.name})"]
+    return "\n".join(lines)
+
+
+def _claims(model: str, runs: list, rows: list[dict]) -> list[str]:
+    """Attention-level fusion against each logit-level fusion rule on this model at the same N and
+    evaluation: decode seconds per fact, and EM paired on the same facts."""
+    main = {r["run"]: r for r in rows if r["main"] and r["model"] == model}
+    mine = [r for r in runs if r.name in main]
+    said = []
+    for attention in (r for r in mine if r.method == "attention"):
+        for logit in (r for r in mine if r.method in LOGIT):
+            same = logit.identity.evaluation == attention.identity.evaluation
+            if not same or main[logit.name]["N"] != main[attention.name]["N"]:
+                continue
+            (c,), _ = comparisons([logit, attention], str(logit.folder), RESAMPLES, SEED)
+            run, base = main[attention.name], main[logit.name]
+            seconds = lambda r: (r["decode_seconds"] + r["confidence_seconds"]) / r["n"]  # noqa: E731
+            diff = c["difference"]["em"]
+            low, high = (100 * v for v in diff["ci95"])
+            verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable (the interval holds 0)"
+            said.append(
+                f"- {run['label']} against {base['label']} (N = {run['N']}): decode time "
+                f"{seconds(run) / seconds(base):.2f}× its per fact; EM {100 * diff['mean']:+.1f} points "
+                f"[{low:+.1f}, {high:+.1f}], McNemar p = {c['mcnemar_em']['p']:.3f} on {c['n']} facts: {verdict}."
+            )
+    return said
+
+
+def _config_of(folder: Path) -> str:
+    for config in sorted((ROOT / "configs" / "study").glob("*.yaml")):
+        if f"folder: {folder.as_posix()}" in config.read_text() or folder.name == f"study-{config.stem}":
+            return str(config.relative_to(ROOT))
+    return "<config>"
+
+
+def write(folders: list[Path], out: Path) -> None:
+    sections = [study_section(f, out.parent) for f in folders]
+    header = [
+        "# A recorded study",
+        "",
+        "Written by `python benchmarks/write_study.py "
+        + " ".join(str(f) for f in folders)
+        + f" --out {out}` from the studies' run folders; every figure below is computed from them.",
+        "EM, F1 and lemma are in %, with 95% percentile-bootstrap intervals over facts (1,000 resamples, seed 0);",
+        "ΔEM is paired on the same facts against that model's origin, with McNemar's exact p.",
+        "",
+    ]
+    out.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="study folders (each holds <model>/<cell>/ runs)")
+    parser.add_argument("--out", type=Path, default=Path("docs/study.md"))
+    args = parser.parse_args(argv)
+    write(args.folders, args.out)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
