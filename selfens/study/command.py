@@ -173,13 +173,35 @@ def _build(args: list[str], **kwargs) -> SelfensCLI:
 
 @contextmanager
 def _quiet():
-    """Lightning's per-run notices (devices, seed, tips), once per cell, would bury the progress line."""
+    """Lightning's per-run notices (devices, seed, tips), once per cell, would bury the progress line;
+    and selfens' own notes about the data, the same for many cells, are said once."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
+    ours = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("selfens.")]
+    once = _Once()
+    for logger in ours:
+        logger.addFilter(once)
     try:
         yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+        for logger in ours:
+            logger.removeFilter(once)
+
+
+class _Once(logging.Filter):
+    """Lets each message through once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
