@@ -176,13 +176,21 @@ def test_a_killed_study_resumes_each_cell_and_example_once(two_models, tmp_path)
         ({"data": {**DATA, "init_args": {"num_paraphrases": 3}}}, "the study sets N per cell"),
         ({"N": [0]}, "N: a list of numbers of paraphrases"),
         ({"colour": "blue"}, "unknown key 'colour'"),
+        ({"methods": [{**METHODS[2], "models": ["A"]}], "models": ["A", "B"]}, "has no cell"),
     ],
-    ids=["class", "option", "model", "duplicate", "num_paraphrases", "N", "key"],
+    ids=["class", "option", "model", "duplicate", "num_paraphrases", "N", "key", "idle model"],
 )
 def test_a_bad_grid_is_one_line_and_writes_nothing(change, said, two_models, tmp_path, capsys):
+    named = {"A": two_models[0], "B": two_models[1]}
     if "models" in change:
-        change = {"models": [two_models[0] if m == "A" else m for m in change["models"]]}
+        change = {**change, "models": [named.get(m, m) for m in change["models"]]}
     config = study_config(tmp_path, two_models, **change)
+    if "methods" in change:  # study_config points an entry's own `models` at the first model
+        spec = yaml.safe_load(config.read_text())
+        spec["methods"] = [
+            {**m, "models": [named.get(x, x) for x in m["models"]]} if "models" in m else m for m in change["methods"]
+        ]
+        config.write_text(yaml.safe_dump(spec, sort_keys=False))
     message = selfens_fails(capsys, "study", "--config", config)
     assert said.format(a=Path(two_models[0]).name) in message, message
     assert not (tmp_path / "out").exists()

@@ -110,6 +110,9 @@ def load_study(path: str | Path) -> Study:
                     raise ConfigError(f"{at}: cell {cell.title} twice: give the method entries distinct names")
                 seen.add((model, cell.name))
                 cells.append(cell)
+    idle = [m for m in models if not any(c.model == m for c in cells)]
+    if idle:
+        raise ConfigError(f"{where}: model {idle[0]!r} has no cell: no method entry runs on it")
     return Study(path, folder, models, cells)
 
 
