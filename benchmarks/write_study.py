@@ -54,7 +54,7 @@ def study_section(folder: Path, images: Path) -> str:
     for (model, dataset), cells in summary_groups(rows, compared).items():
         lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
         lines += _claims(model, runs, rows) + [""]
-    lines += [f"- not compared: {s}" for s in skipped]
+    lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
         target = images / f"{folder.name}-{plot.name}"
         shutil.copyfile(plot, target)
@@ -85,6 +85,24 @@ def _claims(model: str, runs: list, rows: list[dict]) -> list[str]:
                 f"[{low:+.1f}, {high:+.1f}], McNemar p = {c['mcnemar_em']['p']:.3f} on {c['n']} facts: {verdict}."
             )
     return said
+
+
+def _interval_target(compared: list[dict], points: float = 3.0) -> list[str]:
+    """The issue's target: every paired ΔEM interval against origin no wider than ±`points`."""
+    if not compared:
+        return []
+    half = {
+        c["method"] + f" ({c['run']})": 50 * (c["difference"]["em"]["ci95"][1] - c["difference"]["em"]["ci95"][0])
+        for c in compared
+    }
+    widest = max(half, key=half.get)
+    wider = [f"{name} ±{h:.1f}" for name, h in half.items() if h > points]
+    verdict = "met by every run" if not wider else f"missed by {len(wider)} of {len(half)}: {', '.join(wider)}"
+    return [
+        f"- target, paired ΔEM intervals against origin no wider than ±{points:g} points: {verdict} "
+        f"(widest: {widest}, ±{half[widest]:.1f})",
+        "",
+    ]
 
 
 def _config_of(folder: Path) -> str:
