@@ -7,20 +7,24 @@ attached. `selfens test|predict|validate` and the other commands (`confidence`, 
 from __future__ import annotations
 
 import difflib
+import logging
+import os
 import re
+import sys
 from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from selfens.commands import COMMANDS
 from selfens.data.base import ParaphraseDataModule
 from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule
 from selfens.run.resume import Resume
-from selfens.run.writer import RunWriter, announce
+from selfens.run.writer import RunWriter, announce, new_folders
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -86,7 +90,32 @@ def _closest(name: str, choices: list[str]) -> str:
     return f"; did you mean {match[0]}?" if match else ""
 
 
-class SelfensCLI(LightningCLI):
+class BaseCLI(LightningCLI):
+    """What every selfens LightningCLI does (a run's `SelfensCLI`, another job's: `build_job`): it reads
+    only the arguments handed in, and its trainer starts without Lightning's adverts, with a warning
+    when it asks for more CPU processes than there are cores."""
+
+    def parse_arguments(self, parser, args) -> None:
+        # `selfens mask ...` hands in what follows the command name: Lightning's warning that
+        # sys.argv holds arguments too does not apply, so it is not given the chance.
+        argv = sys.argv
+        if args is not None:
+            sys.argv = argv[:1]
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            sys.argv = argv
+
+    def instantiate_trainer(self, **kwargs):
+        quiet_lightning_adverts()
+        trainer = super().instantiate_trainer(**kwargs)
+        warning = cpu_oversubscribed(trainer.accelerator, trainer.num_devices, cpu_cores())
+        if warning and rank_zero_only.rank == 0:
+            print(f"selfens: warning: {warning}", file=sys.stderr)
+        return trainer
+
+
+class SelfensCLI(BaseCLI):
     """LightningCLI in subclass mode: `model` is an EnsembleModule, `data` a ParaphraseDataModule."""
 
     @staticmethod
@@ -125,16 +154,17 @@ class SelfensCLI(LightningCLI):
             init_args[name] = value
         folder = self.config[self.subcommand].get("resume")
         resume = Resume.load(folder) if folder else None
-        if resume is not None:  # the run writer checks it is the same run before decoding
+        if resume is not None:  # the run writer checks the whole identity (the model's too) before decoding
             self.model.resume(resume)
             self.datamodule.resume(resume)
             self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
+            resume.check_data(self.datamodule)
             if len(resume.rows) >= len(self.datamodule.examples):  # Lightning would run no hook at all
                 raise ConfigError(
                     f"nothing to resume: {folder} has all {len(self.datamodule.examples)} examples already; "
                     f"run without --resume to evaluate them again"
                 )
-        self.trainer.callbacks.append(RunWriter(self.datamodule, resume))
+        self.trainer.callbacks.append(RunWriter(self.datamodule, resume, new_folders(self.trainer.log_dir)))
 
     def _announce(self) -> None:
         folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call
@@ -180,6 +210,37 @@ def named_logger(logger, config, module):
 _VERSION = re.compile(r"version_(\d+)")
 
 
+def quiet_lightning_adverts() -> None:
+    """Keep Lightning's tips for its cloud services (litlogger, litmodels) out of every run's output;
+    its other messages pass."""
+    from lightning_utilities.core import rank_zero
+
+    rank_zero.log.addFilter(_no_advert)  # the logger rank_zero_info writes to; added once
+
+
+def _no_advert(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (message.startswith("💡 Tip:") and ("litlogger" in message or "litmodels" in message))
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_oversubscribed(accelerator, devices: int, cores: int) -> Optional[str]:
+    """A warning when more CPU processes are asked for than there are cores: they share the cores, so
+    the run is slower, not faster. None on other accelerators, or when they fit."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    if not isinstance(accelerator, CPUAccelerator) or devices <= cores:
+        return None
+    return (
+        f"trainer.devices {devices} runs {devices} CPU processes, but this machine has {cores} CPU core(s) for them: "
+        f"they share the cores and the run is slower, not faster; use devices: {cores} or fewer"
+    )
+
+
 def connect(data: ParaphraseDataModule, module) -> None:
     """Hand the data module what it learns only from the module: the tokenizer, the model (for its
     prompt defaults) and how long a prompt the method can read."""
@@ -206,7 +267,7 @@ def build(args: list[str] | None = None, run: bool = True, callbacks: tuple = ()
 def build_job(module_class, args: list[str], description: str | None = None, **kwargs) -> LightningCLI:
     """Parse (not run) the config of another kind of job on the same data modules, e.g. `selfens
     paraphrase`'s: `model:` is a `module_class`, `data:` a ParaphraseDataModule."""
-    return LightningCLI(
+    return BaseCLI(
         module_class,
         ParaphraseDataModule,
         subclass_mode_data=True,

@@ -68,6 +68,8 @@ class ParaphraseDataModule(L.LightningDataModule):
             raise ConfigError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be at least 1 (or null for all), got {limit}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1 (examples per batch), got {batch_size}")
         self.num_paraphrases, self.num_shots, self.limit = num_paraphrases, num_shots, limit
         self.batch_size, self.prompt_style, self.cue_in = batch_size, prompt_style, cue_in
         self.seed, self.num_workers = seed, num_workers
@@ -270,15 +272,20 @@ def longest_prompt(segments: Segments) -> int:
 
 
 def check_unique_ids(records: list[Record], source: str) -> None:
-    """Every example is scored and resumed by its id: two records with one id is an error."""
-    first: dict[str, int] = {}
+    """Every example is scored and resumed by its id: two records with one id is an error, naming
+    where each was read (`file:line`, as `Record.check` kept it)."""
+    first: dict[str, tuple[int, Record]] = {}
     for i, record in enumerate(records):
         if record.id in first:
-            raise DataError(
-                f"{source}: example id {record.id!r} is used by records {first[record.id]} and {i}; ids must be "
-                f"unique (every example is scored, and resumed, by its id)"
+            k, other = first[record.id]
+            both = (
+                f"{other.where} and {record.where}" if other.where and record.where else f"records {k + 1} and {i + 1}"
             )
-        first[record.id] = i
+            raise DataError(
+                f"{source}: example id {record.id!r} is used twice ({both}); ids must be unique (every example is "
+                f"scored, and resumed, by its id): give each its own id"
+            )
+        first[record.id] = i, record
 
 
 def _hash(records: list[Record]) -> str:

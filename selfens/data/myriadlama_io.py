@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from pathlib import Path
+from typing import Optional
 
 from selfens.data.hub import load_hub_dataset
-from selfens.data.records import DataError, require
+from selfens.data.records import BOM, DataError, read_json, read_jsonl, require
 
 HUB_ID = "iszhaoxin/MyriadLAMA"
 FIELDS = ("uuid", "rel_uri", "sub_ent", "obj_aliases", "template", "is_manual")
@@ -72,12 +74,15 @@ def _read_local(local: Path, split: str):
         raise DataError(f"MyriadLAMA file {local} is empty")
     try:
         if local.is_file():
-            return datasets.load_dataset(_BUILDERS[local.suffix], data_files=str(local), split="train")
-        if not any((local / name).exists() for name in _SAVED):
-            return datasets.load_dataset(str(local), split=split)
-        loaded = datasets.load_from_disk(str(local))
+            loaded = datasets.load_dataset(_BUILDERS[local.suffix], data_files=str(local), split="train")
+        elif not any((local / name).exists() for name in _SAVED):
+            loaded = datasets.load_dataset(str(local), split=split)
+        else:
+            loaded = datasets.load_from_disk(str(local))
     except DatasetGenerationError as error:
-        raise DataError(f"MyriadLAMA data {local}: cannot be read: {error.__cause__ or error}") from None
+        raise DataError(
+            f"MyriadLAMA data {local}: cannot be read: {_json_fault(local) or error.__cause__ or error}"
+        ) from None
     except EmptyDatasetError:
         raise DataError(
             f"MyriadLAMA folder {local} has no parquet or jsonl files (nor is it a folder written by save_to_disk)"
@@ -88,7 +93,39 @@ def _read_local(local: Path, split: str):
         if split not in loaded:
             raise DataError(f"MyriadLAMA folder {local} has no split {split!r} (splits: {', '.join(loaded)})")
         loaded = loaded[split]
-    return loaded
+    return _utf8_checked(loaded, local)
+
+
+def _utf8_checked(dataset, local: Path):
+    """`dataset`, once its text is UTF-8: Arrow's JSON reader lets other bytes through, and they would
+    fail only when a row becomes Python objects."""
+    import pyarrow as pa
+
+    try:
+        dataset.data.table.validate(full=True)
+    except pa.ArrowInvalid as error:
+        fault = _json_fault(local) or f"{error}; data files must be UTF-8 text"
+        raise DataError(f"MyriadLAMA data {local}: cannot be read: {fault}") from None
+    return dataset
+
+
+def _json_fault(local: Path) -> Optional[str]:
+    """The first fault (not UTF-8, malformed JSON) in the JSON files at `local` (a file, or those in a
+    folder), as selfens' own readers name it: file, line and column (Arrow's names a row of a block).
+    None if they find none."""
+    try:
+        for path in [local] if local.is_file() else sorted(local.rglob("*")):
+            if path.suffix not in (".json", ".jsonl"):
+                continue
+            with path.open("rb") as f:
+                array = f.read(64).removeprefix(BOM).lstrip().startswith(b"[")
+            if array:
+                read_json(path)
+            else:
+                deque(read_jsonl(path), maxlen=0)
+    except DataError as error:
+        return str(error)
+    return None
 
 
 def _checked_schema(dataset, path: str):

@@ -16,6 +16,8 @@ from selfens.prompts import Shot
 
 log = logging.getLogger(__name__)
 
+_RELATIONS_SHOWN = 10  # relations named, with their counts, when none has enough templates
+
 BUNDLED = resources.files("selfens") / "resources" / "pararel"
 
 # Each relation's facts are taken in the order of `random.Random(FACT_ORDER_SEED).shuffle` of its
@@ -93,10 +95,14 @@ class ParaRel(FillInTheBlank):
         relations = self._relation_ids()
         short = self.too_few("relation", "templates", str(self.data_dir), "on_short_relation", self.on_short_relation)
         used: dict[str, _Relation] = {}
+        counts = {}  # usable templates per relation
         for relation in relations:
             templates = self._templates(relation)
+            counts[relation] = len(templates)
             if short.enough(relation, len(templates)):
                 used[relation] = self._relation(relation, templates[: self.num_paraphrases])
+        if not used:
+            raise DataError(self._too_few_templates(counts))
         short.warn(log, len(relations), "relations")
         self.qualified = {relation: len(used[relation].evaluable) if relation in used else 0 for relation in relations}
         log.info(
@@ -111,6 +117,24 @@ class ParaRel(FillInTheBlank):
         chosen = self._in_order(used) if self.sample is None else self._sampled(used)
         # Only the facts evaluated become records (`limit` is applied again, to the same effect, by the base).
         return [self._record(used[relation], k) for relation, k in chosen[: self.limit]]
+
+    def _too_few_templates(self, counts: dict[str, int]) -> str:
+        """Why no relation qualifies at num_paraphrases, and the largest N that some relation allows."""
+        most = max(counts.values(), default=0)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        shown = ", ".join(f"{r} {n}" for r, n in ranked[:_RELATIONS_SHOWN])
+        if len(ranked) > _RELATIONS_SHOWN:
+            shown += f" and {len(ranked) - _RELATIONS_SHOWN} more"
+        remedy = (
+            f"lower num_paraphrases to at most {most}"
+            if most
+            else "use the other fill_style, or other relations (`relations:`)"
+        )
+        return (
+            f"ParaRel: no records to evaluate: no relation in {self.data_dir / 'patterns'} has "
+            f"num_paraphrases={self.num_paraphrases} templates "
+            f"usable with fill_style {self.fill_style!r}: {remedy} (usable templates per relation: {shown})"
+        )
 
     def qualifying(self) -> dict[str, int]:
         """Facts per relation that can be evaluated at num_paraphrases in the fill style: all but the

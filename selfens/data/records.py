@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from selfens.errors import SelfensError
 from selfens.prompts import Shot
@@ -24,8 +24,12 @@ class Record:
     answers: list[str]
     shots: list[Shot] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    where: Optional[str] = field(default=None, compare=False)  # where it was read (`file:line`), once checked
 
     def check(self, where: str) -> None:
+        """Check the record read at `where` (`file:line`, or the item), and keep `where` for errors
+        found later, e.g. a repeated id."""
+        self.where = where
         for k, text in enumerate(self.paraphrases):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{where}: record {self.id!r} has an empty paraphrase at index {k}")
@@ -36,11 +40,16 @@ class Record:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a malformed line names its file and number."""
+    """(line number, object) for each non-blank line; a malformed line names its file and number.
+
+    Lines end at "\\n" only, as in run files (`selfens.run.files`): a lone carriage return, which
+    JSON reads as a space, does not cut a line. A UTF-8 byte order mark is skipped, so that columns
+    count from the first character an editor shows."""
     if not path.exists():
         raise DataError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            line = utf8(raw.removeprefix(BOM) if number == 1 else raw, path, number)
             if not line.strip():
                 continue
             try:
@@ -52,16 +61,40 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield number, item
 
 
-def read_json_array(path: Path) -> list[dict]:
+def read_json(path: Path) -> Any:
+    """The JSON value in a file; malformed JSON or text that is not UTF-8 names its line and column."""
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    raw = path.read_bytes()
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(utf8(raw.removeprefix(BOM), path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: malformed JSON ({error.msg}, column {error.colno})") from None
+
+
+def read_json_array(path: Path) -> list[dict]:
+    items = read_json(path)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON array of objects")
     return items
+
+
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some editors write at the start of a file
+
+
+def utf8(raw: bytes, path: Path, first_line: int = 1) -> str:
+    """`raw` (the text of `path` from line `first_line` on) decoded; bytes that are not UTF-8 are an
+    error naming the line and column of the first."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = first_line + raw.count(b"\n", 0, error.start)
+        start = raw.rfind(b"\n", 0, error.start) + 1
+        column = len(raw[start : error.start].decode("utf-8")) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x} at column {column}); data files must be "
+            f"UTF-8 text: save the file as UTF-8"
+        ) from None
 
 
 def require(item: dict, key: str, kind: type, where: str):

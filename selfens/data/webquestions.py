@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from importlib import resources
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Literal, Optional
 from selfens.data.base import ParaphraseDataModule
 from selfens.data.hub import load_hub_dataset
 from selfens.data.paraphrase_files import WRITE_IT, file_hash, meta_path, read_paraphrase_file
-from selfens.data.records import DataError, Record, read_json_array, require
+from selfens.data.records import DataError, Record, read_json, read_json_array, require
 from selfens.errors import ConfigError
 from selfens.prompts import FORMATS, PromptFormat, Shot
 
@@ -70,7 +69,7 @@ class WebQuestions(ParaphraseDataModule):
         if self.paraphrases is None:
             return {}
         meta = meta_path(self.paraphrases)
-        made = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+        made = read_json(meta) if meta.exists() else {}
         return {
             "paraphrases": {
                 "path": str(self.paraphrases),

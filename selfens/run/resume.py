@@ -15,7 +15,7 @@ from typing import Optional
 from selfens.errors import ConfigError
 from selfens.run.cost import RunCost
 from selfens.run.files import rows_by_index
-from selfens.run.identity import RunIdentity, load_identity
+from selfens.run.identity import RunIdentity, _as_saved, load_identity
 
 
 @dataclass
@@ -43,13 +43,37 @@ class Resume:
     def check_identity(self, identity: RunIdentity) -> None:
         """The folder must hold a run of the same evaluation and method: its rows are merged into
         this run's metrics. Each differing field is named, with both values."""
-        saved = load_identity(Path(self.folder))
+        self._refuse(self._saved().differences(identity))
+
+    def check_data(self, data) -> None:
+        """The data module's share of the identity (examples, prompting, N, paraphrases), checked as
+        soon as the data is set up: a run on other data, or with another num_paraphrases, is refused
+        before the run starts (`check_identity` checks the whole once the model is loaded)."""
+        saved = self._saved()
+        ours = RunIdentity.from_dict(
+            _as_saved({"evaluation": data.evaluation_identity(), "method": data.method_identity()})
+        )
+        theirs = RunIdentity(
+            {k: saved.evaluation.get(k) for k in ours.evaluation}, {k: saved.method.get(k) for k in ours.method}
+        )
+        self._refuse(theirs.differences(ours))
+
+    def _saved(self) -> RunIdentity:
+        try:
+            saved = load_identity(Path(self.folder))
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"cannot resume from {self.folder}: its results.json or identity.json is not valid JSON ({error}); "
+                f"start a new run"
+            ) from None
         if saved is None:
             raise ConfigError(
                 f"cannot resume from {self.folder}: it records no run identity (identity.json or results.json "
                 f"'identity'; written by an older selfens), so it cannot be checked to be this same run: start a new run"
             )
-        differ = saved.differences(identity)
+        return saved
+
+    def _refuse(self, differ: list[str]) -> None:
         if differ:
             raise ConfigError(
                 f"cannot resume from {self.folder}: it is another run ({'; '.join(differ)}: its value first). "
@@ -91,9 +115,18 @@ def finished_cost(folder: str | Path) -> RunCost:
     folder = Path(folder)
     results = folder / "results.json"
     if results.exists():
-        saved = json.loads(results.read_text(encoding="utf-8"))
+        saved = _read_json(results)
         return RunCost.from_dict(saved.get("total_cost", saved.get("cost", {})))
     total = RunCost()
     for path in sorted(folder.glob("cost.rank*.json")):
-        total = total + RunCost.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        total = total + RunCost.from_dict(_read_json(path))
     return total
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"cannot resume from {path.parent}: {path.name} is not valid JSON ({error}); start a new run"
+        ) from None

@@ -14,19 +14,21 @@ import re
 import shutil
 import sys
 import time
+from contextlib import suppress
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from selfens.metrics.views import common_names, score_columns
+from selfens.metrics.views import score_columns
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, write_atomic, write_rows
 from selfens.run.identity import IDENTITY_FILE, RunIdentity
 from selfens.run.resume import Resume, finished_rows
+from selfens.run.tensorboard import log_run, summary_writer
 from selfens.stats import LEVEL, uncertainty
 
 UNCERTAINTY_SEED = 0  # of the bootstrap resamples: the same intervals on every rerun
@@ -36,12 +38,13 @@ PACKAGES = ("selfens", "torch", "lightning", "transformers", "torchmetrics", "sp
 class RunWriter(Callback):
     """Streams predictions per process and writes results.json once the stage ends.
 
-    Handed the data module (what was evaluated) and the run it resumes, if any; the method module
-    says what it is (`record()`), what it spent (`run_cost`, `cost_summary()`) and its rows (each
-    step's outputs)."""
+    Handed the data module (what was evaluated), the run it resumes, if any, and the folders the run
+    will create (`new_folders` of the logger's folder, taken before it starts), which a run that fails
+    before decoding removes again; the method module says what it is (`record()`), what it spent
+    (`run_cost`, `cost_summary()`) and its rows (each step's outputs)."""
 
-    def __init__(self, data, resume: Optional[Resume] = None):
-        self.data, self.resume = data, resume
+    def __init__(self, data, resume: Optional[Resume] = None, created: Sequence[Path] = ()):
+        self.data, self.resume, self.created = data, resume, list(created)
         self.started: float | None = None  # set once decoding starts
 
     def _start(self, trainer: L.Trainer, module, stage: str) -> None:
@@ -50,6 +53,9 @@ class RunWriter(Callback):
         if self.resume is not None:
             self.resume.check_identity(self.identity)
             module.score_resumed(stage)
+            if trainer.is_global_zero:
+                done, total = len(self.resume.rows), len(self.data.examples)
+                print(f"selfens: resuming {self.resume.folder}: {done} of {total} examples done", flush=True)
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
@@ -137,17 +143,12 @@ class RunWriter(Callback):
         return {"resamples": resamples, "seed": seed, "level": LEVEL, "metrics": uncertainty(columns, resamples, seed)}
 
     def _tensorboard(self, trainer, module, rows, metrics, results) -> None:
-        logger = trainer.logger
-        if logger is None:
+        writer = summary_writer(trainer.logger)
+        if writer is None:
             return
-        # The settings that tell runs apart, as HParams columns; the common metrics and the cost as its values.
-        common = {k: metrics[k] for k in common_names(self.stage) if k in metrics}
-        costs = {f"cost/{k}": v for k, v in results["total_cost"].items()}
-        params = {k: v for k, v in results["settings"].items() if v is not None}
-        logger.log_hyperparams(params, {**common, **costs})
-        experiment = getattr(logger, "experiment", None)
-        if hasattr(experiment, "add_text") and rows and "prediction" in rows[0]:
-            experiment.add_text(f"{self.stage}/samples", sample_table(rows[:20], module.main_view))
+        log_run(writer, results, self.folder)
+        if rows and "prediction" in rows[0]:
+            writer.add_text(f"{self.stage}/samples", sample_table(rows[:20], module.main_view))
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_test_start(self, trainer, module):
@@ -190,9 +191,25 @@ class RunWriter(Callback):
             return
         if all(p.name in _SET_UP_FILES or p.name.startswith("events.out.tfevents") for p in folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)
+        for created in self.created:  # deepest first: e.g. lightning_logs/<name>, then lightning_logs
+            with suppress(OSError):  # rmdir removes only an empty folder: one another run writes to stays
+                created.rmdir()
 
 
 _SET_UP_FILES = {"config.yaml", "hparams.yaml", IDENTITY_FILE}
+
+
+def new_folders(folder: Path | None) -> list[Path]:
+    """`folder` (a logger's log_dir; None: no logger) and those of its parents that do not exist
+    yet, deepest first: what a run writing to `folder` creates."""
+    absent = []
+    if folder is None:
+        return absent
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        absent.append(folder)
+        folder = folder.parent
+    return absent
 
 
 def _ranks_in(folder: Path) -> int:

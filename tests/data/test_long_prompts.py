@@ -158,7 +158,7 @@ def test_duplicate_ids_are_an_error(tmp_path, tiny, tiny_model_path):
     path = write_jsonl(tmp_path / "q.jsonl", rows + [rows[0]])
     data = JsonlQuestions(str(path))
     data.connect(tiny[1], tiny_model_path)
-    with pytest.raises(DataError, match=r"example id 'a' is used by records 0 and 2; ids must be unique"):
+    with pytest.raises(DataError, match=rf"example id 'a' is used twice \({path}:1 and {path}:3\); ids must be unique"):
         data.setup("test")
 
 
