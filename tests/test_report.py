@@ -1,19 +1,24 @@
 """`selfens report`: every number it prints comes back from predictions.jsonl by independent code
 (means, standard errors, paired wins/losses, McNemar's exact p, changed answers); runs on other
-examples are not paired, and say why; the files and plots are written. And TensorBoard, read with
-its own reader: the runs share the common tags and one HParams table, with their settings."""
+examples are not paired, and say why; the files and plots are written. On a terminal its tables
+fit the width, each run named by what sets it apart; --wide prints the files' tables. Runs of
+`selfens predict` are named, not scored. And TensorBoard, read with its own reader: the runs share
+the common tags and one HParams table, with their settings; the report is a run of its own, with
+its plots and tables."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from selfens.report.load import Run, collect
 from selfens.run.cost import cost_labels, cost_names
-from tests.test_cli import quiet, read_jsonl, selfens
+from tests.test_cli import quiet, read_jsonl, selfens, selfens_fails
 from tests.test_rescoring import LIMIT, data_dir_with_gold, normalize, run, scores, standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +103,7 @@ def test_run_folders_are_named_after_their_method(compared):
 
 def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
     capsys.readouterr()
-    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path)
+    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, "--wide")
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
 
@@ -159,6 +164,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
         "report.tex",
         "report_cost.png",
         "report_n.png",  # the runs differ in N
+        "report",  # for TensorBoard
     }
     markdown = (tmp_path / "report.md").read_text()
     assert "## Paired comparison" in markdown and "| ΔEM [95% CI] |" in markdown
@@ -279,3 +285,130 @@ def test_tensorboard_shares_tags_and_one_hparams_table(compared):
         assert "✓" in text or "✗" in text
         if results["method"] == "per_prompt":
             assert f"→ *{rows[0]['per_paraphrase'][0]}*" in text or "→ **" in text
+
+
+def printed_tables(out: str) -> list[list[str]]:
+    """The tables `selfens report` printed, each as its lines: header, rule, rows."""
+    lines, tables = out.splitlines(), []
+    for i, line in enumerate(lines):
+        if i and line.strip() and set(line) <= {"-", " "}:
+            rows = itertools.takewhile(lambda r: r and not r.startswith(("not ", "selfens:")), lines[i + 1 :])
+            tables.append([lines[i - 1], line, *rows])
+    return tables
+
+
+def markdown_rows(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the table under `## heading` in report.md, its header first."""
+    lines = markdown.split(f"## {heading}\n\n", 1)[1].splitlines()
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines)
+    return [line[2:-2].split(" | ") for line in table if not line.startswith("|---")]
+
+
+def test_wide_prints_the_tables_of_report_md(compared, capsys, tmp_path):
+    """--wide: every column, as report.md has them (the whole run table and the comparison)."""
+    capsys.readouterr()
+    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, "--wide")
+    views, comparison, *summaries = printed_tables(capsys.readouterr().out)
+    markdown = (tmp_path / "report.md").read_text()
+    split = lambda table: [re.split(r"\s{2,}", line.strip()) for i, line in enumerate(table) if i != 1]
+    assert split(views) == markdown_rows(markdown, "Every run and view")
+    assert split(comparison) == markdown_rows(markdown, "Paired comparison (main views, same examples)")
+    assert len(summaries) == 2 and len(views) == 2 + len(json.loads((tmp_path / "report.json").read_text())["views"])
+
+
+def expected_labels(compared) -> dict[str, str]:
+    """How the fitted tables name the runs of `compared`: by model (they span two), and the avg
+    runs by their shots."""
+    tiny = Path(json.loads((compared["origin"] / "results.json").read_text())["model"]).name
+    names = {
+        "origin_b": "origin (other_model)",
+        "origin": f"origin ({tiny})",
+        "per_prompt": f"per_prompt ({tiny})",
+        "avg": f"avg ({tiny}, shots=4)",  # N 5
+        "attention": f"attention ({tiny})",
+        "avg_n3": f"avg ({tiny}, shots=4)",  # N 3
+        "attention_b": "attention (other_model)",
+        "avg_2shots": f"avg ({tiny}, shots=2)",
+    }
+    return {short(compared[name]): label for name, label in names.items()}
+
+
+@pytest.mark.parametrize(("width", "columns", "options"), [(100, "100", ()), (80, "200", ("--width", 80))])
+def test_the_printed_tables_fit_the_terminal(compared, capsys, tmp_path, monkeypatch, width, columns, options):
+    """Not a terminal (pytest captures stdout): COLUMNS, or --width. Each table within the width,
+    with each run's label, view, N and EM with its interval; the settings and costs of --wide left out."""
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", columns)
+    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, *options)
+    tables = printed_tables(capsys.readouterr().out)
+    assert len(tables) == 4  # runs and views, the comparison, one summary per model
+    for table in tables:
+        assert max(len(line) for line in table) <= width, "\n".join(table)
+    views, comparison, *summaries = tables
+    assert views[0].split()[:6] == ["run", "view", "N", "EM", "[95%", "CI]"] and "layout" not in views[0]
+    report = json.loads((tmp_path / "report.json").read_text())
+    labels = expected_labels(compared)
+    for view in report["views"]:
+        em = f"{100 * view['em']:.1f} [{100 * view['em_low']:.1f}, {100 * view['em_high']:.1f}]"
+        cells = [labels[view["run"]], view["view"], str(view["N"]), em]
+        row = re.compile(" {2,}".join(map(re.escape, cells)) + "  ")
+        assert sum(bool(row.match(line)) for line in views[2:]) == 1, row.pattern
+    assert comparison[0].split()[:6] == ["run", "N", "ΔEM", "[95%", "CI]", "p"]
+    n_of = {v["run"]: v["N"] for v in report["views"]}
+    for c in report["comparisons"]:
+        diff = c["difference"]["em"]
+        delta = f"{100 * diff['mean']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
+        row = re.compile(" {2,}".join(map(re.escape, [labels[c["run"]], str(n_of[c["run"]]), delta])) + "  ")
+        assert sum(bool(row.match(line)) for line in comparison[2:]) == 1, row.pattern
+    # Within a model's table its model is in its heading, not in the labels.
+    named = sorted(line.split("  ")[0] for summary in summaries for line in summary[2:])
+    tiny = ["origin", "per_prompt", "attention", "avg (shots=4)", "avg (shots=4)", "avg (shots=2)"]
+    assert named == sorted([*tiny, "origin", "attention"])
+
+
+def test_runs_of_predict_are_named_and_left_out(compared, capsys, tmp_path):
+    """`compared` predicted first (its gold answers come from that run): alone it is refused with
+    what to do; beside the scored runs it is named, and they are reported."""
+    (predicted,) = [p.parent for p in (compared["root"] / "first").rglob("results.json")]
+    error = selfens_fails(capsys, "report", compared["root"] / "first", "--out", tmp_path)
+    assert "no scored runs" in error and "only 1 predict run(s)" in error
+    assert f"selfens test --config {predicted / 'config.yaml'}" in error
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+    selfens("report", compared["root"], "--out", tmp_path)
+    out = capsys.readouterr().out
+    assert f"not scored (predict run): {predicted}\n" in out
+    reported = {v["run"] for v in json.loads((tmp_path / "report.json").read_text())["views"]}
+    assert reported == {short(folder) for folder in compared["runs"]}
+
+
+def test_the_report_is_a_tensorboard_run_of_its_own(compared, capsys, tmp_path):
+    """<out>/report/: the plots as images, the tables of report.md as markdown text; written again,
+    it replaces its event file."""
+    import matplotlib.image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for _ in range(2):
+        selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path)
+    assert len(list((tmp_path / "report").glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(tmp_path / "report"), size_guidance={"tensors": 0, "images": 0})
+    acc.Reload()
+    assert set(acc.Tags()["images"]) == {"plots/report_cost", "plots/report_n"}
+    for png in ("report_cost", "report_n"):
+        (image,) = acc.Images(f"plots/{png}")
+        height, width, _ = matplotlib.image.imread(tmp_path / f"{png}.png").shape
+        assert (image.height, image.width) == (height, width)
+    models = sorted({Path(json.loads((f / "results.json").read_text())["model"]).name for f in compared["runs"]})
+    tags = {f"summary/{m}/ParaRel" for m in models} | {"views", "comparisons", "notes"}
+    assert set(acc.Tags()["tensors"]) == {f"{tag}/text_summary" for tag in tags}
+    text = lambda tag: acc.Tensors(f"{tag}/text_summary")[0].tensor_proto.string_val[0].decode()
+    markdown = (tmp_path / "report.md").read_text()
+    for tag, heading in [
+        ("views", "Every run and view"),
+        ("comparisons", "Paired comparison (main views, same examples)"),
+    ]:
+        table = markdown.split(f"## {heading}\n\n", 1)[1].split("\n\n", 1)[0]
+        assert text(tag) == f"**{heading}**\n\n{table}"
+    for m in models:
+        assert f"## {m} · ParaRel\n\n" + text(f"summary/{m}/ParaRel").split("\n\n", 1)[1] in markdown
+    assert "- not compared: " in text("notes") and "95% intervals" in text("notes")

@@ -1,33 +1,31 @@
-"""`selfens report PATH... [--baseline origin] [--out DIR]`: finished runs side by side, with
-uncertainty, and each run compared with a baseline of the same evaluation.
+"""`selfens report PATH... [--baseline origin] [--out DIR] [--wide]`: finished runs side by side,
+with uncertainty, and each run compared with a baseline of the same evaluation.
 
 PATH is a run folder (holding results.json) or a folder searched for them, e.g.
-lightning_logs/demo-<time> or a study's folder. Every number comes from the runs'
-predictions.jsonl (per-example scores): the 95% intervals are percentile bootstraps over examples
-(seeded), the paired comparison resamples the same examples for both runs, and McNemar's exact
-test counts the examples that only one of the two gets right (EM). Prints, and writes, one summary
-table per model and dataset (each run against that model's baseline, with cost per fact). Writes
-report.md, report.csv, report.json, report.tex (booktabs tables for a paper) and PNG plots (score
-against decode cost per model; score against N where runs differ in N) into --out (default: the
-first PATH)."""
+lightning_logs/demo-<time> or a study's folder (runs of `selfens predict`, without scores, are
+named and left out). Every number comes from the runs' predictions.jsonl (per-example scores): the
+95% intervals are percentile bootstraps over examples (seeded), the paired comparison resamples the
+same examples for both runs, and McNemar's exact test counts the examples that only one of the two
+gets right (EM). Prints, and writes, one summary table per model and dataset (each run against that
+model's baseline, with cost per fact). The printed tables fit the terminal: their key columns, each
+run named by its method and the settings that set it apart (`attention (seed)`); --wide prints
+every column. Writes report.md, report.csv, report.json (every column), report.tex (booktabs tables
+for a paper) and PNG plots (score against decode cost per model; score against N where runs differ
+in N) into --out (default: the first PATH), and the plots and tables for TensorBoard into
+<out>/report/ (`tensorboard --logdir <out>` lists it as the run "report")."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
-from selfens.report.load import ReportError, collect, setting_columns
+from selfens.report.fit import comparison_table, group_labels, run_labels, summary_table, terminal_width, view_table
+from selfens.report.load import ReportError, collect, setting_columns, unscored
 from selfens.report.plots import write_plots
-from selfens.report.summary import SUMMARY_HEADER, summary_groups
-from selfens.report.tables import (
-    COMPARISON_HEADER,
-    comparison_cells,
-    format_table,
-    view_cells,
-    view_header,
-    write_files,
-)
+from selfens.report.summary import summary_groups
+from selfens.report.tables import report_notes, report_sections, write_files
 
 
 def main(argv: list[str]) -> None:
@@ -39,29 +37,50 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", default=None, help="where report.md/csv/png go (default: the first path)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--wide", action="store_true", help="print every column, however wide (the files always have)")
+    parser.add_argument(
+        "--width", type=int, default=None, help="fit the tables in this many columns (default: the terminal's)"
+    )
     args = parser.parse_args(argv)
-    runs = collect(args.paths)
+    runs, predicted = collect(args.paths), unscored(args.paths)
     if not runs:
-        raise ReportError(
-            f"no scored runs (results.json with metrics) under {', '.join(args.paths)}: run `selfens test --config ...` first"
-        )
+        raise ReportError(_nothing_scored(args.paths, predicted))
     settings = setting_columns(runs)
     rows = view_rows(runs, settings, args.resamples, args.seed)
     compared, skipped = comparisons(runs, args.baseline, args.resamples, args.seed)
-    header = view_header(settings)
-    print(format_table(header, view_cells(rows, settings), left=header.index("EM")))  # numbers right-aligned
+    width = None if args.wide else args.width or terminal_width()
+    labels = run_labels(runs)
+    print(view_table(rows, settings, labels, width))
+    for folder, stage in predicted:
+        print(f"not scored ({stage} run): {folder}")
     if compared:
         print(
             f"\npaired comparison with {args.baseline} (main views, same examples; wins/losses on EM, McNemar exact test):"
         )
-        print(format_table(COMPARISON_HEADER, comparison_cells(compared), left=3))
+        print(comparison_table(compared, rows, labels, width))
     for reason in skipped:
         print(f"not compared: {reason}")
     groups = summary_groups(rows, compared)
-    for (model, dataset), cells in groups.items():
+    shown = groups if width is None else summary_groups(rows, compared, group_labels(runs, rows))
+    for (model, dataset), cells in shown.items():
         print(f"\n{model} · {dataset} (main views; Δ against {args.baseline} of the same evaluation; cost per fact):")
-        print(format_table(SUMMARY_HEADER, cells, left=1))
+        print(summary_table(cells, width))
     out = Path(args.out) if args.out else Path(args.paths[0])
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
-    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups) + write_plots(out, rows)
-    print(f"selfens: report written to {', '.join(map(str, written))}")
+    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups)
+    plots = write_plots(out, rows)
+    sections, notes = report_sections(rows, settings, compared, groups), report_notes(skipped, bootstrap)
+    board = write_board(out, sections, notes, plots)
+    print(f'selfens: report written to {", ".join(map(str, written + plots))}; TensorBoard: {board} (run "report")')
+
+
+def _nothing_scored(paths: list[str], predicted: list[tuple[Path, str]]) -> str:
+    """Why there is nothing to report, and what to do."""
+    where = ", ".join(paths)
+    if not predicted:
+        return f"no scored runs (results.json with metrics) under {where}: run `selfens test --config ...` first"
+    folder, stage = predicted[0]
+    return (
+        f"no scored runs under {where}, only {len(predicted)} {stage} run(s) (answers without scores), e.g. {folder}: "
+        f"score them with `selfens test --config {folder / 'config.yaml'}`"
+    )

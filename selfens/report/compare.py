@@ -19,7 +19,7 @@ def view_rows(runs: list[Run], settings: list[str], resamples: int, seed: int) -
         for view in run.views():
             row = {
                 "run": run.name,
-                "model": Path(run.results["model"]).name,
+                "model": run.model,
                 "dataset": run.results["dataset"],
                 "method": run.method,
                 "label": run.label,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from selfens.errors import SelfensError
 from selfens.metrics.views import METRICS
@@ -30,6 +30,11 @@ class Run:
         `<model>/<cell>` for a study's cell."""
         own = self.folder.name.split("-", 1)[0] if self.folder.name.startswith("version_") else self.folder.name
         return f"{self.folder.parent.name}/{own}"
+
+    @property
+    def model(self) -> str:
+        """The model's name (the last part of its path, for a local model)."""
+        return Path(self.results["model"]).name
 
     @property
     def method(self) -> str:
@@ -99,16 +104,26 @@ def setting_columns(runs: list[Run]) -> list[str]:
 
 
 def collect(paths: list[str]) -> list[Run]:
-    """The scored runs under `paths` (runs of `predict` have no scores and are left out)."""
+    """The scored runs under `paths` (runs of `predict` have no scores: `unscored` lists them)."""
     runs = []
+    for folder, results in _results(paths):
+        if "metrics" not in results:
+            continue
+        rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text("utf-8").split("\n") if line]
+        runs.append(Run(folder, results, rows))
+    return runs
+
+
+def unscored(paths: list[str]) -> list[tuple[Path, str]]:
+    """(folder, stage) of each run under `paths` that has no scores (`selfens predict`'s)."""
+    return [
+        (folder, results.get("stage", "predict")) for folder, results in _results(paths) if "metrics" not in results
+    ]
+
+
+def _results(paths: list[str]) -> Iterator[tuple[Path, dict]]:
+    """(folder, results.json) of each run under `paths`: a run folder, or a folder searched for them."""
     for p in map(Path, paths):
         files = [p / "results.json"] if (p / "results.json").exists() else sorted(p.rglob("results.json"))
         for f in files:
-            results = json.loads(f.read_text(encoding="utf-8"))
-            if "metrics" not in results:
-                continue
-            rows = [
-                json.loads(line) for line in (f.parent / "predictions.jsonl").read_text("utf-8").split("\n") if line
-            ]
-            runs.append(Run(f.parent, results, rows))
-    return runs
+            yield f.parent, json.loads(f.read_text(encoding="utf-8"))

@@ -33,8 +33,11 @@ LATEX_HEADER = [
 ]
 
 
-def summary_groups(rows: list[dict], compared: list[dict]) -> dict[tuple[str, str], list[list[str]]]:
-    """(model, dataset) -> the cells of its table: one row per run (its main view), the baseline first."""
+def summary_groups(
+    rows: list[dict], compared: list[dict], labels: dict[str, str] | None = None
+) -> dict[tuple[str, str], list[list[str]]]:
+    """(model, dataset) -> the cells of its table: one row per run (its main view), the baseline
+    first; each run named by `labels` (run -> label), or by its own label."""
     by_run = {c["run"]: c for c in compared}
     baselines = {c["baseline"] for c in compared}
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -43,14 +46,14 @@ def summary_groups(rows: list[dict], compared: list[dict]) -> dict[tuple[str, st
             groups.setdefault((r["model"], r["dataset"]), []).append(r)
     return {
         key: [
-            _cells(r, by_run.get(r["run"]), r["run"] in baselines)
+            _cells(r, by_run.get(r["run"]), r["run"] in baselines, (labels or {}).get(r["run"], r["label"]))
             for r in sorted(runs, key=lambda r: (r["run"] not in baselines, r["label"], _n(r["N"])))
         ]
         for key, runs in groups.items()
     }
 
 
-def _cells(r: dict, comparison: dict | None, baseline: bool) -> list[str]:
+def _cells(r: dict, comparison: dict | None, baseline: bool, label: str) -> list[str]:
     n = r["n"]
     seconds = r["decode_seconds"] + r["confidence_seconds"]
     if comparison is not None:
@@ -60,7 +63,7 @@ def _cells(r: dict, comparison: dict | None, baseline: bool) -> list[str]:
         delta, p = ("baseline" if baseline else "not compared"), ""
     em = f"{_pct(r['em'])} {_interval([r['em_low'], r['em_high']] if r['em_low'] is not None else None)}"
     return [
-        r["label"],
+        label,
         str(r["N"]),
         em.strip(),
         _pct(r["f1"]),

@@ -47,10 +47,20 @@ def view_cells(rows: list[dict], settings: list[str]) -> list[list[str]]:
             _pct(r["f1"]),
             _pct(r["lemma"]),
             str(r["n"]),
-            *(f"{r[c]:.1f}" if c.endswith("_seconds") else f"{r[c]:.0f}" for c in SHOWN_COSTS),
+            *cost_cells(r),
         ]
         for r in rows
     ]
+
+
+def cost_cells(row: dict) -> list[str]:
+    """The SHOWN_COSTS of a view row."""
+    return [f"{row[c]:.1f}" if c.endswith("_seconds") else f"{row[c]:.0f}" for c in SHOWN_COSTS]
+
+
+def score_cells(row: dict) -> list[str]:
+    """EM with its interval in one cell (`34.0 [25.0, 43.0]`), F1 and lemma of a view row."""
+    return [f"{_pct(row['em'])} {_ci(row, 'em')}".strip(), _pct(row["f1"]), _pct(row["lemma"])]
 
 
 def comparison_cells(compared: list[dict]) -> list[list[str]]:
@@ -97,6 +107,31 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(escape, row)) + " |" for row in cells])
 
 
+def report_sections(
+    rows: list[dict], settings: list[str], compared: list[dict], groups: dict[tuple[str, str], list[list[str]]]
+) -> list[tuple[str, str, str]]:
+    """The report's tables in markdown, as (TensorBoard tag, heading, table): the summary per model
+    and dataset, every run and view, and the paired comparison where there is one."""
+    sections = [
+        (f"summary/{model}/{dataset}", f"{model} · {dataset}", markdown_table(SUMMARY_HEADER, cells))
+        for (model, dataset), cells in groups.items()
+    ]
+    sections.append(("views", "Every run and view", markdown_table(view_header(settings), view_cells(rows, settings))))
+    if compared:
+        table = markdown_table(COMPARISON_HEADER, comparison_cells(compared))
+        sections.append(("comparisons", "Paired comparison (main views, same examples)", table))
+    return sections
+
+
+def report_notes(skipped: list[str], bootstrap: str) -> list[str]:
+    """The lines under the tables: the runs not compared, and how the intervals were drawn."""
+    return [
+        *(f"- not compared: {s}" for s in skipped),
+        "",
+        f"95% intervals: percentile bootstrap over examples ({bootstrap}); wins/losses: examples only this run / only the baseline gets right (EM).",
+    ]
+
+
 def write_files(
     out: Path,
     rows: list[dict],
@@ -111,17 +146,9 @@ def write_files(
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
     md = ["# selfens report", ""]
-    for (model, dataset), cells in groups.items():
-        md += [f"## {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
-    md += ["## Every run and view", "", markdown_table(view_header(settings), view_cells(rows, settings)), ""]
-    if compared:
-        md += ["## Paired comparison (main views, same examples)", ""]
-        md += [markdown_table(COMPARISON_HEADER, comparison_cells(compared)), ""]
-    md += [f"- not compared: {s}" for s in skipped]
-    md += [
-        "",
-        f"95% intervals: percentile bootstrap over examples ({bootstrap}); wins/losses: examples only this run / only the baseline gets right (EM).",
-    ]
+    for _, heading, table in report_sections(rows, settings, compared, groups):
+        md += [f"## {heading}", "", table, ""]
+    md += report_notes(skipped, bootstrap)
     written[0].write_text("\n".join(md) + "\n", encoding="utf-8")
     summary = {"views": rows, "comparisons": compared, "not_compared": skipped, "bootstrap": bootstrap}
     written[2].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
