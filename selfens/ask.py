@@ -5,6 +5,11 @@ One question a line on stdin (a question, or a `[MASK]` sentence for fill-in-the
 your own phrasings after ` || `:
 
     echo "who wrote hamlet? || hamlet was written by whom?" | selfens ask --config configs/webquestions/avg.yaml
+    echo "The capital of Germany is [MASK]. || Germany's capital is [MASK]." | selfens ask --config configs/pararel/avg.yaml
+
+A `[MASK]` sentence is shown in the config's fill style, as the dataset shows its templates: as
+typed (`mask`), or cut before `[MASK]` for the model to complete (`completion`, which needs `[MASK]`
+at the end). A line that cannot be shown so is said on stderr, and the next line is read.
 
 A line with one phrasing is paraphrased by `--paraphraser CONFIG` (a `selfens paraphrase` config)
 when given. The prompt (format, few-shot examples, style) and the model come from CONFIG; the
@@ -17,11 +22,18 @@ import argparse
 import sys
 
 from selfens.config import build, build_job, connect
+from selfens.data.base import ParaphraseDataModule
 from selfens.data.batch import Example, collate
-from selfens.errors import ConfigError
+from selfens.data.blanks import FillInTheBlank, completes_at_end
+from selfens.errors import ConfigError, SelfensError
 from selfens.fusion import FUSIONS
 
 SEPARATOR = " || "
+MASK = "[MASK]"  # the blank a typed fill-in-the-blank sentence has where its template has [Y]
+
+
+class InputError(SelfensError, ValueError):
+    """A typed line that the config cannot show: said for that line; the next is read."""
 
 
 def main(argv: list[str]) -> None:
@@ -37,9 +49,19 @@ def main(argv: list[str]) -> None:
     )
     args, overrides = parser.parse_known_args(argv)
     asker = Asker(args.config, overrides, args.methods.split(","), args.paraphraser)
+    print(
+        f"selfens ask: {asker.model_name} ready; type {expected_input(asker.data)} "
+        f"(phrasings separated by '{SEPARATOR}'), Ctrl-D to end",
+        file=sys.stderr,
+        flush=True,
+    )
     for number, line in enumerate(sys.stdin, start=1):
-        if line.strip():
+        if not line.strip():
+            continue
+        try:
             print(asker.answer(line.strip(), f"ask-{number}"), flush=True)
+        except SelfensError as error:  # e.g. an InputError: this line only
+            print(f"selfens ask: line {number}: {error}", file=sys.stderr, flush=True)
 
 
 class Asker:
@@ -56,6 +78,7 @@ class Asker:
         run = build(["--config", config, *overrides, "--data.init_args.num_paraphrases", "1"], run=False)
         base, data = run.model, run.datamodule
         connect(data, base)
+        self.data, self.model_name = data, base.model_name
         self.shots = data.load_records()[0].shots
         self.builder = data.prompt_builder()
         base.configure_model()
@@ -75,10 +98,11 @@ class Asker:
         self.paraphraser = _paraphraser(paraphraser, lm) if paraphraser else None
 
     def phrasings(self, line: str) -> list[str]:
+        """The line's phrasings (and a paraphraser's, for a line of one), as the config's data shows them."""
         given = [p.strip() for p in line.split(SEPARATOR) if p.strip()]
         if len(given) == 1 and self.paraphraser is not None:
             given += self.paraphraser.paraphrase(given, [[]])[0]["paraphrases"]
-        return given
+        return [shown(self.data, p) for p in given]
 
     def answer(self, line: str, qid: str) -> str:
         phrasings = self.phrasings(line)
@@ -91,6 +115,39 @@ class Asker:
         for name, module in self.methods.items():
             lines.append(f"  {name + ':':<14}{module.decode(batch).predictions[0]}")
         return "\n".join(lines)
+
+
+def expected_input(data: ParaphraseDataModule) -> str:
+    """What a typed phrasing must be for `data`, in words."""
+    if not isinstance(data, FillInTheBlank):
+        return "a question"
+    if data.fill_style == "mask":
+        return f"a sentence with one {MASK}"
+    return f"a sentence ending in {MASK} (fill_style completion: the model continues the text before it)"
+
+
+def shown(data: ParaphraseDataModule, phrasing: str) -> str:
+    """A typed phrasing as `data` shows one. Fill-in-the-blank data fills a `[MASK]` sentence as a
+    template with `FillInTheBlank.fill`, as it fills its own; other data takes the phrasing as typed.
+
+    >>> from selfens.data import ParaRel
+    >>> shown(ParaRel(fill_style="completion"), "The capital of Germany is [MASK].")
+    'The capital of Germany is'
+    """
+    if not isinstance(data, FillInTheBlank):
+        return phrasing
+    template = phrasing.replace(MASK, "[Y]")
+    if phrasing.count(MASK) != 1:
+        raise InputError(
+            f"{phrasing!r} has {phrasing.count(MASK)} {MASK}: {type(data).__name__} (fill_style "
+            f"{data.fill_style}) expects {expected_input(data)}, e.g. 'The capital of Germany is {MASK}.'"
+        )
+    if data.fill_style == "completion" and not completes_at_end(template):
+        raise InputError(
+            f"{phrasing!r}: fill_style completion shows the sentence up to {MASK} for the model to continue, so "
+            f"{MASK} must end it (e.g. 'The capital of Germany is {MASK}.'); or add --data.init_args.fill_style mask"
+        )
+    return data.fill(template, subject="")[0]
 
 
 def _paraphraser(config: str, lm):

@@ -14,13 +14,16 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 import torch
 
 from selfens.decode import DecodeCost, Decoded, Prompt, sampler
 from selfens.errors import SelfensError
 from selfens.run.files import append_rows, read_lines
+
+if TYPE_CHECKING:
+    from selfens.progress import Progress
 
 Measure = Literal["sampling", "token_prob"]
 
@@ -108,8 +111,9 @@ class Confidence:
         self.settings, self.cache, self.compute_missing = settings, cache, compute_missing
         self.generate, self.text, self.lemmatizer = generate, text, lemmatizer
 
-    def __call__(self, prompt: Prompt) -> tuple[torch.Tensor, DecodeCost]:
-        """Confidences of the R single prompts of `prompt` -> ([R], what computing them cost)."""
+    def __call__(self, prompt: Prompt, progress: Optional[Progress] = None) -> tuple[torch.Tensor, DecodeCost]:
+        """Confidences of the R single prompts of `prompt` -> ([R], what computing them cost); each
+        prompt is counted in `progress` ("prompts"), a cached one as skipped."""
         shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
         prompts = [shared + row[mask].tolist() for row, mask in zip(prompt.input_ids.cpu(), prompt.valid.cpu())]
         keys = [self.cache.key(self.settings, p) for p in prompts]
@@ -120,10 +124,14 @@ class Confidence:
                 f"Compute them first with `selfens confidence --config <this config>`, "
                 f"or set model.init_args.compute_confidence: true."
             )
-        spent = self._compute(prompt.select(missing), [keys[i] for i in missing]) if missing else DecodeCost()
+        if progress is not None:
+            progress.skip(prompts=len(keys) - len(missing))
+        spent = DecodeCost()
+        if missing:
+            spent = self._compute(prompt.select(missing), [keys[i] for i in missing], progress)
         return torch.tensor([self.cache.get(k) for k in keys], dtype=torch.float32), spent
 
-    def _compute(self, prompt: Prompt, keys: list[str]) -> DecodeCost:
+    def _compute(self, prompt: Prompt, keys: list[str], progress: Optional[Progress]) -> DecodeCost:
         greedy = self.generate(prompt)
         spent = greedy.cost
         answers = [self.text(t) for t in greedy.tokens]
@@ -135,6 +143,8 @@ class Confidence:
                 spent.add(sampled.cost)
                 value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
             self.cache.put(key, value, greedy=answers[row], measure=self.settings.measure)
+            if progress is not None:
+                progress.advance(prompts=1)
         return spent
 
     def _samples(self, prompt: Prompt, key: str) -> Decoded:

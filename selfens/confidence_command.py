@@ -2,29 +2,34 @@
 
 Runs the config's data through the model without decoding the fused answers, filling the cache
 (resumable: what is cached is skipped), so that later `selfens test` runs of weighted methods
-sample nothing.
+sample nothing. Progress is counted in prompts (an example's N phrasings are N prompts), with an
+estimate of the time left, on stderr (`--trainer.enable_progress_bar false`: none).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from selfens.config import build, connect
 from selfens.data.batch import ParaphraseBatch
 from selfens.decode import DecodeCost
 from selfens.errors import ConfigError
 from selfens.methods.logit import LogitFusion
-from selfens.run.writer import RunWriter, announce
+from selfens.progress import Progress, instead_of_bar
+from selfens.run.writer import RunWriter, announce, new_folders
 
 
 class ConfidencePass(LogitFusion):
     """The confidences of a weighted LogitFusion config alone: a row of N values per example."""
 
     predict_stage = "confidence"
+    progress: Optional[Progress] = None  # the prompts done of all, handed in by `main`
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
-        cost = DecodeCost()
-        values = self.confidences(batch, cost).tolist()  # [B][N]
+        # As `confidences`, with each prompt counted as it is done (a batch can take minutes).
+        values, cost = self.confidence(self.single_prompts(batch), self.progress)  # [B*N]
+        values = values.view(len(batch.ids), batch.num_paraphrases).tolist()  # [B][N]
         self.add_cost(DecodeCost(), confidence=cost)
         return [
             {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
@@ -48,9 +53,19 @@ def main(argv: list[str]) -> None:
     settings = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
     job = ConfidencePass(**{**settings, "model": model.language_model})
     connect(data, job)
-    run.trainer.callbacks.append(RunWriter(data))
+    job.progress = prompt_progress(run.trainer, data)
+    run.trainer.callbacks.append(RunWriter(data, None, new_folders(run.trainer.log_dir)))
     run.trainer.predict(job, datamodule=data, return_predictions=False)
+    if job.progress is not None:
+        job.progress.close()
     folder = Path(run.trainer.log_dir or ".")
     if run.trainer.is_global_zero:
         announce(folder)
         print(f"confidences ({job.hparams.confidence}) cached in {job.confidence.cache.path}")
+
+
+def prompt_progress(trainer, data) -> Optional[Progress]:
+    """A line counting the prompts (a batch of B examples is B x N prompts, each sampled K times:
+    minutes)."""
+    data.setup("predict")
+    return instead_of_bar(trainer, "confidence", {"prompts": len(data.examples) * data.num_paraphrases})

@@ -17,11 +17,12 @@ LINES = (
 )
 
 
-def ask(monkeypatch, capsys, text: str, *args) -> str:
+def ask(monkeypatch, capsys, text: str, *args, config: Path = CONFIG):
+    """`selfens ask` on `text` as stdin: what it wrote (`.out`, `.err`)."""
     monkeypatch.setattr(sys, "stdin", io.StringIO(text))
     capsys.readouterr()
-    selfens("ask", "--config", CONFIG, *args)
-    return capsys.readouterr().out
+    selfens("ask", "--config", config, *args)
+    return capsys.readouterr()
 
 
 def check_output(out: str, methods: list[str]) -> list[str]:
@@ -39,9 +40,67 @@ def check_output(out: str, methods: list[str]) -> list[str]:
     return lines
 
 
+def phrasings_shown(out: str, qid: str) -> list[str]:
+    """The phrasings listed under question `qid`, as the model was shown them."""
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"question {qid}: "))
+    count = int(lines[first].split(": ")[1].split()[0])
+    return [line.split(". ", 1)[1].split("  ->")[0].strip() for line in lines[first + 1 : first + 1 + count]]
+
+
 def test_ask_with_the_tiny_model(tiny_model_path, monkeypatch, capsys):
-    out = ask(monkeypatch, capsys, LINES, "--model.init_args.model", tiny_model_path, "--methods", "avg,max,attention")
-    check_output(out, ["avg", "max", "attention"])
+    said = ask(monkeypatch, capsys, LINES, "--model.init_args.model", tiny_model_path, "--methods", "avg,max,attention")
+    check_output(said.out, ["avg", "max", "attention"])
+    # Once the model is loaded, one line on stderr says so, and what to type.
+    ready = [line for line in said.err.splitlines() if line.startswith("selfens ask: ")]
+    assert ready == [
+        f"selfens ask: {tiny_model_path} ready; type a question (phrasings separated by ' || '), Ctrl-D to end"
+    ]
+
+
+PARAREL = ROOT / "configs" / "pararel" / "avg.yaml"
+MASKED = (
+    "The capital of Germany is [MASK]. || Germany's capital is [MASK].\n"
+    "[MASK] is the capital of Germany.\n"
+    "who wrote hamlet?\n"
+    "Paris is the capital of [MASK].\n"
+)
+
+
+@pytest.mark.parametrize("style", ["completion", "mask"])
+def test_a_mask_sentence_is_shown_in_the_configs_fill_style(style, tiny_model_path, monkeypatch, capsys):
+    from selfens.data import ParaRel
+
+    fill = ParaRel(fill_style=style).fill  # how the dataset shows a template: the rule ask must follow
+    said = ask(
+        monkeypatch,
+        capsys,
+        MASKED,
+        *("--model.init_args.model", tiny_model_path, "--methods", "avg"),
+        *("--data.init_args.fill_style", style),
+        config=PARAREL,
+    )
+    assert phrasings_shown(said.out, "ask-1") == [
+        fill("The capital of [X] is [Y].", "Germany")[0],
+        fill("[X]'s capital is [Y].", "Germany")[0],
+    ]
+    assert phrasings_shown(said.out, "ask-4") == [fill("[X] is the capital of [Y].", "Paris")[0]]
+    if style == "completion":
+        assert phrasings_shown(said.out, "ask-1") == ["The capital of Germany is", "Germany's capital is"]
+    else:
+        assert phrasings_shown(said.out, "ask-2") == ["[MASK] is the capital of Germany."]
+    # A line the style cannot show: one line on stderr for it, and the next line is answered.
+    errors = [line for line in said.err.splitlines() if line.startswith("selfens ask: line ")]
+    no_mask = f"selfens ask: line 3: 'who wrote hamlet?' has 0 [MASK]: ParaRel (fill_style {style}) expects a sentence "
+    assert errors[-1].startswith(no_mask) and "ask-3" not in said.out
+    if style == "completion":
+        assert len(errors) == 2 and "ask-2" not in said.out
+        assert errors[0].startswith("selfens ask: line 2: '[MASK] is the capital of Germany.': fill_style completion")
+        assert "--data.init_args.fill_style mask" in errors[0]
+    else:
+        assert len(errors) == 1
+    expects = "a sentence ending in [MASK]" if style == "completion" else "a sentence with one [MASK]"
+    assert f"ready; type {expects}" in said.err
 
 
 def test_ask_paraphrases_a_single_phrasing_with_a_paraphraser(tiny_model_path, monkeypatch, capsys, tmp_path):
@@ -59,7 +118,7 @@ def test_ask_paraphrases_a_single_phrasing_with_a_paraphraser(tiny_model_path, m
         config,
         "--methods",
         "avg",
-    )
+    ).out
     assert "question ask-1: 6 phrasing(s)" in out  # the original and the config's 5 paraphrases
 
 
@@ -73,6 +132,6 @@ def test_unknown_method(tiny_model_path, capsys):
 @pytest.mark.slow
 def test_the_piped_example_with_the_embedded_model(monkeypatch, capsys):
     """The README's example: three phrasings of one question, each answered, and fused three ways."""
-    lines = check_output(ask(monkeypatch, capsys, LINES), ["avg", "max", "attention"])
+    lines = check_output(ask(monkeypatch, capsys, LINES).out, ["avg", "max", "attention"])
     answers = [line.split("->")[1].strip() for line in lines[1:4]] + [line.split(":", 1)[1] for line in lines[4:7]]
     assert all("Shakespeare" in a for a in answers), answers

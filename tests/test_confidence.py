@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, 
 from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.methods import LogitFusion
+from selfens.progress import Progress
 
 N = 3
 SAMPLES = 4
@@ -227,3 +231,75 @@ def test_reusing_the_prefix_gives_the_same_confidences(tiny_model_path, tmp_path
     a, b = reused.confidences(batch), plain.confidences(batch)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     assert [line["key"] for line in cache_lines(reused)] == [line["key"] for line in cache_lines(plain)]
+
+
+# -- progress --------------------------------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def lines_of(progress: Progress) -> list[str]:
+    """What `progress` wrote: plain lines, or a terminal's redraws of its line."""
+    text = progress.stream.getvalue()
+    return [line for line in re.split(r"\r\033\[K|\n", text) if line]
+
+
+def test_progress_counts_each_prompt_with_an_estimate_after_the_first(tiny_model_path, small, tmp_path):
+    m = module(tiny_model_path, tmp_path)
+    total = len(small.ids) * N
+    progress = Progress("confidence", {"prompts": total}, every=0.0, stream=io.StringIO())
+    m.confidence(m.single_prompts(small), progress)
+    shown = lines_of(progress)
+    assert [re.search(r"prompts (\d+) of (\d+)", line).groups() for line in shown] == [
+        ("0", str(total)),  # the cached ones of the batch (none), said before the first is sampled
+        *[(str(k), str(total)) for k in range(1, total + 1)],
+    ]
+    assert shown[0].endswith("~? left") and all(re.search(r"~\d+m\d\ds left$", line) for line in shown[1:])
+
+    # Read again, every value is cached: counted as done, not in the pace of the estimate.
+    again = Progress("confidence", {"prompts": total}, every=0.0, stream=io.StringIO())
+    m.confidence(m.single_prompts(small), again)
+    (line,) = lines_of(again)
+    assert re.fullmatch(rf"confidence: prompts {total} of {total}, \d+m\d\ds elapsed, ~\? left", line)
+
+
+def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_few_seconds(monkeypatch):
+    clock = iter([0.0, 0.0, 1.0, 2.5, 3.0, 3.5])  # start, then each advance and close
+    monkeypatch.setattr("selfens.progress.time", SimpleNamespace(monotonic=lambda: next(clock)))
+    progress = Progress("job", {"questions": 4}, tty_every=2.0, every=0.0, stream=Terminal())
+    for _ in range(4):
+        progress.advance(questions=1)
+    progress.close()
+    text = progress.stream.getvalue()
+    assert "\n" not in text[:-1] and text.endswith("\n")  # one line, rewritten in place
+    assert lines_of(progress) == [
+        "job: questions 1 of 4, 0m00s elapsed, ~0m00s left",  # the first at once
+        "job: questions 3 of 4, 0m02s elapsed, ~0m00s left",  # the second 2.5 s later; 2 at 1.0 s was not shown
+        "job: questions 4 of 4, 0m03s elapsed, ~0m00s left",  # the last, always
+    ]
+
+
+def test_confidence_command_counts_prompts_instead_of_batches(tiny_model_path, tmp_path, capsys, monkeypatch):
+    from tests.test_cli import ROOT, selfens
+
+    monkeypatch.setattr("selfens.progress.EVERY", 0.0)
+    capsys.readouterr()
+    selfens(
+        "confidence",
+        "--config",
+        ROOT / "configs" / "pararel" / "weighted_avg.yaml",
+        *("--model.init_args.model", tiny_model_path, "--data.init_args.limit", 2),
+        *("--model.init_args.num_samples", SAMPLES, "--model.init_args.confidence_dir", tmp_path / "confidence"),
+        *("--trainer.logger.init_args.save_dir", tmp_path / "logs"),
+    )
+    said = capsys.readouterr()
+    counts = [re.search(r"^confidence: prompts (\d+) of (\d+)", line) for line in said.err.splitlines()]
+    counts = [(int(m[1]), int(m[2])) for m in counts if m]
+    total = counts[0][1]
+    assert total == 2 * 5  # 2 facts, N = 5 (the config's)
+    done = [d for d, _ in counts]  # a line a batch (its cached prompts, none here), one a prompt, the close
+    assert done == sorted(done) and set(done) == set(range(total + 1)) and done[-1] == total
+    assert "Predicting" not in said.err + said.out  # Lightning's bar of batches is off

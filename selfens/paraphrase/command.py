@@ -1,6 +1,9 @@
 """`selfens paraphrase --config CONFIG`: write a paraphrase file for a dataset's questions.
 
-A Lightning predict job (progress bar; on several GPUs each question once). Each process appends
+A Lightning predict job (on several GPUs each question once), its progress counted in questions and
+paraphrases, with an estimate of the time left, on stderr (`--trainer.enable_progress_bar false`:
+none; a batch takes up to num_paraphrases x max_tries decodes, so Lightning's bar of batches would
+sit still for minutes). Each process appends
 its finished questions to `<output>.parts/rank<k>.jsonl`; at the end they are merged, in dataset
 order, into the output file and `<name>.meta.json` beside it. A re-run with the same settings
 resumes: questions already in the output or the parts are not paraphrased again (so a larger
@@ -22,6 +25,7 @@ from selfens.data.paraphrase_files import meta_path, settings_hash
 from selfens.errors import ConfigError
 from selfens.paraphrase.module import Paraphraser
 from selfens.paraphrase.summary import summary
+from selfens.progress import Progress, instead_of_bar
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, end_cut_line, rows_by_index, write_atomic, write_rows
 from selfens.run.resume import Resume
@@ -99,6 +103,21 @@ def _changed(before: dict, now: dict) -> str:
     return ", ".join(diffs[:3]) or "different settings"
 
 
+def question_progress(trainer, data, done: int, count: int) -> Progress | None:
+    """A line counting questions and paraphrases (`count` a question; `done` questions finished
+    before), paced by paraphrases: a question finishes only once each of its slots is sampled, late
+    in its batch."""
+    data.setup("predict")
+    questions = len(data.examples)
+    return instead_of_bar(
+        trainer,
+        "paraphrase",
+        {"questions": questions, "paraphrases": questions * count},
+        done={"questions": done, "paraphrases": done * count},
+        pace="paraphrases",
+    )
+
+
 def main(argv: list[str]) -> None:
     run = build_job(
         Paraphraser,
@@ -129,7 +148,10 @@ def main(argv: list[str]) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = ParaphraseWriter(output, header)
     run.trainer.callbacks.append(writer)
+    job.progress = question_progress(run.trainer, data, len(done), job.hparams.num_paraphrases)
     run.trainer.predict(job, datamodule=data, return_predictions=False)
+    if job.progress is not None:
+        job.progress.close()
     if run.trainer.is_global_zero:
         if writer.meta is None:  # nothing was left to paraphrase: Lightning ran no predict hooks
             writer.finish(job)

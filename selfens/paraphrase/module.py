@@ -3,8 +3,7 @@ paraphrases of a batch of questions."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union
 
 import lightning as L
 import torch
@@ -19,6 +18,9 @@ from selfens.padding import left_pad
 from selfens.paraphrase.filters import REASONS, Reason, rejection
 from selfens.paraphrase.prompt import PARAPHRASE_FORMAT, worked_examples
 
+if TYPE_CHECKING:
+    from selfens.progress import Progress
+
 RESEED = 1000  # try t of paraphrase k samples with seed + k + RESEED * t
 FIRST_LINE = ("\n",)  # a paraphrase is the first line the model writes
 
@@ -27,6 +29,8 @@ class Paraphraser(L.LightningModule):
     """Writes `num_paraphrases` new phrasings of each question, as the original method did (worked
     examples, temperature 1.5, top-p 0.9, 30 tokens, first line, paraphrase k with seed k), and
     re-samples an output rejected by a filter up to `max_tries` times in all."""
+
+    progress: Optional[Progress] = None  # the questions and paraphrases done of all, handed in by the command
 
     def __init__(
         self,
@@ -96,64 +100,72 @@ class Paraphraser(L.LightningModule):
         originals = [p[0] for p in batch.paraphrases]
         return [
             {"index": int(batch.index[b]), "id": batch.ids[b], "original": originals[b], **found}
-            for b, found in enumerate(self.paraphrase(originals, batch.answers))
+            for b, found in enumerate(self.paraphrase(originals, batch.answers, self.progress))
         ]
 
-    def paraphrase(self, originals: list[str], answers: list[list[str]]) -> list[dict]:
-        """`{"paraphrases": [...], "rejected": [{"k", "try", "text", "reason"}]}` of each question."""
-        count = self.hparams.num_paraphrases
+    def paraphrase(
+        self, originals: list[str], answers: list[list[str]], progress: Optional[Progress] = None
+    ) -> list[dict]:
+        """`{"paraphrases": [...], "rejected": [{"k", "try", "text", "reason"}]}` of each question.
+
+        Try t samples slot k of every question still missing it, for k = 1.. in turn (one decode
+        each: the time goes there, up to num_paraphrases x max_tries decodes a batch); after each,
+        `progress` counts the paraphrases settled (kept, or rejected at the last try) and the
+        questions with all theirs settled."""
+        count, tries = self.hparams.num_paraphrases, self.hparams.max_tries
         kept: list[dict[int, str]] = [{} for _ in originals]  # question -> slot k -> text
         rejected: list[list[dict]] = [[] for _ in originals]
-        pending = [(b, k) for b in range(len(originals)) for k in range(1, count + 1)]
-        for attempt in range(self.hparams.max_tries):
-            if not pending:
-                break
-            texts = self.sample([originals[b] for b, _ in pending], [k for _, k in pending], attempt)
-            for (b, k), text in zip(pending, texts):  # in slot order, so "earlier" is well defined
-                reason = rejection(
-                    text,
-                    originals[b],
-                    [kept[b][j] for j in sorted(kept[b])],
-                    answers[b],
-                    max_length_ratio=self.hparams.max_length_ratio,
-                    checks=self.checks,
-                )
-                if reason is None:
-                    kept[b][k] = text
-                else:
-                    rejected[b].append({"k": k, "try": attempt, "text": text, "reason": reason})
-            pending = [(b, k) for b, k in pending if k not in kept[b]]
+        pending = [set(range(1, count + 1)) for _ in originals]  # question -> slots still to sample
+        for attempt in range(tries):
+            for k in range(1, count + 1):
+                rows = [b for b in range(len(originals)) if k in pending[b]]
+                if not rows:
+                    continue
+                texts = self.sample([originals[b] for b in rows], k, attempt)
+                settled = finished = 0
+                for b, text in zip(rows, texts):  # slots in order, so "earlier" is well defined
+                    reason = rejection(
+                        text,
+                        originals[b],
+                        [kept[b][j] for j in sorted(kept[b])],
+                        answers[b],
+                        max_length_ratio=self.hparams.max_length_ratio,
+                        checks=self.checks,
+                    )
+                    if reason is None:
+                        kept[b][k] = text
+                    else:
+                        rejected[b].append({"k": k, "try": attempt, "text": text, "reason": reason})
+                    if reason is None or attempt == tries - 1:
+                        pending[b].discard(k)
+                        settled += 1
+                        finished += not pending[b]
+                if progress is not None:
+                    progress.advance(paraphrases=settled, questions=finished)
         return [
             {"paraphrases": [kept[b][k] for k in sorted(kept[b])], "rejected": rejected[b]}
             for b in range(len(originals))
         ]
 
-    def sample(self, questions: list[str], slots: list[int], attempt: int) -> list[str]:
-        """One sampled paraphrase (its first line) of each question for its slot k, with seed
-        seed + k + RESEED * attempt; the prompts of one slot share their prefix, read once."""
+    def sample(self, questions: list[str], k: int, attempt: int) -> list[str]:
+        """One sampled paraphrase (its first line) of each question for slot k, with seed
+        seed + k + RESEED * attempt; the prompts share their prefix (slot k's worked examples), read once."""
         builder = PromptBuilder(self.tokenizer, PARAPHRASE_FORMAT, chat=self.chat, model_name=self.model_name)
-        groups = defaultdict(list)  # slot -> rows
-        for row, k in enumerate(slots):
-            groups[k].append(row)
-        texts: list[str] = [""] * len(questions)
-        for k, rows in groups.items():
-            shots = worked_examples(k)
-            segments = [builder.encode([questions[r].strip()], shots, f"paraphrase-{r}") for r in rows]
-            prefix = segments[0].prefix
-            prompt = Prompt.with_prefix(prefix, [s.blocks[0] + s.suffix for s in segments], self.tokenizer.pad_token_id)
-            if any(s.prefix != prefix for s in segments):  # a prefix cut apart by an odd merge: no sharing
-                prompt = Prompt.left_padded(*left_pad([s.prompt(0) for s in segments], self.tokenizer.pad_token_id))
-            seed = self.hparams.seed + k + RESEED * attempt
-            self.language_model.use_implementation("sdpa")  # the model may be shared with a method
-            decoded = self.language_model.generate(
-                prompt,
-                max_new_tokens=self.hparams.max_new_tokens,
-                stop_strings=FIRST_LINE,
-                choose=seeded_sampler(
-                    self.hparams.temperature, self.hparams.top_k, self.hparams.top_p, [seed] * len(rows)
-                ),
-                prefix_cache=self.prefix_cache,
-            )
-            for r, tokens in zip(rows, decoded.tokens):
-                texts[r] = self.language_model.text(tokens, FIRST_LINE)
-        return texts
+        shots = worked_examples(k)
+        segments = [builder.encode([q.strip()], shots, f"paraphrase-{r}") for r, q in enumerate(questions)]
+        prefix = segments[0].prefix
+        prompt = Prompt.with_prefix(prefix, [s.blocks[0] + s.suffix for s in segments], self.tokenizer.pad_token_id)
+        if any(s.prefix != prefix for s in segments):  # a prefix cut apart by an odd merge: no sharing
+            prompt = Prompt.left_padded(*left_pad([s.prompt(0) for s in segments], self.tokenizer.pad_token_id))
+        seed = self.hparams.seed + k + RESEED * attempt
+        self.language_model.use_implementation("sdpa")  # the model may be shared with a method
+        decoded = self.language_model.generate(
+            prompt,
+            max_new_tokens=self.hparams.max_new_tokens,
+            stop_strings=FIRST_LINE,
+            choose=seeded_sampler(
+                self.hparams.temperature, self.hparams.top_k, self.hparams.top_p, [seed] * len(questions)
+            ),
+            prefix_cache=self.prefix_cache,
+        )
+        return [self.language_model.text(tokens, FIRST_LINE) for tokens in decoded.tokens]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,7 +24,9 @@ CONFIG = ROOT / "configs" / "paraphrase" / "webquestions.yaml"
 FIELDS = {"index", "id", "original", "paraphrases", "rejected"}
 
 
-def paraphrase_args(model: str, output: Path, limit: int, *extra) -> list[str]:
+def paraphrase_args(model: str, output: Path, limit: int, *extra, progress: bool = False) -> list[str]:
+    """`selfens paraphrase` of the first `limit` questions, 2 a batch; without its progress lines
+    unless `progress`."""
     return [
         "paraphrase",
         "--config",
@@ -36,8 +39,7 @@ def paraphrase_args(model: str, output: Path, limit: int, *extra) -> list[str]:
         str(limit),
         "--data.init_args.batch_size",
         "2",
-        "--trainer.enable_progress_bar",
-        "false",
+        *([] if progress else ["--trainer.enable_progress_bar", "false"]),
         *map(str, extra),
     ]
 
@@ -198,3 +200,50 @@ def test_a_written_file_feeds_a_webquestions_run(tiny_model_path, tmp_path):
     assert source["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
     predictions = [json.loads(line) for line in (results.parent / "predictions.jsonl").read_text().splitlines()]
     assert [p["paraphrases"] for p in predictions] == [[r["original"], *r["paraphrases"][:4]] for r in rows]
+
+
+def progress_counts(err: str, label: str) -> list[tuple[dict[str, int], str]]:
+    """The progress lines `<label>: <unit> d of D, ..., elapsed, ~<left> left` on stderr: their counts
+    (unit -> (done, total)) and estimates."""
+    found = []
+    for line in err.splitlines():
+        if line.startswith(f"{label}: "):
+            counts = {unit: (int(d), int(t)) for unit, d, t in re.findall(r"(\w+) (\d+) of (\d+)", line)}
+            found.append((counts, re.search(r"~(\S+) left$", line).group(1)))
+    return found
+
+
+def test_progress_counts_questions_and_paraphrases_within_one_batch(tiny_model_path, tmp_path, capsys, monkeypatch):
+    """One batch of 2 questions, 5 slots each, every output kept: a line after each slot's decode (not
+    one bar of 1 batch), the estimate from the first paraphrase done, the last line at the totals."""
+    monkeypatch.setattr("selfens.progress.EVERY", 0.0)  # a line at every count (stderr is not a terminal)
+    args = paraphrase_args(tiny_model_path, tmp_path / "wq.jsonl", 2, "--model.checks", "[]", progress=True)
+    capsys.readouterr()
+    selfens(*args)
+    said = capsys.readouterr()
+    lines = progress_counts(said.err, "paraphrase")
+    # A question is done once its 5th slot is: both at the last decode.
+    assert [c for c, _ in lines] == [
+        {"questions": (0, 2), "paraphrases": (2, 10)},
+        {"questions": (0, 2), "paraphrases": (4, 10)},
+        {"questions": (0, 2), "paraphrases": (6, 10)},
+        {"questions": (0, 2), "paraphrases": (8, 10)},
+        {"questions": (2, 2), "paraphrases": (10, 10)},
+        {"questions": (2, 2), "paraphrases": (10, 10)},  # the closing line
+    ]
+    assert all(re.fullmatch(r"\d+m\d\ds", left) for _, left in lines)
+    assert "Predicting" not in said.err + said.out  # Lightning's bar of batches is off
+
+    # Resumed with the file complete, a larger limit: the 2 questions done count, not in the pace.
+    capsys.readouterr()
+    args = paraphrase_args(tiny_model_path, tmp_path / "wq.jsonl", 3, "--model.checks", "[]", progress=True)
+    selfens(*args)
+    lines = progress_counts(capsys.readouterr().err, "paraphrase")
+    assert lines[0][0] == {"questions": (2, 3), "paraphrases": (11, 15)} and lines[-1][0]["questions"] == (3, 3)
+
+
+def test_no_progress_lines_with_the_progress_bar_off(tiny_model_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("selfens.progress.EVERY", 0.0)
+    capsys.readouterr()
+    selfens(*paraphrase_args(tiny_model_path, tmp_path / "wq.jsonl", 1))
+    assert progress_counts(capsys.readouterr().err, "paraphrase") == []
