@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 from selfens.data.base import ParaphraseDataModule
+from selfens.data.paraphrase_files import file_hash
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.errors import ConfigError
-from selfens.prompts import FORMATS, PromptFormat
+from selfens.prompts import FORMATS, PromptFormat, Shot
 
 
 class JsonlQuestions(ParaphraseDataModule):
     """Records from a JSONL file; each line's `paraphrases` (first = original) and `answers`.
 
     By default every line must have the same number of paraphrases, and all are used; with
-    `num_paraphrases: N` each line's first N are used (fewer is an error).
+    `num_paraphrases: N` each line's first N are used (fewer is an error). Few-shot examples come
+    from a second file of the same format (`shots:`): `num_shots` of its lines, drawn with `seed`,
+    each shown as its first paraphrase and first answer.
     """
 
     def __init__(
@@ -23,6 +27,7 @@ class JsonlQuestions(ParaphraseDataModule):
         path: str,
         format: Literal["qa", "mask", "completion"] = "qa",
         num_paraphrases: Optional[int] = None,
+        shots: Optional[str] = None,
         num_shots: int = 0,
         **kwargs,
     ):
@@ -31,13 +36,20 @@ class JsonlQuestions(ParaphraseDataModule):
             path: the JSONL file.
             format: prompt format: "qa" (Q:/A:), "mask" ([MASK] sentences) or "completion".
             num_paraphrases: phrasings per question; None: as many as the file has (the same on every line).
-            num_shots: not supported for this dataset yet (must be 0).
+            shots: a JSONL file of solved questions in the same format, the source of few-shot examples.
+            num_shots: few-shot examples drawn from `shots` with `seed` (0: none; more needs `shots`).
             **kwargs: see ParaphraseDataModule.
         """
-        if num_shots:
-            raise ConfigError("JsonlQuestions has no few-shot source; set num_shots: 0")
-        super().__init__(num_paraphrases=num_paraphrases or 1, num_shots=0, **kwargs)
+        if num_shots < 0:
+            raise ConfigError(f"JsonlQuestions: num_shots must be 0 or more, got {num_shots}")
+        if num_shots and shots is None:
+            raise ConfigError(
+                f"JsonlQuestions: num_shots={num_shots} needs few-shot examples: set shots: FILE (a JSONL file in "
+                f"the questions' format), or num_shots: 0"
+            )
+        super().__init__(num_paraphrases=num_paraphrases or 1, num_shots=num_shots, **kwargs)
         self.path, self.format, self.all_paraphrases = Path(path), format, num_paraphrases is None
+        self.shots_path = Path(shots) if shots is not None else None
 
     def prompt_format(self) -> PromptFormat:
         return FORMATS[self.format]
@@ -46,26 +58,66 @@ class JsonlQuestions(ParaphraseDataModule):
         known = {"num_paraphrases": self.num_paraphrases} if self.examples is not None else {}
         return {**super().resolved_settings(), **known}
 
+    def sources(self) -> dict:
+        if not self.num_shots:
+            return {}
+        return {"shots": {"path": str(self.shots_path), "sha256": file_hash(self.shots_path)}}
+
     def load_records(self) -> list[Record]:
+        shots = self._draw_shots()
         records, first = [], None  # first: (line, count) that every line must match
-        for number, item in read_jsonl(self.path):
-            where = f"{self.path}:{number}"
-            paraphrases = require(item, "paraphrases", list, where)
+        for where, number, (qid, paraphrases, answers) in _read(self.path):
+            count = len(paraphrases)
             if self.all_paraphrases:
-                first = first or (number, len(paraphrases))
-                if len(paraphrases) != first[1]:
+                first = first or (number, count)
+                if count != first[1]:
                     raise DataError(
-                        f"{where}: {len(paraphrases)} paraphrases, but line {first[0]} has {first[1]}: every line "
+                        f"{where}: {count} paraphrases, but line {first[0]} has {first[1]}: every line "
                         f"needs the same number, or set num_paraphrases: N to use the first N of each line"
                     )
                 self.num_paraphrases = first[1]
-            elif len(paraphrases) < self.num_paraphrases:
-                raise DataError(
-                    f"{where}: {len(paraphrases)} paraphrases, fewer than num_paraphrases={self.num_paraphrases}"
-                )
-            record = Record(
-                str(item.get("id", number)), paraphrases[: self.num_paraphrases], require(item, "answers", list, where)
-            )
+            elif count < self.num_paraphrases:
+                raise DataError(f"{where}: {count} paraphrases, fewer than num_paraphrases={self.num_paraphrases}")
+            record = Record(qid, paraphrases[: self.num_paraphrases], answers, [s for _, s in shots])
             record.check(where)
+            _check_apart(record, where, shots)
             records.append(record)
         return records
+
+    def _draw_shots(self) -> list[tuple[str, Shot]]:
+        """(where, shot) of `num_shots` lines of the shots file, drawn with `seed` as WebQuestions draws
+        its train pairs."""
+        if not self.num_shots:
+            return []
+        if not self.shots_path.exists():
+            raise DataError(f"shots file not found: {self.shots_path} (shots: names a JSONL file of solved questions)")
+        pool = list(_read(self.shots_path))
+        if len(pool) < self.num_shots:
+            raise DataError(
+                f"{self.shots_path}: {len(pool)} few-shot examples, fewer than num_shots={self.num_shots}; "
+                f"add lines or lower num_shots"
+            )
+        shots = []
+        for where, _, (qid, paraphrases, answers) in random.Random(self.seed).sample(pool, self.num_shots):
+            Record(qid, paraphrases[:1], answers).check(where)  # a shot shows the first paraphrase and answer
+            shots.append((where, Shot(paraphrases[0], answers[0])))
+        return shots
+
+
+def _read(path: Path) -> Iterator[tuple[str, int, tuple[str, list, list]]]:
+    """(where, line number, (id, paraphrases, answers)) of each line of a questions file."""
+    for number, item in read_jsonl(path):
+        where = f"{path}:{number}"
+        paraphrases, answers = require(item, "paraphrases", list, where), require(item, "answers", list, where)
+        yield where, number, (str(item.get("id", number)), paraphrases, answers)
+
+
+def _check_apart(record: Record, where: str, shots: list[tuple[str, Shot]]) -> None:
+    """A question shown solved among its own few-shot examples would be scored on a given answer."""
+    phrasings = {p.strip().casefold() for p in record.paraphrases}
+    for shot_where, shot in shots:
+        if shot.query.strip().casefold() in phrasings:
+            raise DataError(
+                f"{shot_where}: few-shot example {shot.query!r} is also question {record.id!r} ({where}): its "
+                f"answer would be in its own prompt; remove it from one of the files"
+            )
