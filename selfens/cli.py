@@ -13,12 +13,19 @@ import warnings
 
 from selfens.commands import COMMANDS, LIGHTNING, entry_point
 from selfens.errors import SelfensError
+from selfens.wizard import on_terminal
+
+NOT_A_TERMINAL = (
+    "selfens: no terminal here to ask on: run a config, e.g. selfens test --config configs/pararel/origin.yaml "
+    "(on a terminal, selfens alone or selfens run asks for the dataset, methods and model)"
+)
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [
         "usage: selfens COMMAND [options]      (selfens COMMAND --help: the options of a command)",
+        "       selfens                        (on a terminal: as selfens run, asks what to evaluate)",
         "",
         "Does asking a model in several phrasings, and fusing what it says, give better answers?",
         "",
@@ -43,8 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("SELFENS_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    if not args or args[0] in ("-h", "--help"):
+    if not args and on_terminal():
+        args = ["run"]
+    elif not args or args[0] in ("-h", "--help"):
         print(usage())
+        if not args:
+            print(f"\n{NOT_A_TERMINAL}")
         return
     try:
         command = COMMANDS.get(args[0])

@@ -19,6 +19,11 @@ class Command:
 LIGHTNING = "selfens.config:run_lightning"
 
 COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "selfens.wizard.command:main",
+        "choose data, methods and model step by step; run",
+        "selfens run   (or just selfens, on a terminal)",
+    ),
     "test": Command(
         LIGHTNING,
         "evaluate: metrics, predictions.jsonl, results.json",

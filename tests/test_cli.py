@@ -366,7 +366,7 @@ def test_metrics_do_not_depend_on_batch_size(own_answers):
 
 def test_report(runs, capsys, tmp_path):
     capsys.readouterr()
-    selfens("report", runs["root"] / "test", "--out", tmp_path)
+    selfens("report", runs["root"] / "test", "--out", tmp_path, "--wide")  # every column, as the files
     out = capsys.readouterr().out
     table = out.split("\n\n")[0].splitlines()
     # origin and per_prompt have no method settings: no settings columns
@@ -383,6 +383,7 @@ def test_report(runs, capsys, tmp_path):
         "report.json",
         "report.tex",
         "report_cost.png",
+        "report",  # for TensorBoard
     }
 
 
@@ -399,7 +400,18 @@ def test_python_m_selfens_help(capsys, monkeypatch):
     out = capsys.readouterr().out
     lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     listed = [line.split()[0] for line in lines]
-    assert listed == ["test", "predict", "validate", "confidence", "mask", "paraphrase", "report", "study", "ask"]
+    assert listed == [
+        "run",
+        "test",
+        "predict",
+        "validate",
+        "confidence",
+        "mask",
+        "paraphrase",
+        "report",
+        "study",
+        "ask",
+    ]
     assert listed == list(COMMANDS)
 
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfens"
 
 # Lowest first: a part may import the parts of lower levels only.
 LEVELS = {
-    **dict.fromkeys(["errors", "segments", "padding", "prompts", "hub", "stats", "commands"], 0),
+    **dict.fromkeys(["errors", "segments", "padding", "prompts", "hub", "stats", "commands", "progress"], 0),
     **dict.fromkeys(["attention", "metrics", "fusion"], 1),  # pure: torch (and transformers) only
     **dict.fromkeys(["models", "decode"], 2),
     **dict.fromkeys(["data", "lm"], 3),
@@ -18,7 +18,7 @@ LEVELS = {
     "confidence": 5,
     "methods": 6,
     **dict.fromkeys(["config", "report"], 7),  # config: builds a run from a config file
-    **dict.fromkeys(["paraphrase", "confidence_command", "mask_command", "study"], 8),
+    **dict.fromkeys(["paraphrase", "confidence_command", "mask_command", "study", "wizard"], 8),
     "ask": 9,  # runs the methods and the paraphraser together
     "cli": 10,
     "__main__": 11,
