@@ -8,6 +8,7 @@ paraphrase's prompt; if they are not, fusion would mix different prompts, so it 
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left, bisect_right
 
 from selfens.errors import SelfensError
@@ -19,8 +20,24 @@ class PromptCutError(SelfensError, ValueError):
     """The prompt parts cannot be cut on token boundaries, or shared parts differ."""
 
 
+# Cuts already made, per tokenizer: the cells of a study (or a config run again in one process)
+# render the same prompts with one shared tokenizer, and tokenizing them is most of a set-up.
+_CUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CUTS_KEPT = 200_000  # prompts per tokenizer; past this the memo starts again
+
+
 def cut(tokenizer, parts: list[Part], *, add_special_tokens: bool) -> list[list[int]]:
-    """Token ids of each part, from one tokenization of the joined text."""
+    """Token ids of each part, from one tokenization of the joined text (memoized per tokenizer)."""
+    memo = _CUTS.setdefault(tokenizer, {})
+    key = (tuple(parts), add_special_tokens)  # (a loaded tokenizer is not changed afterwards)
+    if key not in memo:
+        if len(memo) >= _CUTS_KEPT:
+            memo.clear()
+        memo[key] = _cut(tokenizer, parts, add_special_tokens=add_special_tokens)
+    return [list(piece) for piece in memo[key]]  # copies: callers own their segments
+
+
+def _cut(tokenizer, parts: list[Part], *, add_special_tokens: bool) -> list[list[int]]:
     text = "".join(t for _, t in parts)
     starts, pos = [], 0
     for _, t in parts:

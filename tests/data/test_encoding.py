@@ -304,3 +304,16 @@ def test_collate_rejects_mixed_paraphrase_counts():
     two = Example(1, "b", ["x", "z"], ["y"], Segments([1], [], [[2], [3]], []))
     with pytest.raises(ValueError, match="same number of paraphrases"):
         collate([one, two], pad_id=0)
+
+
+def test_a_memoized_cut_equals_a_fresh_one_and_is_the_callers_own(tiny):
+    from selfens.data.encoding import _CUTS, _cut
+
+    tokenizer = tiny[1]
+    parts = [("instruction", "Predict the [MASK]."), ("shot", "\nParis is in France."), ("block", "\nBerlin is in")]
+    first = cut(tokenizer, parts, add_special_tokens=False)
+    assert tuple(parts) in {key[0] for key in _CUTS[tokenizer]}  # the second call is served from the memo
+    first[2].append(-1)  # a caller changing its segments leaves the memo as it was
+    again = cut(tokenizer, parts, add_special_tokens=False)
+    assert again == _cut(tokenizer, parts, add_special_tokens=False) and again[2][-1] != -1
+    assert cut(tokenizer, parts, add_special_tokens=True) == _cut(tokenizer, parts, add_special_tokens=True)
