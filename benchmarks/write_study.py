@@ -49,11 +49,12 @@ def study_section(folder: Path, images: Path) -> str:
         f"- processes: {results[0]['world_size']}; torch {versions['torch']}, transformers {versions['transformers']}, "
         f"python {versions['python']}",
         f"- finished between {min(r['finished'] for r in results)} and {max(r['finished'] for r in results)}",
+        *_qualifying(runs),
         "",
     ]
     for (model, dataset), cells in summary_groups(rows, compared).items():
         lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
-        lines += _claims(model, runs, rows) + [""]
+        lines += _views(model, rows) + _claims(model, runs, rows) + [""]
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
         target = images / f"{folder.name}-{plot.name}"
@@ -62,13 +63,41 @@ def study_section(folder: Path, images: Path) -> str:
     return "\n".join(lines)
 
 
+def _qualifying(runs: list) -> list[str]:
+    """How many ParaRel facts the cells' sample was drawn from: those of relations with enough
+    templates at the study's largest N (the cells' data settings, from results.json)."""
+    config = max((r.results["config"]["data"] for r in runs), key=lambda c: c.get("num_paraphrases", 0))
+    if config.get("_class_path") != "selfens.data.ParaRel":
+        return []
+    from selfens.data import ParaRel
+
+    keys = ("data_dir", "relations", "fill_style", "num_paraphrases", "num_shots", "sample", "sample_seed")
+    counts = {k: v for k, v in ParaRel(**{k: config[k] for k in keys}).qualifying().items() if v}
+    return [
+        f"- facts that qualify at N = {config['num_paraphrases']} ({config['fill_style']}): {sum(counts.values()):,} "
+        f"in {len(counts)} relations ({', '.join(f'{r} {n}' for r, n in counts.items())}); sampled: {config['sample']}"
+    ]
+
+
+def _views(model: str, rows: list[dict]) -> list[str]:
+    """per_prompt's views (each phrasing alone, and their vote), which tell how good each phrasing is."""
+    said = []
+    for run in sorted({r["run"] for r in rows if r["model"] == model and r["method"] == "per_prompt"}):
+        views = [r for r in rows if r["run"] == run]
+        shown = ", ".join(
+            f"{v['view']} {100 * v['em']:.1f} [{100 * v['em_low']:.1f}, {100 * v['em_high']:.1f}]" for v in views
+        )
+        said.append(f"- per_prompt's views (EM [95% CI]; p1 is the original wording): {shown}.")
+    return said
+
+
 def _claims(model: str, runs: list, rows: list[dict]) -> list[str]:
     """Attention-level fusion against each logit-level fusion rule on this model at the same N and
     evaluation: decode seconds per fact, and EM paired on the same facts."""
     main = {r["run"]: r for r in rows if r["main"] and r["model"] == model}
     mine = [r for r in runs if r.name in main]
     said = []
-    for attention in (r for r in mine if r.method == "attention"):
+    for attention in sorted((r for r in mine if r.method == "attention"), key=lambda r: (main[r.name]["N"], r.name)):
         for logit in (r for r in mine if r.method in LOGIT):
             same = logit.identity.evaluation == attention.identity.evaluation
             if not same or main[logit.name]["N"] != main[attention.name]["N"]:
@@ -112,18 +141,24 @@ def _config_of(folder: Path) -> str:
     return "<config>"
 
 
-def write(folders: list[Path], out: Path) -> None:
+def write(folders: list[Path], out: Path, findings: Path | None = None, log: Path | None = None) -> None:
     sections = [study_section(f, out.parent) for f in folders]
     header = [
         "# A recorded study",
         "",
         "Written by `python benchmarks/write_study.py "
         + " ".join(str(f) for f in folders)
-        + f" --out {out}` from the studies' run folders; every figure below is computed from them.",
+        + f" --out {out}` from the studies' run folders: every table and figure below is computed from them,",
+        "and the words (docs/study_findings.md) quote them.",
         "EM, F1 and lemma are in %, with 95% percentile-bootstrap intervals over facts (1,000 resamples, seed 0);",
         "ΔEM is paired on the same facts against that model's origin, with McNemar's exact p.",
         "",
     ]
+    if log is not None and log.exists():  # benchmarks/run_study.sh's record of each whole process
+        header += [f"Each `selfens study` process, timed by `benchmarks/run_study.sh` ({log}):", "", "```"]
+        header += [*log.read_text(encoding="utf-8").splitlines(), "```", ""]
+    if findings is not None and findings.exists():  # the words; every figure in them is in the tables below
+        header += [findings.read_text(encoding="utf-8").strip(), ""]
     out.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
 
 
@@ -131,8 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="study folders (each holds <model>/<cell>/ runs)")
     parser.add_argument("--out", type=Path, default=Path("docs/study.md"))
+    parser.add_argument("--findings", type=Path, default=Path("docs/study_findings.md"), help="the page's words")
+    parser.add_argument("--log", type=Path, default=Path("docs/study.log"), help="benchmarks/run_study.sh's log")
     args = parser.parse_args(argv)
-    write(args.folders, args.out)
+    write(args.folders, args.out, args.findings, args.log)
     print(f"written to {args.out}")
 
 

@@ -230,9 +230,14 @@ def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
     spec = importlib.util.spec_from_file_location("write_study", ROOT / "benchmarks" / "write_study.py")
     write_study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(write_study)
-    page = tmp_path / "study.md"
-    write_study.write([finished / "out"], page)
+    page, words, log = tmp_path / "study.md", tmp_path / "findings.md", tmp_path / "study.log"
+    words.write_text("## What it finds\n\nNothing, on three facts.\n")
+    log.write_text("selfens study --config tiny.yaml: rc=0 wall_s=12.5\n")
+    write_study.write([finished / "out"], page, words, log)
     text = page.read_text()
+    assert "## What it finds\n\nNothing, on three facts." in text and "wall_s=12.5" in text
+    assert "- target, paired ΔEM intervals against origin no wider than ±3 points: " in text
+    assert "- facts that qualify at N = 3 (" in text
     a, b = (Path(m).name for m in two_models)
     assert f"### {a} · ParaRel" in text and f"### {b} · ParaRel" in text
     cells = {p.name: p for p in (finished / "out" / a).iterdir()}
