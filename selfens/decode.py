@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Callable, Optional
 
@@ -142,22 +142,27 @@ class Prompt:
         )
 
     def select(self, rows: list[int]) -> Prompt:
-        """Some rows of a prompt with a padding mask, without the columns that are padding in all of them."""
-        if (
-            not isinstance(self.attention_mask, Tensor)
-            or self.attention_mask.dim() != 2
-            or self.logit_positions is not None
-        ):
-            raise ValueError("select() takes single prompts (a padding mask, no logit positions)")
+        """Some rows of the prompt, without the columns that are padding in all of them (a padding
+        mask or a dense 4D mask; a BlockMask cannot be cut)."""
+        mask = self.attention_mask
+        if not isinstance(mask, Tensor):
+            raise ValueError("select() needs a tensor mask (a padding mask or a dense 4D mask), not a BlockMask")
         valid = self.valid[rows]
         keep = valid.any(0).nonzero().squeeze(-1)  # [L']
-        p = self.attention_mask.shape[-1] - self.valid.shape[-1]  # the prefix's keys
-        mask_cols = torch.cat([torch.arange(p, device=keep.device), keep + p])
+        p = mask.shape[-1] - self.valid.shape[-1]  # the prefix's keys
+        key_cols = torch.cat([torch.arange(p, device=keep.device), keep + p])
+        mask = mask[rows][..., key_cols]
+        if mask.dim() == 4:  # [r, 1, L, P+L]: the queries are the kept columns too
+            mask = mask[:, :, keep]
+        logit_positions = self.logit_positions
+        if logit_positions is not None:  # a kept column's new index
+            logit_positions = torch.searchsorted(keep, logit_positions[rows])
         return Prompt(
             self.input_ids[rows][:, keep],
             valid[:, keep],
             self.position_ids[rows][:, keep],
-            attention_mask=self.attention_mask[rows][:, mask_cols],
+            attention_mask=mask,
+            logit_positions=logit_positions,
             prefix=self.prefix,
             key=self.key,
         )
@@ -214,6 +219,21 @@ class Decoded:
     # model's probability of its own token (the cheap confidence measure).
     token_probs: list[list[float]]
     cost: DecodeCost = field(default_factory=DecodeCost)
+
+    def reordered(self, order: list[int]) -> Decoded:
+        """The examples put back in another order: position i of the decode answered `order[i]`, in
+        units of len(tokens) // len(order) decoded examples (e.g. an example's N single prompts)."""
+        units = len(self.tokens) // len(order)
+        place = [order[i // units] * units + i % units for i in range(len(self.tokens))]
+        tokens, token_probs = [None] * len(place), [None] * len(place)
+        for i, j in enumerate(place):
+            tokens[j], token_probs[j] = self.tokens[i], self.token_probs[i]
+        return Decoded(tokens, token_probs, self.cost)
+
+
+def decode_order(groups: list[list[int]]) -> list[int]:
+    """The examples of `groups` in the order a decode of one prompt per group numbers them."""
+    return [b for group in groups for b in group]
 
 
 def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, cost: Optional[DecodeCost] = None):
@@ -278,10 +298,115 @@ def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cach
     return out.logits[:, -1].float(), out.cache  # [R, V]
 
 
+@dataclass
+class _Running:
+    """The rows decoding together, left-padded to one key length: their KV cache, which of their
+    keys are real and at which positions, and the position each row's next token takes."""
+
+    cache: object  # a DynamicCache, [R, H, K, D] a layer
+    valid: Tensor  # [R, K]
+    key_positions: Tensor  # [R, K]
+    position: Tensor  # [R, 1]
+
+    @property
+    def rows(self) -> int:
+        return self.valid.shape[0]
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep the rows where `rows` [R] is True; the key columns that are padding in every row
+        left go too (they were some finished row's longer prompt)."""
+        index = rows.nonzero().flatten()
+        self.cache.batch_select_indices(index)
+        self.valid, self.key_positions, self.position = (
+            self.valid[index],
+            self.key_positions[index],
+            self.position[index],
+        )
+        first = int(self.valid.any(0).long().argmax())
+        if first:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+            self.valid, self.key_positions = self.valid[:, first:], self.key_positions[:, first:]
+
+    def extend(self, other: _Running) -> None:
+        """Add `other`'s rows after these: the shorter side's keys are left-padded (masked: never attended)."""
+        length = max(self.valid.shape[1], other.valid.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_pad_left(mine.keys, length, 2), _pad_left(theirs.keys, length, 2)])
+            mine.values = torch.cat([_pad_left(mine.values, length, 2), _pad_left(theirs.values, length, 2)])
+        self.valid = torch.cat([_pad_left(self.valid, length, 1), _pad_left(other.valid, length, 1)])
+        self.key_positions = torch.cat(
+            [_pad_left(self.key_positions, length, 1), _pad_left(other.key_positions, length, 1)]
+        )
+        self.position = torch.cat([self.position, other.position])
+
+    def step(self, model, token: Tensor) -> Tensor:
+        """One decode step: `token` [R, 1] goes in at each row's position -> next-token logits [R, V]."""
+        self.valid = torch.cat([self.valid, self.valid.new_ones(self.rows, 1)], dim=-1)
+        self.key_positions = torch.cat([self.key_positions, self.position], dim=-1)
+        logits, self.cache = decode_one_token(model, token, self.position, self.valid, self.cache, self.key_positions)
+        self.position = self.position + 1
+        return logits
+
+
+def _pad_left(t: Tensor, length: int, dim: int) -> Tensor:
+    """`t` left-padded with zeros (False) along `dim` to `length`."""
+    missing = length - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class _Waiting:
+    """The examples of a list of prompts not yet decoding, in order. An entry is one example's
+    `group` rows of a prompt; prefilled, it decodes as `copies` examples."""
+
+    def __init__(self, prompts: list[Prompt], group: int, copies: int):
+        self.prompts, self.group, self.copies = prompts, group, copies
+        self.entries = [p.input_ids.shape[0] // group for p in prompts]
+        self.prompt, self.entry, self.next_id = 0, 0, 0  # the next entry to take, and its first example id
+
+    @property
+    def total(self) -> int:
+        """Examples in all: every entry's copies."""
+        return sum(self.entries) * self.copies
+
+    def take(self, free_rows: Optional[int], must: bool) -> list[tuple[Prompt, Tensor]]:
+        """Prompts of the next entries that fit in `free_rows` (None: all), each with its examples'
+        ids; with `must`, at least one entry, even one that does not fit."""
+        taken, rows = [], self.group * self.copies  # rows an entry decodes as
+        while self.prompt < len(self.prompts):
+            prompt, left = self.prompts[self.prompt], self.entries[self.prompt] - self.entry
+            fit = left if free_rows is None else max(0, min(left, free_rows // rows))
+            if not _selectable(prompt) and fit < left:
+                fit = left if self.entry == 0 and must and not taken else 0  # a BlockMask prompt goes whole
+            if fit == 0 and must and not taken:
+                fit = 1
+            if fit == 0:
+                break
+            chosen = range(self.entry * self.group, (self.entry + fit) * self.group)
+            part = prompt if fit == self.entries[self.prompt] else prompt.select(list(chosen))
+            ids = torch.arange(self.next_id, self.next_id + fit * self.copies)
+            taken.append((part, ids))
+            self.next_id += fit * self.copies
+            self.entry += fit
+            if free_rows is not None:
+                free_rows -= fit * rows
+            if self.entry == self.entries[self.prompt]:
+                self.prompt, self.entry = self.prompt + 1, 0
+        return taken
+
+
+def _selectable(prompt: Prompt) -> bool:
+    return isinstance(prompt.attention_mask, Tensor)
+
+
 @torch.inference_mode()
 def decode(
     model,
-    prompt: Prompt,
+    prompts: Prompt | Sequence[Prompt],
     *,
     max_new_tokens: int,
     eos_ids: list[int],
@@ -292,17 +417,24 @@ def decode(
     choose: Choose = greedy,
     copies: int = 1,
     prefix_cache: Optional[PrefixCache] = None,
+    max_rows: Optional[int] = None,
 ) -> Decoded:
-    """Decoding of B = R / rows_per_example examples (greedy unless `choose` samples).
+    """Decoding of the examples of `prompts` (greedy unless `choose` samples), each example being
+    `rows_per_example` rows of a prompt; examples are numbered across the prompts, in order.
 
     Step 0 fuses the prefill logits at the prompt's `logit_positions` ([R, P], default the last one),
     viewed as [B, rows_per_example * P, V], with `fuse_first` (default `fuse`); later steps fuse
     [B, rows_per_example, V] with `fuse`. An example stops at an EOS id, when `stop` says so, or
-    after `max_new_tokens`; all stop when every example has.
+    after `max_new_tokens`.
+
+    At most `max_rows` rows decode at once (None: every example from the start): when examples
+    stop, the next waiting ones are prefilled and join the others' decode steps (continuous
+    batching). Rows of different prompts, so of different prefixes, decode together, each
+    attending to its own keys (left-padded). A prompt with a FlexAttention BlockMask joins whole.
 
     `copies` > 1 decodes each prompt row that many times after one prefill (the cache is repeated,
     not recomputed): for sampling several answers of a prompt. Examples are then ordered
-    prompt-major: example b is copy b % copies of prompt b // copies.
+    prompt-major: example b is copy b % copies of row b // copies; a row's copies join together.
 
     A prompt's prefix KV is looked up in, and added to, `prefix_cache`.
     """
@@ -310,26 +442,27 @@ def decode(
         raise ValueError("copies > 1 decodes independent rows: it needs rows_per_example == 1")
     start = time.perf_counter()
     group = rows_per_example
-    batch = prompt.input_ids.shape[0] // group
-    device = prompt.input_ids.device
-    eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
+    waiting = _Waiting([prompts] if isinstance(prompts, Prompt) else list(prompts), group, copies)
+    eos = torch.tensor(eos_ids, device=waiting.prompts[0].input_ids.device, dtype=torch.long)
     cost = DecodeCost()
-
-    logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
-    cost.peak_kv_bytes = kv_bytes(cache)
-    position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
-    valid, key_positions = prompt.key_valid, prompt.key_positions  # [R, K]
-    if copies > 1:
-        cache.batch_repeat_interleave(copies)
-        logits, position, valid, key_positions = (
-            t.repeat_interleave(copies, dim=0) for t in (logits, position, valid, key_positions)
-        )
-        batch *= copies
-    alive = torch.arange(batch, device=device)  # examples still decoding, in row-group order
-    fused = (fuse_first or fuse)(logits.reshape(batch, -1, logits.shape[-1]), alive)  # [B, V]
-    generated: list[list[int]] = [[] for _ in range(batch)]
-    probs: list[list[float]] = [[] for _ in range(batch)]
-    for step in range(max_new_tokens):
+    generated: list[list[int]] = [[] for _ in range(waiting.total)]
+    probs: list[list[float]] = [[] for _ in range(waiting.total)]
+    running: Optional[_Running] = None
+    alive, fused = None, None  # [A] examples decoding, in row-group order; [A, V] their next logits
+    while True:
+        free = None if max_rows is None else max_rows - (running.rows if running is not None else 0)
+        for part, ids in waiting.take(free, must=running is None):
+            joined, first = _prefill_part(model, part, copies, prefix_cache, cost)
+            ids = ids.to(eos.device)
+            first = (fuse_first or fuse)(first.reshape(len(ids), -1, first.shape[-1]), ids)  # [n, V]
+            if running is None:
+                running, alive, fused = joined, ids, first
+            else:
+                running.extend(joined)
+                alive, fused = torch.cat([alive, ids]), torch.cat([fused, first])
+            cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(running.cache))
+        if running is None:
+            break
         next_token = choose(fused, alive)  # [A]
         chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A]
         finished = torch.isin(next_token, eos)
@@ -338,25 +471,36 @@ def decode(
                 continue
             generated[b].append(int(next_token[i]))
             probs[b].append(float(chosen[i]))
-            if stop is not None and stop(b, generated[b]):
+            if len(generated[b]) == max_new_tokens or (stop is not None and stop(b, generated[b])):
                 finished[i] = True
-        if bool(finished.all()) or step == max_new_tokens - 1:
-            break
+        if bool(finished.all()):
+            running = None
+            continue
         if bool(finished.any()):
             # Drop finished examples' rows from the batch and the cache: no work on what is done.
-            keep, keep_rows = ~finished, (~finished).repeat_interleave(group)
-            cache.batch_select_indices(keep_rows.nonzero().flatten())
+            keep = ~finished
+            running.keep(keep.repeat_interleave(group))
             alive, next_token = alive[keep], next_token[keep]
-            valid, position, key_positions = valid[keep_rows], position[keep_rows], key_positions[keep_rows]
         token = next_token.repeat_interleave(group).unsqueeze(-1)  # [A*G, 1]
-        valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], dim=-1)
-        key_positions = torch.cat([key_positions, position], dim=-1)
-        logits, cache = decode_one_token(model, token, position, valid, cache, key_positions)
-        position = position + 1
+        logits = running.step(model, token)
         cost.forward_calls += 1
         cost.decode_steps += 1
         cost.row_steps += token.shape[0]
-        cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(cache))
+        cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(running.cache))
         fused = fuse(logits.view(len(alive), group, -1), alive)
     cost.seconds = time.perf_counter() - start
     return Decoded(generated, probs, cost)
+
+
+def _prefill_part(model, prompt: Prompt, copies: int, prefix_cache, cost: DecodeCost) -> tuple[_Running, Tensor]:
+    """Prefill some prompt rows, each repeated `copies` times -> (the rows, ready to decode; their
+    first logits [R * copies, Q, V])."""
+    logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
+    position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
+    valid, key_positions = prompt.key_valid, prompt.key_positions  # [R, K]
+    if copies > 1:
+        cache.batch_repeat_interleave(copies)
+        logits, position, valid, key_positions = (
+            t.repeat_interleave(copies, dim=0) for t in (logits, position, valid, key_positions)
+        )
+    return _Running(cache, valid, key_positions, position), logits

@@ -111,7 +111,7 @@ class LanguageModel(nn.Module):
 
     def generate(
         self,
-        prompt: Prompt,
+        prompts: Prompt | list[Prompt],
         *,
         max_new_tokens: int,
         stop_strings: tuple[str, ...] | list[str],
@@ -129,7 +129,7 @@ class LanguageModel(nn.Module):
 
         return decoding.decode(
             self.model,
-            prompt.to(self.device),
+            [p.to(self.device) for p in prompts] if isinstance(prompts, list) else prompts.to(self.device),
             max_new_tokens=max_new_tokens,
             eos_ids=self.eos_ids,
             stop=stop or stopped,

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import asdict, replace
 from functools import partial
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import lightning as L
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -38,7 +38,7 @@ class ParaphraseDataModule(L.LightningDataModule):
         num_paraphrases: int = 5,
         num_shots: int = 4,
         limit: Optional[int] = None,
-        batch_size: int = 8,
+        batch_size: Union[int, Literal["auto"]] = 8,
         prompt_style: Optional[Literal["chat", "raw"]] = None,
         cue_in: CuePlace = "block",
         seed: int = 0,
@@ -51,7 +51,8 @@ class ParaphraseDataModule(L.LightningDataModule):
             num_paraphrases: phrasings per question (N); index 0 is the original wording.
             num_shots: few-shot examples in the shared prefix.
             limit: evaluate only the first `limit` records (None: all).
-            batch_size: examples per batch (each has N paraphrases).
+            batch_size: examples per batch (each has N paraphrases); "auto": from the memory budget once
+                the model is loaded (`selfens.budget`; 8 where nothing sets it, e.g. `selfens paraphrase`).
             prompt_style: "chat" (the tokenizer's chat template) or "raw" text; None: the model's default.
             cue_in: where the answer cue ("\\nA:") goes: in each paraphrase "block", or once in the shared "suffix".
             seed: seed for choosing few-shot examples.
@@ -68,10 +69,14 @@ class ParaphraseDataModule(L.LightningDataModule):
             raise ConfigError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be at least 1 (or null for all), got {limit}")
-        if batch_size < 1:
+        self.batch_size_auto = batch_size == "auto"
+        if not self.batch_size_auto and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+            raise ConfigError(f"batch_size must be a whole number of examples per batch or auto, got {batch_size!r}")
+        if not self.batch_size_auto and batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1 (examples per batch), got {batch_size}")
         self.num_paraphrases, self.num_shots, self.limit = num_paraphrases, num_shots, limit
-        self.batch_size, self.prompt_style, self.cue_in = batch_size, prompt_style, cue_in
+        self.batch_size = 8 if self.batch_size_auto else batch_size  # the loader's; auto: until resolved
+        self.prompt_style, self.cue_in = prompt_style, cue_in
         self.seed, self.num_workers = seed, num_workers
         self.max_prompt_tokens, self.long_prompts = max_prompt_tokens, long_prompts
         if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -85,6 +90,13 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.examples_hash: Optional[str] = None  # of the same without the paraphrases beyond the first
         self.paraphrases_hash: Optional[str] = None  # of every example's paraphrases
         self.resumed = None  # a `selfens.run.resume.Resume`: its finished examples are not decoded again
+
+    def resolve_batch_size(self, size: int) -> None:
+        """Set the batch size that `batch_size: auto` stands for (`selfens.budget.resolve`, once the
+        model is loaded)."""
+        if size < 1:
+            raise ValueError(f"a resolved batch_size must be at least 1, got {size}")
+        self.batch_size = size
 
     # -- what subclasses provide -------------------------------------------------------------------
     def prompt_format(self) -> PromptFormat:
@@ -254,16 +266,16 @@ class ParaphraseDataModule(L.LightningDataModule):
 
 
 def prefix_batches(examples: list[Example], batch_size: int) -> list[list[Example]]:
-    """Batches in which every example has the same prompt prefix, so that methods read it once;
-    within a prefix, examples of similar length travel together (less padding). Deterministic."""
+    """Full batches of `batch_size` examples (the last one short), the examples ordered by prompt
+    prefix (first seen first) and, within a prefix, by length (less padding): a batch may mix
+    prefixes, and methods read each of its prefixes once. Deterministic."""
     groups: dict[tuple[int, ...], list[Example]] = {}
     for example in examples:
         groups.setdefault(tuple(example.segments.prefix), []).append(example)
-    batches = []
-    for group in groups.values():
-        group = sorted(group, key=lambda e: (sum(map(len, e.segments.blocks)), e.index))
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    return batches
+    ordered = [
+        e for group in groups.values() for e in sorted(group, key=lambda e: (sum(map(len, e.segments.blocks)), e.index))
+    ]
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
 def longest_prompt(segments: Segments) -> int:

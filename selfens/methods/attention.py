@@ -108,13 +108,18 @@ class AttentionFusion(EnsembleModule):
                 "answer, not the suffix. Use first_token: suffix, or data cue_in: block with prompt_style: raw."
             )
 
+    def rows_per_example(self, num_paraphrases: int) -> int:
+        return 1  # every paraphrase packed in one row
+
     def prompt_length(self, segments: Segments) -> int:
         """The packed sequence: every block in one row."""
         return pack([segments], self.layout, self.tokenizer.pad_token_id).input_ids.shape[-1]
 
-    def pack(self, batch: ParaphraseBatch) -> Packed:
-        self.check_prompts(batch.segments)
-        return pack(batch.segments, self.layout, self.tokenizer.pad_token_id, share_prefix=self.hparams.reuse_prefix)
+    def pack(self, batch: ParaphraseBatch, examples: Optional[list[int]] = None) -> Packed:
+        """The chosen examples (default: all) of the batch, packed."""
+        segments = batch.segments if examples is None else [batch.segments[b] for b in examples]
+        self.check_prompts(segments)
+        return pack(segments, self.layout, self.tokenizer.pad_token_id, share_prefix=self.hparams.reuse_prefix)
 
     def prompt(self, packed: Packed) -> Prompt:
         """The packed prefill: its tokens, positions and mask, and with `block_ends` the N block ends
@@ -144,8 +149,9 @@ class AttentionFusion(EnsembleModule):
     def decode(self, batch: ParaphraseBatch) -> Output:
         if not self._mask_logged:
             self._log_mask(batch)
-        decoded = self.generate(
-            self.prompt(self.pack(batch)),
+        decoded = self.generate_by_prefix(
+            batch,
+            lambda examples: self.prompt(self.pack(batch, examples)),
             fuse=first_row,
             fuse_first=bind(self.first_fusion, None) if self.first_token == "block_ends" else None,
         )

@@ -13,15 +13,17 @@ from typing import Optional, Union
 import lightning as L
 import torch
 
+from selfens import budget
 from selfens.data.base import longest_prompt
 from selfens.data.batch import ParaphraseBatch
 from selfens.data.fit import PromptLimit
-from selfens.decode import DecodeCost, Decoded, PrefixCache, Prompt, Stop
+from selfens.decode import DecodeCost, Decoded, PrefixCache, Prompt, Stop, decode_order
 from selfens.errors import ConfigError
 from selfens.lm import LanguageModel, language_model
 from selfens.metrics import load_lemmatizer
 from selfens.metrics.views import METRICS, Scores, ViewScores, common_name, metric_name, score
 from selfens.models import EMBEDDED, context_window, resolve_dtype
+from selfens.padding import left_pad
 from selfens.run.cost import RunCost
 from selfens.run.resume import Resume
 from selfens.segments import Segments
@@ -122,6 +124,13 @@ class EnsembleModule(L.LightningModule):
     def decode(self, batch: ParaphraseBatch) -> Output:
         raise NotImplementedError
 
+    decode_rows: Optional[int] = None
+    """The most rows decoded at once (None: no limit); set from the memory budget in `configure_model`."""
+
+    def rows_per_example(self, num_paraphrases: int) -> int:
+        """Rows an example decodes in (all N single prompts)."""
+        return num_paraphrases
+
     def prompt_length(self, segments: Segments) -> int:
         """Tokens of the longest row this method reads at prefill for an example (all N single prompts)."""
         return longest_prompt(segments)
@@ -221,33 +230,63 @@ class EnsembleModule(L.LightningModule):
             )
         self.implementation = self.attention_implementation()
         self.language_model.load(self.hparams.dtype, self.implementation, device_map, self.target_device())
+        budget.resolve(self)  # decode_rows, and the data's batch size if auto
 
     # -- shared decoding helpers -------------------------------------------------------------------
-    def generate(self, prompt: Prompt, **kwargs) -> Decoded:
-        """Decode with this method's answer length, stop strings and prefix cache."""
+    def generate(self, prompts: Prompt | list[Prompt], **kwargs) -> Decoded:
+        """Decode with this method's answer length, stop strings, prefix cache and rows in flight."""
         kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
+        kwargs.setdefault("max_rows", self.decode_rows)
         self.language_model.use_implementation(self.implementation)  # the model may be shared
         return self.language_model.generate(
-            prompt,
+            prompts,
             stop_strings=self.hparams.stop_strings,
             prefix_cache=self.prefix_cache,
-            stop=self.stop_rule,
-            **kwargs,
+            **{"stop": self.stop_rule, **kwargs},
         )
+
+    def prefix_groups(self, batch: ParaphraseBatch) -> list[list[int]]:
+        """The batch's examples by prompt prefix, first seen first: each group becomes one prompt
+        whose prefix is read once (with `reuse_prefix`; else one group)."""
+        if not self.hparams.reuse_prefix:
+            return [list(range(len(batch.ids)))]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for b, segments in enumerate(batch.segments):
+            groups.setdefault(tuple(segments.prefix), []).append(b)
+        return list(groups.values())
+
+    def generate_by_prefix(self, batch: ParaphraseBatch, build, **kwargs) -> Decoded:
+        """Decode the batch as one prompt per prefix group, `build(examples) -> Prompt`, all in one
+        decode; the answers come back in batch order. `fuse`s that read per-example weights get them
+        in decode order: see `decode_order`."""
+        groups = self.prefix_groups(batch)
+        prompts, order = [build(g) for g in groups], decode_order(groups)
+        if self.stop_rule is not None:  # it names examples in batch order
+            units = sum(p.input_ids.shape[0] for p in prompts) // kwargs.get("rows_per_example", 1) // len(order)
+            rule = self.stop_rule
+            kwargs["stop"] = lambda i, tokens: rule(order[i // units] * units + i % units, tokens)
+        return self.generate(prompts, **kwargs).reordered(order)
 
     def text(self, tokens: list[int]) -> str:
         """The answer text of generated tokens: cut at the first stop string, stripped."""
         return self.language_model.text(tokens, self.hparams.stop_strings)
 
-    def single_prompts(self, batch: ParaphraseBatch, paraphrases: Optional[list[int]] = None) -> Prompt:
-        """The single prompts of the chosen paraphrases (default: all) as rows, example-major. When
-        every example of the batch has the same prefix, it is read once (`reuse_prefix`)."""
+    def single_prompts(
+        self, batch: ParaphraseBatch, paraphrases: Optional[list[int]] = None, examples: Optional[list[int]] = None
+    ) -> Prompt:
+        """The single prompts of the chosen paraphrases (default: all) of the chosen examples (default:
+        all) as rows, example-major. When every chosen example has the same prefix, it is read once
+        (`reuse_prefix`)."""
         chosen = range(batch.num_paraphrases) if paraphrases is None else paraphrases
-        prefix = batch.segments[0].prefix
-        if self.hparams.reuse_prefix and prefix and all(s.prefix == prefix for s in batch.segments):
-            rests = [s.blocks[k] + s.suffix for s in batch.segments for k in chosen]
+        segments = batch.segments if examples is None else [batch.segments[b] for b in examples]
+        prefix = segments[0].prefix
+        if self.hparams.reuse_prefix and prefix and all(s.prefix == prefix for s in segments):
+            rests = [s.blocks[k] + s.suffix for s in segments for k in chosen]
             return Prompt.with_prefix(prefix, rests, self.tokenizer.pad_token_id).to(self.device)
-        return Prompt.left_padded(*batch.rows(paraphrases)).to(self.device)
+        if examples is None:
+            return Prompt.left_padded(*batch.rows(paraphrases)).to(self.device)
+        ids, valid = left_pad([s.prompt(k) for s in segments for k in chosen], self.tokenizer.pad_token_id)
+        return Prompt.left_padded(ids, valid).to(self.device)
 
     # -- Lightning steps ---------------------------------------------------------------------------
     def _step(self, batch: ParaphraseBatch, score_it: bool) -> list[dict]:

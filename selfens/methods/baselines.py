@@ -14,11 +14,14 @@ class Origin(EnsembleModule):
 
     method = "origin"
 
+    def rows_per_example(self, num_paraphrases: int) -> int:
+        return 1
+
     def prompt_length(self, segments) -> int:
         return len(segments.prompt(0))
 
     def decode(self, batch: ParaphraseBatch) -> Output:
-        decoded = self.generate(self.single_prompts(batch, [0]))  # B rows
+        decoded = self.generate_by_prefix(batch, lambda examples: self.single_prompts(batch, [0], examples))
         return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
 
 
@@ -45,7 +48,8 @@ class PerPrompt(EnsembleModule):
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         n = batch.num_paraphrases
-        decoded = self.generate(self.single_prompts(batch))  # B*N rows, example-major
+        # B*N rows, example-major
+        decoded = self.generate_by_prefix(batch, lambda examples: self.single_prompts(batch, examples=examples))
         texts = [self.text(t) for t in decoded.tokens]
         per_paraphrase = [texts[b * n : (b + 1) * n] for b in range(len(batch.ids))]
         votes = [majority(answers) for answers in per_paraphrase]

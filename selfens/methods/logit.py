@@ -9,7 +9,7 @@ import torch
 
 from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost
+from selfens.decode import DecodeCost, decode_order
 from selfens.fusion import FUSIONS, FusionName, bind
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
@@ -116,19 +116,25 @@ class LogitFusion(EnsembleModule):
 
     def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
         """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to `cost`."""
-        values, spent = self.confidence(self.single_prompts(batch))  # B*N rows
-        if cost is not None:
-            cost.add(spent)
-        return values.view(len(batch.ids), batch.num_paraphrases)
+        values = torch.zeros(len(batch.ids), batch.num_paraphrases)
+        for examples in self.prefix_groups(batch):  # a prefix is read once
+            group, spent = self.confidence(self.single_prompts(batch, examples=examples))  # rows example-major
+            values[examples] = group.view(len(examples), batch.num_paraphrases)
+            if cost is not None:
+                cost.add(spent)
+        return values
 
     # -- decoding ----------------------------------------------------------------------------------
     def decode(self, batch: ParaphraseBatch) -> Output:
         confidence_cost = DecodeCost()
         weights = self.confidences(batch, confidence_cost) if self.fusion_rule.needs_weights else None  # [B, N]
-        decoded = self.generate(
-            self.single_prompts(batch),  # B*N rows, example-major
+        # The fuse reads an example's weights by its place in the decode (examples by prefix).
+        in_decode_order = None if weights is None else weights[decode_order(self.prefix_groups(batch))]
+        decoded = self.generate_by_prefix(
+            batch,
+            lambda examples: self.single_prompts(batch, examples=examples),  # rows example-major
             rows_per_example=batch.num_paraphrases,
-            fuse=bind(self.fusion_rule.fn, None if weights is None else weights.to(self.device)),
+            fuse=bind(self.fusion_rule.fn, None if weights is None else in_decode_order.to(self.device)),
         )
         extra = []
         if weights is not None:  # every weight 0: the rule has nothing to go by (see `warnings`)

@@ -128,6 +128,8 @@ class RunWriter(Callback):
             "data_sources": data["sources"],
             "seed": _int_or_none(os.environ.get("PL_GLOBAL_SEED")),
             "world_size": trainer.world_size,
+            "batch_size": self.data.batch_size,  # examples per batch, as resolved (batch_size: auto)
+            "decode_rows": module.decode_rows,  # the most rows decoded at once (None: no limit)
             "wall_time_s": round(time.time() - self.started, 3),
             "resumed_from": resume.folder if resume is not None else None,
             "resumed_examples": len(resume.rows) if resume is not None else 0,

@@ -225,13 +225,17 @@ def batches(tiny, tiny_model_path):
     return dm, [collate(dm.examples[i : i + 4], pad) for i in range(0, 10, 4)]
 
 
-def test_loader_batches_share_a_prefix(batches):
-    """The loader groups examples by prompt prefix (10 facts of 10 relations: one batch each), each
-    example exactly once, in the same order on every call."""
+def test_loader_batches_are_full_and_ordered_by_prefix(batches):
+    """The loader keeps batches full across prompt prefixes (10 facts of 10 relations, batches of 4:
+    4, 4, 2), examples of one prefix together, each example exactly once, in the same order on every call."""
     dm, _ = batches
     loaded = list(dm.test_dataloader())
+    assert [len(b.ids) for b in loaded] == [4, 4, 2]
     assert sorted(i for b in loaded for i in b.index.tolist()) == list(range(10))
-    assert all(len({tuple(s.prefix) for s in b.segments}) == 1 for b in loaded)
+    prefixes = [tuple(s.prefix) for b in loaded for s in b.segments]
+    assert len(set(prefixes)) > 1, "the facts should span several prefixes"
+    runs = [p for i, p in enumerate(prefixes) if i == 0 or p != prefixes[i - 1]]
+    assert len(runs) == len(set(prefixes)), "examples of one prefix come together"
     assert [b.index.tolist() for b in loaded] == [b.index.tolist() for b in dm.test_dataloader()]
 
 
@@ -242,13 +246,15 @@ def test_prefix_batches_group_then_sort_by_length(tiny, tiny_model_path):
     dm.connect(tiny[1], tiny_model_path)
     dm.setup("test")
     batches = prefix_batches(dm.examples, 4)
-    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
-    for batch in batches:
-        assert len({tuple(e.segments.prefix) for e in batch}) == 1
-    for group in (batches[:3], batches[3:]):
-        lengths = [sum(map(len, e.segments.blocks)) for b in group for e in b]
+    assert [len(b) for b in batches] == [4, 4, 4, 4, 4]  # full: a batch may mix the two prefixes
+    ordered = [e for b in batches for e in b]
+    prefixes = [tuple(e.segments.prefix) for e in ordered]
+    cut = prefixes.index(prefixes[-1])  # the second prefix starts here; none of the first follows
+    assert len(set(prefixes[:cut])) == 1 and len(set(prefixes[cut:])) == 1
+    for group in (ordered[:cut], ordered[cut:]):
+        lengths = [sum(map(len, e.segments.blocks)) for e in group]
         assert lengths == sorted(lengths)
-    assert sorted(e.index for b in batches for e in b) == list(range(20))
+    assert sorted(e.index for e in ordered) == list(range(20))
 
 
 def test_batch_is_left_padded(batches, tiny):

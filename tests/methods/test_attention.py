@@ -19,7 +19,7 @@ from selfens.attention.packing import FUSED, LAYOUTS, pack
 from selfens.attention.positions import position_ids
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.data.pararel import ParaRel
-from selfens.decode import Decoded, Prompt, greedy, prefill
+from selfens.decode import Decoded, Prompt, decode_order, greedy, prefill
 from selfens.methods.attention import AttentionFusion
 from selfens.methods.base import EnsembleModule, Output
 from selfens.methods.baselines import Origin
@@ -158,7 +158,12 @@ def run(m: EnsembleModule, batch: ParaphraseBatch) -> tuple[Output, Decoded, lis
             if b in alive:
                 per_example[b].append(fused[row])
     assert [len(p) for p in per_example] == lives
-    return out, decoded, per_example
+    # The decode numbers examples by prefix group (`prefix_groups`): back to batch order.
+    order = decode_order(m.prefix_groups(batch))
+    in_batch_order = [None] * len(order)
+    for i, b in enumerate(order):
+        in_batch_order[b] = per_example[i]
+    return out, decoded.reordered(order), in_batch_order
 
 
 def live_steps(tokens: list[int]) -> int:
@@ -394,7 +399,8 @@ def test_seed_layout_first_token_comes_from_the_last_paraphrase_alone(module, da
 
 # -- 6. prefill token accounting -----------------------------------------------------------------------
 def _expected_prefill_tokens(layout: str, batch: ParaphraseBatch) -> int:
-    total = 0
+    """Each example's packed row, its prompt prefix read once per prefix group of the batch."""
+    total, seen = 0, set()
     for s in batch.segments:
         prefix = len(s.instruction) + sum(map(len, s.shots))
         blocks = sum(map(len, s.blocks))
@@ -402,6 +408,9 @@ def _expected_prefill_tokens(layout: str, batch: ParaphraseBatch) -> int:
             total += len(s.blocks) * (prefix + len(s.suffix)) + blocks
         else:  # the prefix (instruction + shots) and the suffix are encoded once
             total += prefix + blocks + len(s.suffix)
+        if tuple(s.prefix) in seen:  # its group's first row carries it (shared_prefix: the first segment's)
+            total -= prefix
+        seen.add(tuple(s.prefix))
     return total
 
 
@@ -409,10 +418,15 @@ def _expected_prefill_tokens(layout: str, batch: ParaphraseBatch) -> int:
 @pytest.mark.parametrize("mode", ["block_ends", "suffix"])
 def test_prefill_token_and_forward_call_accounting(module, data, layout, mode):
     batch, _ = data(CONFIG_OF[mode], n=3, shots=2)
-    out, decoded, _ = run(attention(module, layout, "sequential", mode), batch)
+    groups = len({tuple(s.prefix) for s in batch.segments})
+    assert groups > 1, "the batch should mix prefixes"
+    m = attention(module, layout, "sequential", mode)
+    m.prefix_cache.entries.clear()
+    out, decoded, _ = run(m, batch)
     cost = out.cost
     assert cost.prefill_tokens == _expected_prefill_tokens(layout, batch)
-    assert cost.forward_calls == 1 + cost.decode_steps  # one forward per step for the whole batch
+    # Per prefix group its prefix, then its rows; then one forward per step for the whole batch.
+    assert cost.forward_calls == 2 * groups + cost.decode_steps
     assert 0 < cost.decode_steps <= MAX_NEW - 1
     assert cost.decode_steps >= max(map(len, decoded.tokens)) - 1  # a step for every token after the first
     if layout == "shared_prefix":
@@ -431,7 +445,7 @@ def test_a_shared_prefix_is_read_once_then_taken_from_the_cache(module, data, la
     prefix = len(batch.segments[0].prefix)
     first = run(m, batch)[0].cost
     again = run(m, batch)[0].cost
-    assert first.prefill_tokens == _expected_prefill_tokens(layout, batch) - 3 * prefix  # 4 rows, 1 prefix
+    assert first.prefill_tokens == _expected_prefill_tokens(layout, batch)  # 4 rows, 1 prefix
     assert again.prefill_tokens == first.prefill_tokens - prefix  # from the cache
     assert first.forward_calls == 2 + first.decode_steps  # the prefix, then the rest of the batch
     assert again.forward_calls == 1 + again.decode_steps
