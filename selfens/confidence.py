@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 import torch
 
-from selfens.decode import DecodeCost, Decoded, Prompt, sampler
+from selfens.decode import Choose, DecodeCost, Decoded, Prompt, _warped
 from selfens.errors import SelfensError
 from selfens.run.files import append_rows, read_lines
 
@@ -87,6 +87,34 @@ def agreement(samples: list[str], greedy_answer: str, lemmatizer) -> float:
     return sum(lemma_match(s, [greedy_answer], lemmatizer) for s in samples) / len(samples)
 
 
+def per_prompt_sampler(
+    temperature: float, top_k: int, top_p: float, generators: list[torch.Generator], copies: int
+) -> Choose:
+    """Sample example b, copy b % copies of prompt b // copies, from its prompt's generator (see
+    `_warped` for the distribution). A prompt's alive copies are drawn with one `torch.multinomial`
+    call, in order, as `decode.sampler` draws them when that prompt is decoded alone: the same
+    random numbers are used, so its samples do not depend on which prompts share its batch."""
+
+    def sample(logits: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:  # [A, V], [A] -> [A]
+        prompts = examples // copies
+        if bool((prompts.diff() < 0).any()):  # a prompt split in two runs would draw twice
+            raise ValueError("per_prompt_sampler needs the examples in order (a prompt's copies together)")
+        probs, index = _warped(logits, temperature, top_k, top_p)
+        owners, counts = torch.unique_consecutive(prompts, return_counts=True)
+        choices = [
+            torch.multinomial(rows, 1, generator=generators[p])
+            for p, rows in zip(owners.tolist(), probs.split(counts.tolist()))
+        ]
+        return index.gather(-1, torch.cat(choices)).squeeze(-1)
+
+    return sample
+
+
+def chunks(count: int, size: int) -> list[list[int]]:
+    """0 .. count-1 in consecutive runs of at most `size`."""
+    return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+
+
 class MissingConfidence(SelfensError, RuntimeError):
     """A weighted method needs confidences that are not cached, and may not compute them."""
 
@@ -96,7 +124,9 @@ class Confidence:
     cached) with the model.
 
     `generate(prompt, **kwargs) -> Decoded` decodes with the model (greedy unless `choose` samples),
-    `text(tokens) -> str` turns generated ids into an answer.
+    `text(tokens) -> str` turns generated ids into an answer. The K samples of the missing prompts
+    are decoded together, at most `max_rows` rows (prompts x K) a call; a prompt's K copies are never
+    split, so a chunk holds at least one prompt (K rows) even when K > `max_rows`.
     """
 
     def __init__(
@@ -107,8 +137,11 @@ class Confidence:
         text: Callable[[list[int]], str],
         lemmatizer,
         compute_missing: bool = True,
+        max_rows: int = 512,
     ):
-        self.settings, self.cache, self.compute_missing = settings, cache, compute_missing
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+        self.settings, self.cache, self.compute_missing, self.max_rows = settings, cache, compute_missing, max_rows
         self.generate, self.text, self.lemmatizer = generate, text, lemmatizer
 
     def __call__(self, prompt: Prompt, progress: Optional[Progress] = None) -> tuple[torch.Tensor, DecodeCost]:
@@ -135,26 +168,35 @@ class Confidence:
         greedy = self.generate(prompt)
         spent = greedy.cost
         answers = [self.text(t) for t in greedy.tokens]
-        for row, key in enumerate(keys):
-            if self.settings.measure == "token_prob":
-                value = mean_token_prob(greedy.token_probs[row])
-            else:
-                sampled = self._samples(prompt.select([row]), key)
-                spent.add(sampled.cost)
-                value = agreement([self.text(t) for t in sampled.tokens], answers[row], self.lemmatizer)
-            self.cache.put(key, value, greedy=answers[row], measure=self.settings.measure)
-            if progress is not None:
-                progress.advance(prompts=1)
+        if self.settings.measure == "token_prob":
+            for row, key in enumerate(keys):
+                self._record(key, mean_token_prob(greedy.token_probs[row]), answers[row], progress)
+            return spent
+        k = self.settings.num_samples
+        for rows in chunks(len(keys), max(1, self.max_rows // k)):
+            sampled = self._samples(prompt.select(rows), [keys[row] for row in rows])
+            spent.add(sampled.cost)
+            for i, row in enumerate(rows):  # example i * k + j is copy j of the chunk's prompt i
+                texts = [self.text(t) for t in sampled.tokens[i * k : (i + 1) * k]]
+                self._record(keys[row], agreement(texts, answers[row], self.lemmatizer), answers[row], progress)
         return spent
 
-    def _samples(self, prompt: Prompt, key: str) -> Decoded:
-        """K sampled answers of a one-row prompt; the generator is seeded from the cache key, so a
-        value does not depend on batching or on which process computed it."""
+    def _record(self, key: str, value: float, answer: str, progress: Optional[Progress]) -> None:
+        """Cache one prompt's value (at once: an interrupted run keeps it) and count the prompt done."""
+        self.cache.put(key, value, greedy=answer, measure=self.settings.measure)
+        if progress is not None:
+            progress.advance(prompts=1)
+
+    def _samples(self, prompt: Prompt, keys: list[str]) -> Decoded:
+        """K sampled answers of each row of `prompt` (example i * K + j: copy j of row i), in one
+        decode. Each row draws from its own generator, seeded from its cache key, so a value does not
+        depend on batching or on which process computed it."""
         s = self.settings
-        generator = torch.Generator(device=prompt.input_ids.device).manual_seed(int(key[:15], 16) + s.seed)
+        device = prompt.input_ids.device
+        generators = [torch.Generator(device=device).manual_seed(int(key[:15], 16) + s.seed) for key in keys]
         return self.generate(
             prompt,
-            choose=sampler(s.temperature, s.top_k, s.top_p, generator),
+            choose=per_prompt_sampler(s.temperature, s.top_k, s.top_p, generators, s.num_samples),
             max_new_tokens=s.max_new_tokens,
             copies=s.num_samples,
         )

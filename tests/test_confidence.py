@@ -11,7 +11,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, agreement, mean_token_prob
+from selfens.confidence import (
+    Confidence,
+    ConfidenceCache,
+    ConfidenceSettings,
+    agreement,
+    mean_token_prob,
+    per_prompt_sampler,
+)
 from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.methods import LogitFusion
@@ -68,16 +75,16 @@ def _refuse(*args, **kwargs):
 def test_cache_is_written_then_read_without_sampling(tiny_model_path, small, tmp_path, monkeypatch):
     batch = small
     first = module(tiny_model_path, tmp_path)
-    calls = []
+    sampled = []
     sample = Confidence._samples
 
-    def spy(self, *args, **kwargs):
-        calls.append(1)
-        return sample(self, *args, **kwargs)
+    def spy(self, prompt, keys):
+        sampled.extend(keys)
+        return sample(self, prompt, keys)
 
     monkeypatch.setattr(Confidence, "_samples", spy)
     out1 = first.decode(batch)
-    assert len(calls) == len(batch.ids) * N  # every prompt sampled once (the prompts all differ)
+    assert len(sampled) == len(set(sampled)) == len(batch.ids) * N  # every prompt sampled once (they all differ)
     lines = cache_lines(first)
     assert first.confidence.cache.path.parent == tmp_path
     assert len(lines) == len(batch.ids) * N
@@ -86,7 +93,7 @@ def test_cache_is_written_then_read_without_sampling(tiny_model_path, small, tmp
 
     # A second module on the same folder reads every value: the sampling path must not run.
     monkeypatch.setattr(Confidence, "_samples", _refuse)
-    monkeypatch.setattr("selfens.confidence.sampler", _refuse)
+    monkeypatch.setattr("selfens.confidence.per_prompt_sampler", _refuse)
     monkeypatch.setattr("selfens.decode.sampler", _refuse)
     second = module(tiny_model_path, tmp_path)
     out2 = second.decode(batch)
@@ -202,6 +209,120 @@ def test_sampled_agreement_is_reproducible(tiny_model_path, dm, small, tmp_path)
     one = collate(dm.examples[1:2], pad_id=dm.tokenizer.pad_token_id)
     c = module(tiny_model_path, tmp_path / "c", **kwargs).confidences(one)
     assert torch.equal(c[0], a[1])
+
+
+def test_per_prompt_sampler_draws_as_each_prompt_alone():
+    """A step of several prompts' alive copies draws, for each prompt, what `sampler` draws for that
+    prompt alone from the same generator: step after step, as copies stop at different times."""
+    from selfens.decode import sampler
+
+    copies, vocab, seeds = 3, 40, [11, 22, 33]
+    alive_per_step = [[0, 1, 2, 3, 4, 5, 6, 7, 8], [0, 2, 3, 4, 5, 8], [2, 4, 8], [8]]
+    logits = [
+        torch.randn(len(alive), vocab, generator=torch.Generator().manual_seed(s))
+        for s, alive in enumerate(alive_per_step)
+    ]
+    for top_k, top_p in [(0, 1.0), (5, 1.0), (0, 0.8)]:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        batched = per_prompt_sampler(0.7, top_k, top_p, gens, copies)
+        alone = {p: sampler(0.7, top_k, top_p, torch.Generator().manual_seed(s)) for p, s in enumerate(seeds)}
+        for step_logits, alive in zip(logits, alive_per_step):
+            examples = torch.tensor(alive)
+            got = batched(step_logits, examples)
+            want = torch.cat(
+                [alone[p](step_logits[examples // copies == p]) for p in sorted({b // copies for b in alive})]
+            )
+            assert torch.equal(got, want), (top_k, top_p, alive)
+    with pytest.raises(ValueError, match="in order"):
+        per_prompt_sampler(1.0, 0, 1.0, gens, copies)(logits[0][:2], torch.tensor([4, 0]))
+
+
+def one_at_a_time(m: LogitFusion, prompt) -> tuple[list[float], list[list[list[int]]]]:
+    """Today's algorithm, for reference: each prompt decoded alone, greedy then K samples drawn with
+    `decode.sampler` from a generator seeded from its cache key -> (values, the samples' tokens)."""
+    from selfens.decode import sampler
+
+    s, cache = m.confidence_settings(), m.confidence.cache
+    shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
+    values, tokens = [], []
+    for row in range(prompt.input_ids.shape[0]):
+        alone = prompt.select([row])
+        key = cache.key(s, shared + alone.input_ids[0].tolist())
+        generator = torch.Generator(device=alone.input_ids.device).manual_seed(int(key[:15], 16) + s.seed)
+        answer = m.text(m.generate(alone).tokens[0])
+        choose = sampler(s.temperature, s.top_k, s.top_p, generator)
+        sampled = m.generate(alone, choose=choose, max_new_tokens=s.max_new_tokens, copies=s.num_samples)
+        values.append(agreement([m.text(t) for t in sampled.tokens], answer, m.lemmatizer))
+        tokens.append(sampled.tokens)
+    return values, tokens
+
+
+def same_relation(tiny_model_path) -> ParaphraseBatch:
+    """2 facts of one relation: their prompts share a prefix."""
+    from selfens.models import load_tokenizer
+
+    dm = ParaRel(num_paraphrases=N, num_shots=2, limit=40, prompt_style="raw", fill_style="completion")
+    dm.connect(load_tokenizer(tiny_model_path), tiny_model_path)
+    dm.setup("test")
+    same = [e for e in dm.examples if e.segments.prefix == dm.examples[0].segments.prefix][:2]
+    return collate(same, pad_id=dm.tokenizer.pad_token_id)
+
+
+SAMPLED = dict(temperature=0.3, top_k=5)  # samples that sometimes agree with the greedy answer
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["padded", "shared-prefix"])
+def test_batched_samples_equal_each_prompt_alone(tiny_model_path, small, tmp_path, prefix):
+    """Prompts of different lengths (left padding) sampled K at a time in chunks of 2 prompts (10 rows
+    of K = 4: the chunk boundary falls between neighbours), or one prompt (3 rows < K): the samples and
+    values are exactly those of today's one-prompt-at-a-time algorithm."""
+    batch = same_relation(tiny_model_path) if prefix else small
+    reference = module(tiny_model_path, tmp_path / "ref", **SAMPLED)
+    prompt = reference.single_prompts(batch)
+    assert (prompt.prefix is not None) == prefix
+    assert not bool(prompt.valid.all()), "the prompts must differ in length for padding to be tested"
+    want_values, want_tokens = one_at_a_time(reference, prompt)
+    assert len(set(want_values)) > 1, f"all values equal ({want_values}): the check is vacuous"
+
+    for max_rows in (10, 3):
+        m = module(tiny_model_path, tmp_path / str(max_rows), **SAMPLED)
+        m.confidence.max_rows = max_rows
+        values, _ = m.confidence(prompt)
+        assert values.tolist() == torch.tensor(want_values, dtype=torch.float32).tolist(), max_rows
+        keys = [m.confidence.cache.key(m.confidence_settings(), one) for one in all_prompts(prompt)]
+        assert [line["key"] for line in cache_lines(m)] == keys  # each written once, in order
+        # The samples themselves, chunk by chunk as `_compute` draws them.
+        per_chunk = max(1, max_rows // SAMPLES)
+        for start in range(0, len(keys), per_chunk):
+            rows = list(range(start, min(start + per_chunk, len(keys))))
+            got = m.confidence._samples(prompt.select(rows), [keys[r] for r in rows]).tokens
+            assert got == [t for r in rows for t in want_tokens[r]], (max_rows, rows)
+
+
+def all_prompts(prompt) -> list[list[int]]:
+    shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
+    return [shared + row[mask].tolist() for row, mask in zip(prompt.input_ids, prompt.valid)]
+
+
+def test_values_do_not_depend_on_chunk_size_or_batch_mates(tiny_model_path, dm, batch, tmp_path):
+    def values(examples, max_rows: int, name: str) -> torch.Tensor:
+        m = module(tiny_model_path, tmp_path / name, **SAMPLED)
+        m.confidence.max_rows = max_rows
+        return m.confidences(collate(examples, pad_id=dm.tokenizer.pad_token_id))
+
+    whole = values(dm.examples, 512, "whole")  # 12 prompts in one chunk
+    assert len(set(whole.flatten().tolist())) > 1, f"all values equal ({whole.tolist()}): the check is vacuous"
+    for max_rows in (1, 7, SAMPLES * 5):
+        assert torch.equal(values(dm.examples, max_rows, f"rows{max_rows}"), whole), max_rows
+    # Other batch mates, in another order.
+    reordered = values([dm.examples[3], dm.examples[1]], 512, "mates")
+    assert torch.equal(reordered, whole[[3, 1]])
+
+
+def test_max_rows_must_be_positive(tiny_model_path, tmp_path):
+    m = module(tiny_model_path, tmp_path)
+    with pytest.raises(ValueError, match="max_rows must be at least 1"):
+        Confidence(m.confidence_settings(), m.confidence.cache, m.generate, m.text, m.lemmatizer, max_rows=0)
 
 
 @pytest.mark.parametrize("measure", ["token_prob", "sampling"])
