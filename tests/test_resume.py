@@ -58,7 +58,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_path, tmp_path):
     _run(tiny_model_path, tmp_path)
     full = run_folder(tmp_path / logger_name(PER_PROMPT))
     rows = read_jsonl(full / "predictions.jsonl")
-    crashed = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, after=3)
+    crashed = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, after=2)  # of 3 batches
     assert (crashed / "identity.json").exists() and not (crashed / "results.json").exists()
     kept = len(read_jsonl(crashed / "predictions.rank0.jsonl"))
     assert 0 < kept < 6
@@ -88,8 +88,8 @@ def test_a_resumed_run_that_is_interrupted_resumes_again(tiny_model_path, tmp_pa
     """Each interrupted run carries the rows and the cost of the one it resumed: nothing is lost."""
     _run(tiny_model_path, tmp_path)
     full = json.loads((run_folder(tmp_path / logger_name(PER_PROMPT)) / "results.json").read_text())
-    first = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 2)
-    second = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 2, "--resume", first)
+    first = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 1)  # 2 of 6 examples (batches of 2)
+    second = _interrupted(tiny_model_path, tmp_path, PER_PROMPT, 1, "--resume", first)
     assert len(read_jsonl(second / "predictions.rank0.jsonl")) == 4
     _run(tiny_model_path, tmp_path, "--resume", second)
     results = json.loads((run_folder(tmp_path / logger_name(PER_PROMPT), 1) / "results.json").read_text())
