@@ -1,11 +1,17 @@
-"""Writes the benchmarks page from a `bench_methods.py` JSON: the table and every figure in the prose
-are computed here from the JSON, none is copied by hand.
+"""Writes the benchmarks page from the benchmarks' JSONs: the tables and every figure in the prose
+are computed here from them, none is copied by hand.
 
     python benchmarks/write_docs.py benchmarks/results_cpu.json docs/benchmarks.md
+    python benchmarks/write_docs.py benchmarks/results_cpu.json docs/benchmarks.md \
+        --scale benchmarks/results_scale_cpu.json --demo benchmarks/results_demo_cpu.json
 
-`bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from before both seed rows were
-measured (no `meta.schema`) renders too: what it lacks is said to be "not measured in this run" or
-"not recorded in this run". Needs only the standard library.
+The main JSON is a `bench_methods.py` run (every N, reuse on and off, the seed loops); `--scale` a
+`bench_methods.py --facts K` run (its section "At scale", with the baseline's figures if it had
+`--baseline`); `--demo` a `bench_demo.py` run (its section "The demo against a baseline"). Without
+`--scale`/`--demo`, the recorded ones (SCALE_JSON, DEMO_JSON) are used where they exist; `none`
+leaves a section out. `bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from
+before both seed rows were measured (no `meta.schema`) renders too: what it lacks is said to be
+"not measured in this run" or "not recorded in this run". Needs only the standard library.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
+ROOT = Path(__file__).resolve().parents[1]
+MAIN_JSON = "benchmarks/results_cpu.json"  # the recorded runs, relative to the repository
+SCALE_JSON = "benchmarks/results_scale_cpu.json"
+DEMO_JSON = "benchmarks/results_demo_cpu.json"
 AS_WRITTEN = "avg, seed loop (as written)"
 SAME_STOP = "avg, seed loop (same stop & batch)"
 SEED_ROWS = (AS_WRITTEN, SAME_STOP)
@@ -34,14 +44,17 @@ COLUMNS = [
     ("examples", "facts"),
     ("wall_s", "wall s"),
     ("wall_vs_origin", "× origin"),
+    ("facts_per_s", "facts/s"),
     ("prefill_tokens", "prefill"),
     ("prefill_padded_tokens", "padded"),
     ("floor_tokens", "floor"),
     ("forward_calls", "forwards"),
     ("row_steps", "row-steps"),
+    ("rows_per_step", "rows/step"),
     ("peak_kv_bytes", "peak KV MB"),
     ("em", "EM %"),
 ]
+DERIVED = ("facts_per_s", "rows_per_step")  # computed from the row where a JSON (schema < 3) lacks them
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -76,14 +89,28 @@ def share(value: float) -> str:
     return f"{percent(value)}%"
 
 
+def derived(row: dict, key: str):
+    """facts/s and row-steps per decode forward, from the row's own figures (None if it lacks them)."""
+    if key == "facts_per_s":
+        return row["examples"] / row["wall_s"]
+    steps = row.get("decode_steps")
+    return row["row_steps"] / steps if steps else None
+
+
 def cell(row: dict, key: str) -> str:
-    value = row[key]
+    value = row[key] if key in row or key not in DERIVED else derived(row, key)
+    if value is None:
+        return DASH
     if key == "reuse_prefix":
         return "on" if value else "off"
-    if key == "wall_s":
+    if key in ("wall_s", "baseline_wall_s"):
         return seconds(value)
-    if key == "wall_vs_origin":
+    if key in ("wall_vs_origin", "facts_per_s", "vs_baseline"):
         return ratio(value)
+    if key == "rows_per_step":
+        return f"{value:,.1f}"
+    if key == "same_answers":
+        return "yes" if value else f"no ({count(row['answers_differ'])} facts)"
     if key.endswith("bytes"):
         return megabytes(value)
     if key == "em":
@@ -139,24 +166,46 @@ class Run:
 
 
 # -- the page --------------------------------------------------------------------------------------
-def render(data: dict, json_path: str = "benchmarks/results_cpu.json") -> str:
+Recorded = tuple[dict, str]  # a JSON's data and the path it is shown under
+
+
+def render(
+    data: dict, json_path: str = MAIN_JSON, scale: Optional[Recorded] = None, demo: Optional[Recorded] = None
+) -> str:
+    """The page: the main run's sections, then the run at scale and the demo comparison where given."""
     run = Run(data)
     sections = [
-        header(run, json_path),
+        header(run, json_path, scale, demo),
         recorded(run, json_path),
         "## The table\n\n" + columns_text(run) + "\n\n" + table(run) + footnotes(run),
         "## What it shows\n\n" + "\n".join(f"- {b}" for b in shows(run) if b),
         "## Prefix reuse, method by method\n\n" + reuse_table(run),
         "## Against the seed's loop\n\n" + seed_section(run),
         device_note(run),
+        scale_section(*scale) if scale else "",
+        demo_section(*demo) if demo else "",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def header(run: Run, json_path: str) -> str:
+def header(run: Run, json_path: str, scale: Optional[Recorded], demo: Optional[Recorded]) -> str:
+    sources = ", ".join([json_path] + [path for _, path in filter(None, (scale, demo))])
+    more = []
+    if scale:
+        more.append(
+            "At scale (`--facts`), the same bench runs many facts of every relation at one N; with "
+            "`--baseline TREE` it runs again with another tree's package (PYTHONPATH), method by method in "
+            "the same sitting, and compares wall times and answers."
+        )
+    if demo:
+        more.append(
+            "`benchmarks/bench_demo.py` times `make demo` (its four configs) with this tree and a baseline "
+            "tree, interleaved, and checks that their predictions are the same."
+        )
+    extra = ("\n\n" + " ".join(more)) if more else ""
     return f"""# Benchmarks
 
-<!-- Written by benchmarks/write_docs.py from {json_path}: edit the script, not this page. -->
+<!-- Written by benchmarks/write_docs.py from {sources}: edit the script, not this page. -->
 
 `benchmarks/bench_methods.py` runs every method on the same facts in one process, with the model
 loaded once, for several numbers N of paraphrases, with prefix reuse on and off. At one N it also
@@ -166,15 +215,15 @@ again at every step), twice:
 - **{AS_WRITTEN}**: one fact per forward, a fixed number of steps, no early stop (the answer is
   cut at the first stop string afterwards), logits at every position.
 - **{SAME_STOP}**: the same loop with `avg`'s stop rule (stop strings, EOS, its `max_new_tokens`;
-  a finished fact leaves the batch), `avg`'s batches (the facts of one prompt prefix together, their
-  N single prompts left-padded) and the last position's logits only. It differs from `avg` with
+  a finished fact leaves the batch), `avg`'s batches (the data module's, their N single prompts
+  left-padded) and the last position's logits only. It differs from `avg` with
   reuse off only in running the sequences again instead of keeping a KV cache, so the two give the
   same answers up to floating-point ties.
 
 It prints a table and writes JSON; `--docs` then writes this page from the JSON, and
 `python benchmarks/write_docs.py {json_path} docs/benchmarks.md` rewrites it from a saved JSON.
-Every figure below is computed from that JSON. `--quick` runs the benchmark on the tiny random
-model (CI)."""
+Every figure below is computed from the JSONs. `--quick` runs the benchmark on the tiny random
+model (CI).{extra}"""
 
 
 def recorded(run: Run, json_path: str) -> str:
@@ -240,24 +289,34 @@ def columns_text(run: Run) -> str:
         if peaks
         else ""
     )
+    steps = any("decode_steps" in r for r in run.rows)
     return (
-        "Columns: wall time and its ratio to `origin` (reuse on) on the same facts; prefill tokens actually "
-        "run, real and with padding (for the seed loops: every token of every forward, as they keep no "
-        "cache); the floor (each distinct prompt prefix once, plus every paraphrase block once); forward "
-        "calls; decoded row-steps (rows run in every forward but a batch's first, summed); the largest KV "
-        "cache held; EM in percent." + weighted + memory
+        "Columns: wall time and its ratio to `origin` (reuse on) on the same facts; facts per second; "
+        "prefill tokens actually run, real and with padding (for the seed loops: every token of every "
+        "forward, as they keep no cache); the floor (each distinct prompt prefix once, plus every paraphrase "
+        "block once); forward calls; decoded row-steps (rows run in every forward but a batch's first, summed)"
+        + ("; row-steps per decode forward (the rows in flight at a step)" if steps else "")
+        + "; the largest KV cache held; EM in percent."
+        + weighted
+        + memory
     )
 
 
 def table(run: Run) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    # rows/step where the run recorded decode steps (schema 3 on)
+    columns = [(k, t) for k, t in COLUMNS if k != "rows_per_step" or any("decode_steps" in r for r in run.rows)]
+    lines = [markdown_row(title for _, title in columns), "|" + "---|" * len(columns)]
     for row in run.rows:
-        lines.append("| " + " | ".join(cell(row, key) for key, _ in COLUMNS) + " |")
+        lines.append(markdown_row(cell(row, key) for key, _ in columns))
         same_stop_missing = run.get(row["n"], SAME_STOP, False) is None
         if row["method"] == AS_WRITTEN and same_stop_missing:
-            missing = [str(row["n"]), SAME_STOP, "off", DASH, NOT_MEASURED] + [DASH] * (len(COLUMNS) - 5)
-            lines.append("| " + " | ".join(missing) + " |")
+            missing = [str(row["n"]), SAME_STOP, "off", DASH, NOT_MEASURED] + [DASH] * (len(columns) - 5)
+            lines.append(markdown_row(missing))
     return "\n".join(lines)
+
+
+def markdown_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def footnotes(run: Run) -> str:
@@ -535,18 +594,227 @@ def device_note(run: Run) -> str:
     )
 
 
-def write(json_path: Path, page: Path) -> None:
+# -- at scale --------------------------------------------------------------------------------------
+SCALE_COLUMNS = [
+    ("n", "N"),
+    ("method", "method"),
+    ("reuse_prefix", "reuse"),
+    ("examples", "facts"),
+    ("batch_size", "batch"),
+    ("decode_rows", "decode rows"),
+    ("wall_s", "wall s"),
+    ("facts_per_s", "facts/s"),
+    ("wall_vs_origin", "× origin"),
+    ("prefill_tokens", "prefill"),
+    ("prefill_padded_tokens", "padded"),
+    ("forward_calls", "forwards"),
+    ("row_steps", "row-steps"),
+    ("rows_per_step", "rows/step"),
+    ("peak_kv_bytes", "peak KV MB"),
+    ("em", "EM %"),
+]
+BASELINE_COLUMNS = [
+    ("baseline_wall_s", "baseline wall s"),
+    ("vs_baseline", "new / baseline"),
+    ("same_answers", "same answers"),
+]
+
+
+def scale_section(data: dict, json_path: str) -> str:
+    """A `bench_methods.py --facts` run: what ran, its table, and against the baseline if it had one."""
+    meta, rows = data["meta"], data["rows"]
+    baseline = meta.get("baseline")
+    columns = [(k, t) for k, t in SCALE_COLUMNS if any(k in r for r in rows) or k in DERIVED]
+    columns += BASELINE_COLUMNS if baseline else []
+    lines = [markdown_row(t for _, t in columns), "|" + "---|" * len(columns)]
+    lines += [markdown_row(cell(r, k) for k, _ in columns) for r in rows]
+    head = "## At scale\n\n" + "\n".join(f"- {line}" for line in scale_recorded(meta, rows, json_path))
+    notes = (
+        "Columns as in the table above; batch: facts per batch (the data module's); decode rows: the most "
+        f"rows decoded at once ({DASH}: no limit, each batch whole)"
+        + (
+            "; against the baseline: its wall time, this tree's over it, and whether every fact's answers "
+            "(the prediction and each paraphrase's answer) are the same"
+            if baseline
+            else ""
+        )
+        + "."
+    )
+    text = head + "\n\n" + notes + "\n\n" + "\n".join(lines)
+    return text + ("\n\n" + baseline_note(meta, rows) if baseline else "")
+
+
+def scale_recorded(meta: dict, rows: list[dict], json_path: str) -> list[str]:
+    """The run at scale, line by line: command, date, model, machine, facts, time, trees."""
+    lines = [
+        f"command: `{meta.get('command', NOT_RECORDED)}`",
+        f"date: {meta.get('date', NOT_RECORDED)}",
+        f"model: `{meta.get('model', NOT_RECORDED)}`, {meta.get('device', NOT_RECORDED)}, weights "
+        f"{meta.get('weights_dtype') or NOT_RECORDED}",
+        f"machine: {meta.get('cpu_count', NOT_RECORDED)} CPU cores, {meta.get('threads', NOT_RECORDED)} torch threads"
+        + (f", GPU {meta['gpu']}" if meta.get("gpu") else "")
+        + (
+            f"; 1-minute load average {meta['load_average'][0]} at the start, {meta['load_average'][1]} at the end"
+            if meta.get("load_average")
+            else ""
+        ),
+    ]
+    for n, facts in (meta.get("data") or {}).items():
+        lines.append(f"facts at N = {n}: " + facts_said(facts, meta))
+    total = meta.get("total_wall_s")
+    if total is not None:
+        lines.append(f"wall time: {seconds(total / 60)} min, model loading and data setup included")
+    baseline, new = meta.get("baseline"), meta.get("new")
+    if baseline and new:
+        lines.append(
+            f"baseline: {tree_said(baseline)}, against this tree {tree_said(new)}: one process per method and "
+            f"side, the baseline's first, in the same sitting (the baseline's took "
+            f"{seconds(baseline['total_wall_s'] / 60)} min, this tree's {seconds(new['total_wall_s'] / 60)} min)"
+        )
+    lines.append(f"the raw output: `{json_path}`")
+    return lines
+
+
+def facts_said(facts: dict, meta: dict) -> str:
+    """How many facts it got, of how many asked, sampled from which relations."""
+    asked = facts.get("asked")
+    said = f"{count(facts['facts'])}" + (f" of {count(asked)} asked" if asked and asked != facts["facts"] else "")
+    said += f", of {facts['relations_used']} relations"
+    if facts.get("facts_qualifying") is not None:
+        sampled = f"sampled evenly (sample_seed {meta['sample_seed']}) from" if meta.get("facts") else "the first of"
+        said += (
+            f", {sampled} the {count(facts['facts_qualifying'])} facts of the {facts['relations_qualifying']} of "
+            f"{facts['relations_bundled']} bundled relations with enough usable completion templates"
+        )
+    return said + f"; {meta.get('num_shots', NOT_RECORDED)} shots, prefix reuse {meta.get('reuse', NOT_RECORDED)}"
+
+
+def tree_said(tree: dict) -> str:
+    commit = f" at {tree['commit'][:12]}{'+changes' if tree['commit'].endswith('+changes') else ''}"
+    return f"`{tree['path']}`" + (commit if tree.get("commit") else "") + f" (package `{tree.get('package')}`)"
+
+
+def baseline_note(meta: dict, rows: list[dict]) -> str:
+    """All rows' time against the baseline's, and whether the answers are the same."""
+    compared = [r for r in rows if "baseline_wall_s" in r]
+    if not compared:
+        return f"The baseline's rows were {NOT_RECORDED}."
+    new, base = sum(r["wall_s"] for r in compared), sum(r["baseline_wall_s"] for r in compared)
+    text = (
+        f"**Against the baseline**: the {len(compared)} rows take {seconds(new)} s against the baseline's "
+        f"{seconds(base)} s ({times(new, base)})."
+    )
+    differences = meta.get("differences") or []
+    if not differences:
+        return text + " Every row gives the baseline's answers on every fact, and so its EM."
+    return text + " Differences from the baseline (the first ones): " + "; ".join(differences[:5]) + "."
+
+
+# -- the demo ----------------------------------------------------------------------------------------
+def demo_section(data: dict, json_path: str) -> str:
+    """A `bench_demo.py` run: its table, and whether the predictions are the same."""
+    meta, rows = data["meta"], data["rows"]
+    lines = [
+        "| method | facts | baseline decode s | new decode s | new / baseline | baseline EM % | new EM % | same predictions |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base, new = r["baseline"], r["new"]
+        same = "yes" if r["identical"] else f"no ({count(r['differing'])} facts)"
+        lines.append(
+            markdown_row(
+                [r["method"], count(r["examples"]), seconds(base["decode_s"]), seconds(new["decode_s"])]
+                + [ratio(r["ratio"]), percent(base["em"]), percent(new["em"]), same]
+            )
+        )
+    base, new = sum(r["baseline"]["decode_s"] for r in rows), sum(r["new"]["decode_s"] for r in rows)
+    all_same = "yes" if all(r["identical"] for r in rows) else "no"
+    lines.append(markdown_row(["total", DASH, seconds(base), seconds(new), ratio(new / base), DASH, DASH, all_same]))
+    recorded_lines = [
+        f"command: `{meta.get('command', NOT_RECORDED)}`",
+        f"date: {meta.get('date', NOT_RECORDED)}",
+        f"baseline: {tree_said(meta['baseline'])}; this tree: {tree_said(meta['new'])}",
+        f"machine: {meta.get('cpu_count', NOT_RECORDED)} CPU cores, platform {meta.get('platform', NOT_RECORDED)}"
+        + (
+            f"; 1-minute load average {meta['load_average'][0]} at the start, {meta['load_average'][1]} at the end"
+            if meta.get("load_average")
+            else ""
+        ),
+        f"wall time: {seconds(meta['total_wall_s'] / 60)} min for all {2 * len(rows)} runs, loading included",
+        f"the raw output: `{json_path}`",
+    ]
+    intro = (
+        f"`benchmarks/bench_demo.py` runs `make demo`'s configs ({', '.join(f'`{c}`' for c in meta['configs'])}, "
+        "each tree its own) with the baseline tree's package and with this tree's, per method the baseline's "
+        "run first. The times are the decode seconds each run's results.json records (`decode_seconds` + "
+        "`confidence_seconds`: decoding, prefill included; not loading the model or the data)."
+    )
+    fields = " and ".join(f"`{f}`" for f in meta.get("compared", ["prediction", "per_paraphrase"]))
+    if all(r["identical"] for r in rows):
+        verdict = f"Every fact's {fields} in predictions.jsonl are the same on both sides, for every method."
+    else:
+        first = [f"`{r['method']}` {d}" for r in rows for d in r["differences"]][:5]
+        verdict = f"{fields} differ from the baseline's; the first differences: " + "; ".join(first) + "."
+    return (
+        "## The demo against a baseline\n\n"
+        + intro
+        + "\n\n"
+        + "\n".join(f"- {line}" for line in recorded_lines)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + verdict
+    )
+
+
+# -- writing -----------------------------------------------------------------------------------------
+def recorded_paths() -> dict[str, str]:
+    """The recorded JSONs that exist ("main", "scale", "demo"), as paths relative to the repository."""
+    found = {"main": MAIN_JSON, "scale": SCALE_JSON, "demo": DEMO_JSON}
+    return {kind: path for kind, path in found.items() if (ROOT / path).is_file()}
+
+
+def load(path) -> Optional[Recorded]:
+    """A JSON's data and the path shown for it (relative to the repository where it lies inside)."""
+    if path is None:
+        return None
+    path = Path(path)
+    found = path if path.is_absolute() or path.is_file() else ROOT / path
+    try:
+        shown = str(found.resolve().relative_to(ROOT))
+    except ValueError:
+        shown = str(path)
+    return json.loads(found.read_text()), shown
+
+
+def write(json_path, page: Path, scale=None, demo=None) -> None:
+    """The page from the main JSON and, where given, the scale and demo JSONs."""
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(json.loads(Path(json_path).read_text()), str(json_path)))
+    data, shown = load(json_path)
+    page.write_text(render(data, shown, load(scale), load(demo)))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", type=Path, help="a bench_methods.py --out JSON")
     parser.add_argument("page", type=Path, help="the page to write, e.g. docs/benchmarks.md")
+    parser.add_argument(
+        "--scale", default=None, help=f"a bench_methods.py --facts JSON (default {SCALE_JSON} if there)"
+    )
+    parser.add_argument(
+        "--demo", default=None, help=f"a bench_demo.py JSON (default {DEMO_JSON} if there; none: leave out)"
+    )
     args = parser.parse_args(argv)
-    write(args.json, args.page)
-    print(f"written to {args.page}")
+    recorded = recorded_paths()
+    scale, demo = (
+        None if value == "none" else value or recorded.get(kind)
+        for kind, value in (("scale", args.scale), ("demo", args.demo))
+    )
+    for flag, value in (("--scale", scale), ("--demo", demo)):
+        if value is not None and not (Path(value).is_file() or (ROOT / value).is_file()):
+            parser.error(f"{flag} {value}: no such file")
+    write(args.json, args.page, scale, demo)
+    print(f"written to {args.page}" + "".join(f" (with {v})" for v in (scale, demo) if v))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from selfens.config import build, build_job, connect
-from selfens.data.base import ParaphraseDataModule
-from selfens.data.batch import Example, collate
-from selfens.data.blanks import FillInTheBlank, completes_at_end
 from selfens.errors import ConfigError, SelfensError
 from selfens.fusion import FUSIONS
+
+if TYPE_CHECKING:
+    from selfens.data.base import ParaphraseDataModule
 
 SEPARATOR = " || "
 MASK = "[MASK]"  # the blank a typed fill-in-the-blank sentence has where its template has [Y]
@@ -69,6 +69,8 @@ class Asker:
     for each chosen method, all sharing one loaded model."""
 
     def __init__(self, config: str, overrides: list[str], methods: list[str], paraphraser: str | None = None):
+        # Lightning and the model code load here, after the options are read: --help is quick.
+        from selfens.config import build, connect
         from selfens.methods import AttentionFusion, LogitFusion, PerPrompt
 
         unknown = [m for m in methods if m not in FUSIONS and m != "attention"]
@@ -105,6 +107,8 @@ class Asker:
         return [shown(self.data, p) for p in given]
 
     def answer(self, line: str, qid: str) -> str:
+        from selfens.data.batch import Example, collate  # (the package imports Lightning)
+
         phrasings = self.phrasings(line)
         segments = self.builder.encode(phrasings, self.shots, qid)
         batch = collate([Example(0, qid, phrasings, [""], segments)], self.builder.tokenizer.pad_token_id)
@@ -119,6 +123,8 @@ class Asker:
 
 def expected_input(data: ParaphraseDataModule) -> str:
     """What a typed phrasing must be for `data`, in words."""
+    from selfens.data.blanks import FillInTheBlank
+
     if not isinstance(data, FillInTheBlank):
         return "a question"
     if data.fill_style == "mask":
@@ -134,6 +140,8 @@ def shown(data: ParaphraseDataModule, phrasing: str) -> str:
     >>> shown(ParaRel(fill_style="completion"), "The capital of Germany is [MASK].")
     'The capital of Germany is'
     """
+    from selfens.data.blanks import FillInTheBlank, completes_at_end
+
     if not isinstance(data, FillInTheBlank):
         return phrasing
     template = phrasing.replace(MASK, "[Y]")
@@ -152,6 +160,7 @@ def shown(data: ParaphraseDataModule, phrasing: str) -> str:
 
 def _paraphraser(config: str, lm):
     """The Paraphraser of a `selfens paraphrase` config; it shares the evaluated model when it is the same."""
+    from selfens.config import build_job
     from selfens.paraphrase.module import Paraphraser
 
     job = build_job(Paraphraser, ["--config", config]).model

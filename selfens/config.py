@@ -196,6 +196,16 @@ class SelfensCLI(BaseCLI):
         return super().init_parser(**kwargs)
 
 
+class ParseOnlyCLI(SelfensCLI):
+    """Parses a config as `selfens test` would, and builds nothing (`selfens study` checks its cells so)."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+
 def named_logger(logger, config, module):
     """A TensorBoard logger whose new run folder is `version_<k>-<label>` (e.g. version_2-avg), so
     that TensorBoard's run list says which method each run is; k counts on from the folders there.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 LEVEL = 0.95
 
@@ -25,6 +27,8 @@ def bootstrap_means(columns: dict[str, Sequence[float]], resamples: int, seed: i
 
     Every column is resampled with the same draws of examples, so columns stay paired (a view's
     EM and F1, or the two methods of a comparison)."""
+    import torch  # here: `selfens report` and its --help start without it
+
     n = len(next(iter(columns.values())))
     generator = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, n, (resamples, n), generator=generator)  # [R, n] example indices
@@ -33,6 +37,8 @@ def bootstrap_means(columns: dict[str, Sequence[float]], resamples: int, seed: i
 
 def percentile_interval(means: torch.Tensor, level: float = LEVEL) -> list[float]:
     """The percentile interval that holds `level` of the bootstrap means."""
+    import torch
+
     tail = (1 - level) / 2
     low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype)).tolist()
     return [low, high]

@@ -1,6 +1,8 @@
 """`benchmarks/bench_methods.py --quick` runs end to end on the tiny model (no timing assertions):
 every method, reuse on and off, both seed loops, prefix reuse reading exactly the floor, and the
-docs page rendered from the JSON (the GPU check's tests are in tests/test_gpu_check.py)."""
+docs page rendered from the JSON; at scale against a baseline tree (this one: the same answers);
+`benchmarks/bench_demo.py`'s comparison on prepared runs, and the page's scale and demo sections
+(the GPU check's tests are in tests/test_gpu_check.py)."""
 
 from __future__ import annotations
 
@@ -38,10 +40,17 @@ def test_quick_benchmark(tmp_path, capsys):
         assert row["method"] in printed
         assert 0.0 <= row["em"] <= 1.0 and row["wall_s"] > 0 and row["forward_calls"] > 0
         assert row["prefill_padded_tokens"] >= row["prefill_tokens"] >= row["floor_tokens"], row
+        assert row["facts_per_s"] == row["examples"] / row["wall_s"]
+        assert (
+            row["decode_steps"] < row["forward_calls"]
+            and row["rows_per_step"] == row["row_steps"] / row["decode_steps"]
+        )
         if row["reuse_prefix"] and row["method"] != "weighted_avg":  # confidences read the prompts once more
             assert row["prefill_tokens"] == row["floor_tokens"], row
         if not row["reuse_prefix"] and row["method"] not in seeds:
             assert row["agreement_with_reuse"] == 1.0, row  # the same answers with and without reuse
+            on = next(r for r in rows if (r["n"], r["method"], r["reuse_prefix"]) == (row["n"], row["method"], True))
+            assert row["answers_sha256"] == on["answers_sha256"]
     written, same = (next(r for r in rows if r["method"] == s) for s in seeds)
     avg_off, avg_on = (
         next(r for r in rows if (r["n"], r["method"], r["reuse_prefix"]) == (2, "avg", x)) for x in (False, True)
@@ -78,11 +87,13 @@ TABLE_COLUMNS = {
     "facts": ("examples", 1),
     "wall s": ("wall_s", 1),
     "× origin": ("wall_vs_origin", 1),
+    "facts/s": ("facts_per_s", 1),
     "prefill": ("prefill_tokens", 1),
     "padded": ("prefill_padded_tokens", 1),
     "floor": ("floor_tokens", 1),
     "forwards": ("forward_calls", 1),
     "row-steps": ("row_steps", 1),
+    "rows/step": ("rows_per_step", 1),
     "peak KV MB": ("peak_kv_bytes", 2**-20),
     "EM %": ("em", 100),
 }
@@ -101,14 +112,108 @@ def markdown_table(text: str, first_title: str) -> list[dict]:
     return rows
 
 
-def assert_table_from(text: str, rows: list[dict], skip: str | None = None) -> None:
+def assert_table_from(text: str, rows: list[dict], skip: str | None = None, columns: dict = TABLE_COLUMNS) -> None:
     """Every number of the docs table is the JSON's, rounded as shown (to within half its last digit)."""
     table = [cells for cells in markdown_table(text, "N") if cells["method"] != skip]
     assert len(table) == len(rows)
     for cells, row in zip(table, rows):
         method = "avg, seed loop (as written)" if row["method"] == "avg, seed loop" else row["method"]
         assert (cells["method"], cells["reuse"]) == (method, "on" if row["reuse_prefix"] else "off")
-        for title, (key, scale) in TABLE_COLUMNS.items():
-            shown = cells[title].replace(",", "")
-            decimals = len(shown.partition(".")[2])
-            assert abs(float(shown) - row[key] * scale) <= 0.5 * 10**-decimals + 1e-9, (title, shown, row)
+        for title, (key, scale) in columns.items():
+            assert_shown(cells[title], row[key] * scale, (title, row))
+
+
+def assert_shown(shown: str, value: float, where) -> None:
+    """A figure as the page shows it is `value`, to within half its last digit."""
+    shown = shown.replace(",", "")
+    decimals = len(shown.partition(".")[2])
+    assert abs(float(shown) - value) <= 0.5 * 10**-decimals + 1e-9, (shown, value, where)
+
+
+# The scale table's numeric columns (those of the table above it but the floor, plus the baseline's).
+SCALE_COLUMNS = {
+    **{t: c for t, c in TABLE_COLUMNS.items() if t != "floor"},
+    "batch": ("batch_size", 1),
+    "baseline wall s": ("baseline_wall_s", 1),
+    "new / baseline": ("vs_baseline", 1),
+}
+
+
+@pytest.mark.slow
+def test_quick_at_scale_against_a_baseline(tmp_path):
+    """--facts on the tiny model, with this very tree as the baseline: every row's answers and EM are
+    the baseline's, each side ran its own processes with the package PYTHONPATH names, and the page's
+    scale section holds the JSON's figures."""
+    bench, docs = script("bench_methods"), script("write_docs")
+    out = tmp_path / "scale.json"
+    bench.main(["--quick", "--facts", "8", "--methods", "origin", "avg", "--baseline", str(ROOT), "--out", str(out)])
+    data = json.loads(out.read_text())
+    meta, rows = data["meta"], data["rows"]
+    assert {(r["n"], r["method"], r["reuse_prefix"]) for r in rows} == {(5, "origin", True), (5, "avg", True)}
+    assert meta["data"]["5"]["facts"] == meta["data"]["5"]["asked"] == 8 == rows[0]["examples"]
+    assert meta["data"]["5"]["relations_used"] > 1  # sampled over relations, not the first one's facts
+    assert meta["differences"] == [] and meta["new"]["package"] == meta["baseline"]["package"] == str(ROOT / "selfens")
+    for row in rows:
+        base = next(r for r in meta["baseline"]["rows"] if r["method"] == row["method"])
+        assert row["same_answers"] and row["answers_sha256"] == base["answers_sha256"] and row["em"] == base["em"]
+        assert row["vs_baseline"] == row["wall_s"] / base["wall_s"]
+    text = docs.render(quick_main(), "main.json", scale=(data, "scale.json"))
+    section = text[text.index("## At scale") :]
+    assert_table_from(section, rows, columns=SCALE_COLUMNS)
+    assert "Every row gives the baseline's answers on every fact" in section
+
+
+def quick_main() -> dict:
+    """A main run's JSON with one row, enough for the page's main sections."""
+    row = {"n": 1, "method": "origin", "reuse_prefix": True, "examples": 2, "floor_tokens": 4}
+    row.update(wall_s=1.0, wall_vs_origin=1.0, prefill_tokens=4, prefill_padded_tokens=4, forward_calls=2)
+    row.update(decode_steps=1, row_steps=2, peak_kv_bytes=0, em=0.5)
+    return {"meta": {"model": "m", "device": "cpu", "batch_size": 8}, "rows": [row]}
+
+
+def fake_run(folder: Path, predictions: list[dict], decode_seconds: float) -> Path:
+    """A run folder as `selfens test` leaves it: results.json and predictions.jsonl."""
+    folder.mkdir(parents=True)
+    cost = {"decode_seconds": decode_seconds, "confidence_seconds": 0.0}
+    results = {"cost": cost, "wall_time_s": 2 * decode_seconds, "num_examples": len(predictions)}
+    results["metrics"] = {"test/em": sum(p["prediction"] == "Paris" for p in predictions) / len(predictions)}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
+    return folder
+
+
+def test_demo_comparison(tmp_path, monkeypatch, capsys):
+    """bench_demo on prepared runs: baseline then new per method, decode seconds summed from
+    results.json, the ratio; the same predictions pass, a different per-paraphrase answer or a
+    missing fact fails with exit 1, naming them; the page's demo section holds the JSON's figures."""
+    demo, docs = script("bench_demo"), script("write_docs")
+    same = [{"id": "a", "prediction": "Paris", "per_paraphrase": ["Paris", "Rome"]}, {"id": "b", "prediction": "x"}]
+    runs = {}
+
+    def prepared(tree, method, save_dir, name):
+        runs[name] = tree
+        changed = name == "new-avg"
+        predictions = [{**same[0], "per_paraphrase": ["Paris", "Roma"]}] if changed else same
+        return fake_run(save_dir / name, predictions, {"baseline": 4.0, "new": 2.0}[name.split("-")[0]])
+
+    monkeypatch.setattr(demo, "run_demo_config", prepared)
+    out = tmp_path / "demo.json"
+    demo.main(["--baseline", str(ROOT), "--methods", "origin", "per_prompt", "--out", str(out)])
+    assert list(runs) == ["baseline-origin", "new-origin", "baseline-per_prompt", "new-per_prompt"]
+    data = json.loads(out.read_text())
+    assert [r["ratio"] for r in data["rows"]] == [0.5, 0.5] and data["total"]["ratio"] == 0.5
+    assert all(r["identical"] for r in data["rows"]) and "total" in capsys.readouterr().out
+    section = docs.render(quick_main(), "main.json", demo=(data, "demo.json"))
+    section = section[section.index("## The demo against a baseline") :]
+    table = markdown_table(section, "method")
+    assert [c["method"] for c in table] == ["origin", "per_prompt", "total"]
+    for cells, row in zip(table, data["rows"]):
+        assert_shown(cells["baseline decode s"], row["baseline"]["decode_s"], row)
+        assert_shown(cells["new / baseline"], row["ratio"], row)
+    assert "are the same on both sides" in section
+
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--baseline", str(ROOT), "--methods", "avg"])
+    assert exit_.value.code == 1
+    assert "a: baseline" in capsys.readouterr().err
+    assert demo.differences({"a": "1", "b": "2"}, {"a": "1"}) == ["b: only in the baseline run"]

@@ -8,7 +8,6 @@ from selfens.metrics.functional import (
     load_lemmatizer,
     normalize_answer,
 )
-from selfens.metrics.text import MeanScore
 
 __all__ = [
     "Lemmatizer",
@@ -19,3 +18,13 @@ __all__ = [
     "load_lemmatizer",
     "normalize_answer",
 ]
+
+
+def __getattr__(name: str):
+    # MeanScore on first use: torchmetrics takes seconds to import, and the scoring functions
+    # (`selfens report`, the paraphrase filters) do not need it.
+    if name == "MeanScore":
+        from selfens.metrics.text import MeanScore
+
+        return MeanScore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from spacy.language import Language
 
 __all__ = [
+    "METRICS",
     "Lemmatizer",
     "exact_match",
     "f1_score",
@@ -30,6 +31,8 @@ _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 BLANK_EN = "blank_en"
+
+METRICS = ("em", "f1", "lemma")  # the scores of exact_match, f1_score and lemma_match
 
 
 def normalize_answer(text: str) -> str:

@@ -17,10 +17,8 @@ from collections import Counter
 import torch
 from torch import nn
 
-from selfens.metrics.functional import exact_match, f1_score, lemma_match, normalize_answer
+from selfens.metrics.functional import METRICS, exact_match, f1_score, lemma_match, normalize_answer
 from selfens.metrics.text import MeanScore
-
-METRICS = ("em", "f1", "lemma")
 
 ViewScores = dict[str, dict[str, float]]  # view -> metric -> score of one example
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from selfens.errors import SelfensError
-from selfens.metrics.views import METRICS
+from selfens.metrics.functional import METRICS  # not views: that imports torchmetrics
 from selfens.run.cost import RunCost
 from selfens.run.identity import RunIdentity
 

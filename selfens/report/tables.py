@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from selfens.metrics.views import METRICS
+from selfens.metrics.functional import METRICS  # not views: that imports torchmetrics
 from selfens.report.summary import SUMMARY_HEADER, write_latex
 from selfens.run.cost import cost_labels
 

@@ -4,8 +4,10 @@ TensorBoard (`cost/<name>`) and the per-rank cost files. Everything else iterate
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
-from selfens.decode import DecodeCost
+if TYPE_CHECKING:
+    from selfens.decode import DecodeCost
 
 
 def _cost(label: str, doc: str):
@@ -31,6 +33,9 @@ class RunCost:
     @classmethod
     def of(cls, answer: DecodeCost, confidence: DecodeCost | None = None) -> RunCost:
         """A batch's cost: its answers' decode and, apart, its confidence work."""
+        # Imported here: the report reads costs without the decoder (torch, flex attention).
+        from selfens.decode import DecodeCost
+
         confidence = confidence or DecodeCost()
         return cls(
             answer.prefill_tokens,

@@ -21,19 +21,22 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from lightning.pytorch.utilities import rank_zero_only
 
-from selfens.config import SelfensCLI, build, connect
 from selfens.errors import ConfigError, SelfensError
-from selfens.lm import LanguageModel, shared
-from selfens.models import resolve
 from selfens.report.command import main as report
 from selfens.run.identity import RunIdentity, load_identity
 from selfens.run.resume import finished_rows
 from selfens.study.grid import Cell, Study, load_study
-from selfens.study.progress import StudyProgress
+
+# Lightning and the models are imported where they are used: `selfens study --help`,
+# and a study file with a mistake, are answered in a moment, without them.
+if TYPE_CHECKING:
+    from selfens.config import SelfensCLI
+    from selfens.lm import LanguageModel
+    from selfens.study.progress import StudyProgress
 
 
 @dataclass
@@ -77,6 +80,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--config", required=True, help="a study config, e.g. configs/study/pararel.yaml")
     args = parser.parse_args(argv)
     study = load_study(args.config)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from selfens.lm import LanguageModel
+    from selfens.study.progress import StudyProgress
+
     with _quiet():
         check_cells(study)
         models = {name: LanguageModel(name) for name in study.models}  # tokenizers now, weights per model
@@ -100,6 +108,9 @@ def main(argv: list[str]) -> None:
 
 def check_cells(study: Study) -> None:
     """Parse every cell with `selfens test`'s parser (nothing is built or loaded)."""
+    from selfens.config import ParseOnlyCLI
+    from selfens.models import resolve
+
     for model in study.models:
         try:
             resolve(model)
@@ -107,7 +118,7 @@ def check_cells(study: Study) -> None:
             raise ConfigError(f"{study.path}: {error}") from error
     for cell in study.cells:
         try:
-            _build(["--config", yaml.safe_dump(cell.config)], run=False, cli_class=_ParseOnly)
+            _build(["--config", yaml.safe_dump(cell.config)], run=False, cli_class=ParseOnlyCLI)
         except SelfensError as error:
             raise ConfigError(f"{study.path}: cell {cell.title}: {error}") from error
 
@@ -115,6 +126,9 @@ def check_cells(study: Study) -> None:
 def plan(study: Study, lm: LanguageModel) -> list[Planned]:
     """Build each cell of `lm`'s model (sharing its tokenizer, and later its weights) and set up its
     data: what the study counts, and what a finished cell's identity is checked against."""
+    from selfens.config import connect
+    from selfens.lm import shared
+
     planned = []
     with shared(lm):
         for cell in (c for c in study.cells if c.model == lm.name):
@@ -139,6 +153,8 @@ def load(lm: LanguageModel, planned: list[Planned]) -> None:
 
 def run_cell(planned: Planned, lm: LanguageModel, resume: bool, progress: StudyProgress) -> None:
     """`selfens test` of one cell, in its own folder (resumed there if interrupted), on the shared model."""
+    from selfens.lm import shared
+
     args = ["test", "--config", yaml.safe_dump(planned.cell.config), "--verbose", "false"]
     if resume:
         args += ["--resume", str(planned.folder)]
@@ -153,19 +169,11 @@ def finished_rows_or_none(folder: Path) -> list[dict]:
         return []
 
 
-class _ParseOnly(SelfensCLI):
-    """Parses a config as `selfens test` would, and builds nothing."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def after_instantiate_classes(self) -> None:
-        pass
-
-
 def _build(args: list[str], **kwargs) -> SelfensCLI:
     """`build`, without LightningCLI's warning that sys.argv holds arguments too: it does (`selfens
     study ...`), and stays so (DDP's launcher starts the other processes with it: each runs the study)."""
+    from selfens.config import build
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         return build(args, **kwargs)
@@ -175,6 +183,11 @@ def _build(args: list[str], **kwargs) -> SelfensCLI:
 def _quiet():
     """Lightning's per-run notices (devices, seed, tips), once per cell, would bury the progress line;
     and selfens' own notes about the data, the same for many cells, are said once."""
+    # Their modules first: Lightning sets its loggers' levels as it loads, and ours must exist to be filtered.
+    import lightning.pytorch  # noqa: F401
+
+    import selfens.data  # noqa: F401
+
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
