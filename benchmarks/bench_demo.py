@@ -50,6 +50,17 @@ def tree_identity(tree: Path) -> dict:
     return identity
 
 
+def identities(trees: dict[str, Path], at_start: dict[str, dict]) -> dict[str, dict]:
+    """Each tree as it was at the start of the run, and its commit at the end if that differs (a
+    commit, or a change to its files, while the runs ran)."""
+    found = {}
+    for side, tree in trees.items():
+        now = tree_identity(tree)
+        changed = now.get("commit") != at_start[side].get("commit")
+        found[side] = {**at_start[side], **({"commit_at_end": now.get("commit")} if changed else {})}
+    return found
+
+
 def check_tree(tree: Path, methods: tuple[str, ...]) -> None:
     """A tree to run: its selfens package and every demo config there, or a one-line error."""
     if not (tree / "selfens" / "__init__.py").is_file():
@@ -215,6 +226,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     command = shlex.join(["python", "benchmarks/bench_demo.py", *(sys.argv[1:] if argv is None else argv)])
     started, start = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     load_at_start = os.getloadavg()[0]
+    trees = {"baseline": args.baseline, "new": args.new}
+    at_start = {side: tree_identity(tree) for side, tree in trees.items()}
     save_dir = args.save_dir or Path(tempfile.mkdtemp(prefix="selfens-bench-demo-"))
     save_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -227,8 +240,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "command": command,
         "date": started.isoformat(timespec="seconds"),
         "total_wall_s": time.perf_counter() - start,  # every run, loading included
-        "baseline": tree_identity(args.baseline),
-        "new": tree_identity(args.new),
+        **identities(trees, at_start),
         "methods": list(args.methods),
         "configs": [str(config_of(Path("."), m)) for m in args.methods],  # in each tree
         "compared": list(COMPARED),

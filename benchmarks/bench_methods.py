@@ -27,6 +27,8 @@ At scale (`--facts K`): K facts sampled evenly over every bundled relation with 
 same sitting: one process per method and side, the baseline's first, then this tree's. Each row
 gets the baseline's wall time, new / baseline, and whether the answers (prediction and each
 paraphrase's answer, per fact) and EM are the same; the run exits 1, after writing, if they are not.
+The JSON is written after each method (`meta.complete`: all done), so a run stopped early keeps
+the methods it finished.
 
 Batches are the data module's own test loader's, as a run's. Prints a table and writes JSON;
 `--docs` then writes the docs page from that JSON and the other recorded ones
@@ -491,17 +493,38 @@ def compare(new_rows: list[dict], base_rows: list[dict], new_answers: dict, base
     return differences
 
 
-def against_baseline(plan: Plan, baseline: Path) -> tuple[list[dict], dict, dict, list[str], dict]:
-    """Per method, the baseline tree's process, then this tree's: the new rows with the baseline's
-    figures, the new side's first meta, both sides' identities, the differences, and both sides'
-    answers ({"new": ..., "baseline": ...})."""
-    folder = Path(tempfile.mkdtemp(prefix="selfens-bench-baseline-"))
+class Result(NamedTuple):
+    """What a bench found: its rows, each N's data summary, the settings its meta needs, the
+    answers ({"new": ...} and, against a baseline, {"baseline": ...}), and against a baseline
+    both sides' identities and the differences."""
+
+    rows: list[dict]
+    data: dict
+    settings: dict
+    answers: dict
+    sides: Optional[dict] = None
+    differences: tuple[str, ...] | list[str] = ()
+
+
+def against_baseline(plan: Plan, baseline: Path, parts: Path):
+    """Per method, the baseline tree's process, then this tree's (each writing its JSON and answers
+    under `parts`). Yields the Result so far after each method: the new rows with the baseline's
+    figures, so that a run stopped early keeps the methods it finished."""
+    demo = _load("bench_demo")
+    trees = {"baseline": baseline, "new": ROOT}
+    at_start = {side: demo.tree_identity(tree) for side, tree in trees.items()}
     runs = {"baseline": [], "new": []}
     for method in plan.methods:
         for side, tree in (("baseline", baseline), ("new", ROOT)):
-            out, answers = folder / f"{side}-{method}.json", folder / f"{side}-{method}-answers.json"
-            print(f"-- {method}: {side} ({tree})", flush=True)
+            out, answers = parts / f"{side}-{method}.json", parts / f"{side}-{method}-answers.json"
+            print(f"-- {method}: {side} ({tree}), into {out}", flush=True)
             runs[side].append(run_side(tree, child_argv(plan, method, out, answers), out, answers))
+        yield merge(plan, runs, demo.identities(trees, at_start))
+
+
+def merge(plan: Plan, runs: dict, trees: dict) -> Result:
+    """Both sides' processes as one Result: this tree's rows, compared with the baseline's; `trees`:
+    each side's identity (`bench_demo.identities`)."""
     merged = {}
     for side, results in runs.items():
         rows = [r for data, _ in results for r in data["rows"]]
@@ -513,10 +536,13 @@ def against_baseline(plan: Plan, baseline: Path) -> tuple[list[dict], dict, dict
     (new_rows, new_answers, new_metas), (base_rows, base_answers, base_metas) = merged["new"], merged["baseline"]
     differences = compare(new_rows, base_rows, new_answers, base_answers)
     sides = {
-        "new": {**_load("bench_demo").tree_identity(ROOT), **side_meta(new_metas)},
-        "baseline": {**_load("bench_demo").tree_identity(baseline), **side_meta(base_metas), "rows": base_rows},
+        "new": {**trees["new"], **side_meta(new_metas)},
+        "baseline": {**trees["baseline"], **side_meta(base_metas), "rows": base_rows},
     }
-    return new_rows, new_metas[0], sides, differences, {"new": new_answers, "baseline": base_answers}
+    first = new_metas[0]
+    settings = {k: first[k] for k in ("stop_strings", "weights_dtype", "package")}
+    answers = {"new": new_answers, "baseline": base_answers}
+    return Result(new_rows, first["data"], settings, answers, sides, differences)
 
 
 def row_order(plan: Plan, row: dict) -> tuple:
@@ -715,14 +741,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     command = shlex.join(["python", "benchmarks/bench_methods.py", *(sys.argv[1:] if argv is None else argv)])
     plan = plan_of(args)
-    started, start = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    load_at_start = os.getloadavg()[0]  # other work on the machine slows every row alike, not evenly
-    device = torch.device(plan.device)
-    differences, sides = [], None
+    started = Started(datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), os.getloadavg()[0])
     if args.baseline is not None:
-        rows, first_meta, sides, differences, answers = against_baseline(plan, args.baseline.resolve())
-        data = first_meta["data"]
-        settings = {k: first_meta[k] for k in ("stop_strings", "weights_dtype", "package")}
+        parts = Path(tempfile.mkdtemp(prefix="selfens-bench-baseline-"))  # each process's JSON and answers
+        for done, result in enumerate(against_baseline(plan, args.baseline.resolve(), parts), start=1):
+            write_results(args, plan, command, started, result, complete=done == len(plan.methods))
     else:
         modules = build_modules(plan)
         rows, answers, data = benchmark(modules, plan)
@@ -733,51 +756,69 @@ def main(argv: list[str] | None = None) -> None:
             "weights_dtype": str(first.lm.dtype).removeprefix("torch."),
             "package": str(Path(selfens.__file__).resolve().parent),
         }
-        answers = {"new": answers}
-    if args.answers_out is not None:  # this tree's answers; the baseline's beside them
-        args.answers_out.parent.mkdir(parents=True, exist_ok=True)
-        args.answers_out.write_text(json.dumps(answers["new"], ensure_ascii=False) + "\n")
-        if "baseline" in answers:
-            baseline_answers = args.answers_out.with_suffix(".baseline.json")
-            baseline_answers.write_text(json.dumps(answers["baseline"], ensure_ascii=False) + "\n")
-    print(table(rows))
+        result = Result(rows, data, settings, {"new": answers})
+        write_results(args, plan, command, started, result, complete=True)
+    print(table(result.rows))
+    print(f"written to {args.out}")
+    if args.docs is not None:
+        write_page(args, plan)
+    if result.differences:
+        print(
+            "the answers or EM differ from the baseline's:\n  " + "\n  ".join(result.differences[:10]), file=sys.stderr
+        )
+        raise SystemExit(1)
+
+
+class Started(NamedTuple):
+    """When the bench started: the date, the clock, the 1-minute load average."""
+
+    date: datetime.datetime
+    clock: float
+    load: float
+
+
+def write_results(args, plan: Plan, command: str, started: Started, result: Result, complete: bool) -> None:
+    """The JSON (`--out`) and the answers (`--answers-out`; against a baseline, the baseline's in
+    NAME.baseline.json). Against a baseline it is written after each method: `meta.complete` says
+    whether every method of the plan is in."""
     meta = {
         "schema": SCHEMA,
         "command": command,
-        "date": started.isoformat(timespec="seconds"),
-        "total_wall_s": time.perf_counter() - start,  # model loading and data setup included
+        "date": started.date.isoformat(timespec="seconds"),
+        "total_wall_s": time.perf_counter() - started.clock,  # model loading and data setup included
+        "complete": complete,
         "model": plan.model,
         "device": plan.device,
         "dtype": plan.dtype,
-        "weights_dtype": settings["weights_dtype"],
-        **machine(device),
-        "package": settings["package"],  # which selfens ran (PYTHONPATH decides)
+        "weights_dtype": result.settings["weights_dtype"],
+        **machine(torch.device(plan.device)),
+        "package": result.settings["package"],  # which selfens ran (PYTHONPATH decides)
         "ns": plan.ns,
         "limit": plan.limit,
         "facts": plan.sample,
         "sample_seed": SAMPLE_SEED if plan.sample else None,
-        "data": data,
+        "data": result.data,
         "batch_size": plan.batch_size,
         "decode_rows": plan.decode_rows,  # --decode-rows; each row has the rows in flight it ran with
         "methods": list(plan.methods),
         "reuse": reuse_name(plan.reuse),
         "num_shots": NUM_SHOTS,
         "max_new_tokens": MAX_NEW_TOKENS,
-        "stop_strings": settings["stop_strings"],
+        "stop_strings": result.settings["stop_strings"],
         "seed_n": plan.seed_n,
         "seed_steps": SEED_STEPS,
-        "load_average": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],  # 1-minute, at start and end
+        "load_average": [round(started.load, 2), round(os.getloadavg()[0], 2)],  # 1-minute, at start and end
     }
-    if sides is not None:  # where each side's package is, and each side's own rows
-        meta = {**meta, "baseline": sides["baseline"], "new": sides["new"], "differences": differences}
+    if result.sides is not None:  # where each side's package is, and each side's own rows
+        meta = {**meta, **result.sides, "differences": result.differences}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"written to {args.out}")
-    if args.docs is not None:
-        write_page(args, plan)
-    if differences:
-        print("the answers or EM differ from the baseline's:\n  " + "\n  ".join(differences[:10]), file=sys.stderr)
-        raise SystemExit(1)
+    args.out.write_text(json.dumps({"meta": meta, "rows": result.rows}, indent=2) + "\n")
+    if args.answers_out is not None:
+        args.answers_out.parent.mkdir(parents=True, exist_ok=True)
+        args.answers_out.write_text(json.dumps(result.answers["new"], ensure_ascii=False) + "\n")
+        if "baseline" in result.answers:
+            baseline_answers = args.answers_out.with_name(args.answers_out.stem + ".baseline.json")
+            baseline_answers.write_text(json.dumps(result.answers["baseline"], ensure_ascii=False) + "\n")
 
 
 def write_page(args: argparse.Namespace, plan: Plan) -> None:

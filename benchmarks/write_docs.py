@@ -671,6 +671,9 @@ def scale_recorded(meta: dict, rows: list[dict], json_path: str) -> list[str]:
             f"side, the baseline's first, in the same sitting (the baseline's took "
             f"{seconds(baseline['total_wall_s'] / 60)} min, this tree's {seconds(new['total_wall_s'] / 60)} min)"
         )
+    if meta.get("complete") is False:
+        done = list(dict.fromkeys(r["method"] for r in rows))
+        lines.append(f"stopped early: {words(done)} of {words(meta['methods'])} were measured")
     lines.append(f"the raw output: `{json_path}`")
     return lines
 
@@ -690,8 +693,14 @@ def facts_said(facts: dict, meta: dict) -> str:
 
 
 def tree_said(tree: dict) -> str:
-    commit = f" at {tree['commit'][:12]}{'+changes' if tree['commit'].endswith('+changes') else ''}"
-    return f"`{tree['path']}`" + (commit if tree.get("commit") else "") + f" (package `{tree.get('package')}`)"
+    """A code tree: its path, its commit (+changes: its files differ from it) and its package where recorded."""
+    said = f"`{tree['path']}`"
+    short = lambda commit: f"{commit[:12]}{'+changes' if commit.endswith('+changes') else ''}"
+    if tree.get("commit"):
+        said += f" at {short(tree['commit'])}"
+    if tree.get("commit_at_end"):
+        said += f" ({short(tree['commit_at_end'])} at the end: it changed during the run)"
+    return said + (f" (package `{tree['package']}`)" if tree.get("package") else "")
 
 
 def baseline_note(meta: dict, rows: list[dict]) -> str:

@@ -152,7 +152,8 @@ def test_quick_at_scale_against_a_baseline(tmp_path):
     assert {(r["n"], r["method"], r["reuse_prefix"]) for r in rows} == {(5, "origin", True), (5, "avg", True)}
     assert meta["data"]["5"]["facts"] == meta["data"]["5"]["asked"] == 8 == rows[0]["examples"]
     assert meta["data"]["5"]["relations_used"] > 1  # sampled over relations, not the first one's facts
-    assert meta["differences"] == [] and meta["new"]["package"] == meta["baseline"]["package"] == str(ROOT / "selfens")
+    assert meta["complete"] and meta["differences"] == []
+    assert meta["new"]["package"] == meta["baseline"]["package"] == str(ROOT / "selfens")
     for row in rows:
         base = next(r for r in meta["baseline"]["rows"] if r["method"] == row["method"])
         assert row["same_answers"] and row["answers_sha256"] == base["answers_sha256"] and row["em"] == base["em"]
