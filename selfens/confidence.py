@@ -115,6 +115,32 @@ def chunks(count: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
+def _token_rows(prompt: Prompt) -> list[list[int]]:
+    """The token ids of each single prompt of `prompt`, its shared prefix included."""
+    shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
+    return [shared + row[mask].tolist() for row, mask in zip(prompt.input_ids.cpu(), prompt.valid.cpu())]
+
+
+class _Rows:
+    """Some rows of a list of prompts, numbered across them in order: `chosen[i]` is the i-th."""
+
+    def __init__(self, prompts: list[Prompt], chosen: list[int]):
+        self.all, self.chosen = prompts, chosen
+        self.starts = [0]
+        for prompt in prompts:
+            self.starts.append(self.starts[-1] + prompt.input_ids.shape[0])
+
+    def prompts(self, which) -> list[Prompt]:
+        """The prompts that hold the chosen rows `which` (ascending), cut to them, in order."""
+        out = []
+        for p, prompt in enumerate(self.all):
+            start, end = self.starts[p], self.starts[p + 1]
+            mine = [self.chosen[i] - start for i in which if start <= self.chosen[i] < end]
+            if mine:
+                out.append(prompt if len(mine) == end - start else prompt.select(mine))
+        return out
+
+
 class MissingConfidence(SelfensError, RuntimeError):
     """A weighted method needs confidences that are not cached, and may not compute them."""
 
@@ -144,12 +170,15 @@ class Confidence:
         self.settings, self.cache, self.compute_missing, self.max_rows = settings, cache, compute_missing, max_rows
         self.generate, self.text, self.lemmatizer = generate, text, lemmatizer
 
-    def __call__(self, prompt: Prompt, progress: Optional[Progress] = None) -> tuple[torch.Tensor, DecodeCost]:
-        """Confidences of the R single prompts of `prompt` -> ([R], what computing them cost); each
-        prompt is counted in `progress` ("prompts"), a cached one as skipped."""
-        shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
-        prompts = [shared + row[mask].tolist() for row, mask in zip(prompt.input_ids.cpu(), prompt.valid.cpu())]
-        keys = [self.cache.key(self.settings, p) for p in prompts]
+    def __call__(
+        self, prompts: Prompt | list[Prompt], progress: Optional[Progress] = None
+    ) -> tuple[torch.Tensor, DecodeCost]:
+        """Confidences of the single prompts of `prompts` (one Prompt, or several: e.g. one per prompt
+        prefix), rows in order across them -> ([rows], what computing them cost). The missing ones of
+        all the prompts are computed together; each is counted in `progress` ("prompts"), a cached one
+        as skipped."""
+        prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
+        keys = [self.cache.key(self.settings, ids) for prompt in prompts for ids in _token_rows(prompt)]
         missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None and key not in keys[:i]]
         if missing and not self.compute_missing:
             raise MissingConfidence(
@@ -161,11 +190,12 @@ class Confidence:
             progress.skip(prompts=len(keys) - len(missing))
         spent = DecodeCost()
         if missing:
-            spent = self._compute(prompt.select(missing), [keys[i] for i in missing], progress)
+            spent = self._compute(_Rows(prompts, missing), [keys[i] for i in missing], progress)
         return torch.tensor([self.cache.get(k) for k in keys], dtype=torch.float32), spent
 
-    def _compute(self, prompt: Prompt, keys: list[str], progress: Optional[Progress]) -> DecodeCost:
-        greedy = self.generate(prompt)
+    def _compute(self, rows: _Rows, keys: list[str], progress: Optional[Progress]) -> DecodeCost:
+        """Compute and cache the values of `rows` (keys[i]: the i-th of them)."""
+        greedy = self.generate(rows.prompts(range(len(keys))))
         spent = greedy.cost
         answers = [self.text(t) for t in greedy.tokens]
         if self.settings.measure == "token_prob":
@@ -173,10 +203,10 @@ class Confidence:
                 self._record(key, mean_token_prob(greedy.token_probs[row]), answers[row], progress)
             return spent
         k = self.settings.num_samples
-        for rows in chunks(len(keys), max(1, self.max_rows // k)):
-            sampled = self._samples(prompt.select(rows), [keys[row] for row in rows])
+        for chunk in chunks(len(keys), max(1, self.max_rows // k)):
+            sampled = self._samples(rows.prompts(chunk), [keys[row] for row in chunk])
             spent.add(sampled.cost)
-            for i, row in enumerate(rows):  # example i * k + j is copy j of the chunk's prompt i
+            for i, row in enumerate(chunk):  # example i * k + j is copy j of the chunk's prompt i
                 texts = [self.text(t) for t in sampled.tokens[i * k : (i + 1) * k]]
                 self._record(keys[row], agreement(texts, answers[row], self.lemmatizer), answers[row], progress)
         return spent
@@ -187,15 +217,15 @@ class Confidence:
         if progress is not None:
             progress.advance(prompts=1)
 
-    def _samples(self, prompt: Prompt, keys: list[str]) -> Decoded:
-        """K sampled answers of each row of `prompt` (example i * K + j: copy j of row i), in one
-        decode. Each row draws from its own generator, seeded from its cache key, so a value does not
-        depend on batching or on which process computed it."""
+    def _samples(self, prompts: list[Prompt], keys: list[str]) -> Decoded:
+        """K sampled answers of each row of `prompts` (example i * K + j: copy j of row i, rows in
+        order across the prompts), in one decode. Each row draws from its own generator, seeded from
+        its cache key, so a value does not depend on batching or on which process computed it."""
         s = self.settings
-        device = prompt.input_ids.device
+        device = prompts[0].input_ids.device
         generators = [torch.Generator(device=device).manual_seed(int(key[:15], 16) + s.seed) for key in keys]
         return self.generate(
-            prompt,
+            prompts,
             choose=per_prompt_sampler(s.temperature, s.top_k, s.top_p, generators, s.num_samples),
             max_new_tokens=s.max_new_tokens,
             copies=s.num_samples,

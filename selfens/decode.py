@@ -21,6 +21,7 @@ from torch import Tensor
 from selfens.attention.layers import full_cache, model_mask
 from selfens.attention.masks import decode_mask
 from selfens.attention.positions import next_position, sequential_positions
+from selfens.kv_cache import cache_bytes, joined, roomy_cache
 from selfens.padding import left_pad
 
 Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
@@ -285,11 +286,6 @@ def _forward(model, prompt: Prompt, cost: DecodeCost, logits_to_keep, cache=None
     )
 
 
-def kv_bytes(cache) -> int:
-    """Bytes held by a KV cache's keys and values."""
-    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
-
-
 def decode_one_token(model, token: Tensor, position: Tensor, valid: Tensor, cache, key_positions: Tensor):
     """One step for every row. token, position: [R, 1]; valid, key_positions: [R, K] keys incl. the new one."""
     # Positions are explicit because RoPE must not take the cache length.
@@ -303,10 +299,11 @@ class _Running:
     """The rows decoding together, left-padded to one key length: their KV cache, which of their
     keys are real and at which positions, and the position each row's next token takes."""
 
-    cache: object  # a DynamicCache, [R, H, K, D] a layer
+    cache: object  # a roomy cache (`selfens.kv_cache`), [R, H, K, D] a layer, with room for `room` more keys
     valid: Tensor  # [R, K]
     key_positions: Tensor  # [R, K]
     position: Tensor  # [R, 1]
+    room: int  # keys a row may add while decoding (max_new_tokens): the room a cache is given when rows join
 
     @property
     def rows(self) -> int:
@@ -325,15 +322,13 @@ class _Running:
         first = int(self.valid.any(0).long().argmax())
         if first:
             for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+                layer.drop_first(first)
             self.valid, self.key_positions = self.valid[:, first:], self.key_positions[:, first:]
 
     def extend(self, other: _Running) -> None:
         """Add `other`'s rows after these: the shorter side's keys are left-padded (masked: never attended)."""
         length = max(self.valid.shape[1], other.valid.shape[1])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            mine.keys = torch.cat([_pad_left(mine.keys, length, 2), _pad_left(theirs.keys, length, 2)])
-            mine.values = torch.cat([_pad_left(mine.values, length, 2), _pad_left(theirs.values, length, 2)])
+        self.cache = joined(self.cache, other.cache, max(self.room, other.room))
         self.valid = torch.cat([_pad_left(self.valid, length, 1), _pad_left(other.valid, length, 1)])
         self.key_positions = torch.cat(
             [_pad_left(self.key_positions, length, 1), _pad_left(other.key_positions, length, 1)]
@@ -452,15 +447,15 @@ def decode(
     while True:
         free = None if max_rows is None else max_rows - (running.rows if running is not None else 0)
         for part, ids in waiting.take(free, must=running is None):
-            joined, first = _prefill_part(model, part, copies, prefix_cache, cost)
+            newcomers, first = _prefill_part(model, part, copies, prefix_cache, cost, room=max_new_tokens)
             ids = ids.to(eos.device)
             first = (fuse_first or fuse)(first.reshape(len(ids), -1, first.shape[-1]), ids)  # [n, V]
             if running is None:
-                running, alive, fused = joined, ids, first
+                running, alive, fused = newcomers, ids, first
             else:
-                running.extend(joined)
+                running.extend(newcomers)
                 alive, fused = torch.cat([alive, ids]), torch.cat([fused, first])
-            cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(running.cache))
+            cost.peak_kv_bytes = max(cost.peak_kv_bytes, cache_bytes(running.cache))
         if running is None:
             break
         next_token = choose(fused, alive)  # [A]
@@ -486,16 +481,19 @@ def decode(
         cost.forward_calls += 1
         cost.decode_steps += 1
         cost.row_steps += token.shape[0]
-        cost.peak_kv_bytes = max(cost.peak_kv_bytes, kv_bytes(running.cache))
+        cost.peak_kv_bytes = max(cost.peak_kv_bytes, cache_bytes(running.cache))
         fused = fuse(logits.view(len(alive), group, -1), alive)
     cost.seconds = time.perf_counter() - start
     return Decoded(generated, probs, cost)
 
 
-def _prefill_part(model, prompt: Prompt, copies: int, prefix_cache, cost: DecodeCost) -> tuple[_Running, Tensor]:
-    """Prefill some prompt rows, each repeated `copies` times -> (the rows, ready to decode; their
-    first logits [R * copies, Q, V])."""
+def _prefill_part(
+    model, prompt: Prompt, copies: int, prefix_cache, cost: DecodeCost, room: int
+) -> tuple[_Running, Tensor]:
+    """Prefill some prompt rows, each repeated `copies` times -> (the rows, ready to decode, with
+    room for `room` more keys; their first logits [R * copies, Q, V])."""
     logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
+    cache = roomy_cache([(layer.keys, layer.values) for layer in cache.layers], room)
     position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
     valid, key_positions = prompt.key_valid, prompt.key_positions  # [R, K]
     if copies > 1:
@@ -503,4 +501,4 @@ def _prefill_part(model, prompt: Prompt, copies: int, prefix_cache, cost: Decode
         logits, position, valid, key_positions = (
             t.repeat_interleave(copies, dim=0) for t in (logits, position, valid, key_positions)
         )
-    return _Running(cache, valid, key_positions, position), logits
+    return _Running(cache, valid, key_positions, position, room), logits

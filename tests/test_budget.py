@@ -23,13 +23,14 @@ LIMIT = 6
 
 def prefilled_kv_bytes(model, tokens: int) -> int:
     """Bytes of the KV cache after one row of `tokens` random tokens is prefilled."""
-    from selfens.decode import Prompt, kv_bytes, prefill
+    from selfens.decode import Prompt, prefill
+    from selfens.kv_cache import cache_bytes
 
     vocab = budget.text_config(model.config).vocab_size
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         _, cache = prefill(model, Prompt.left_padded(ids, torch.ones_like(ids, dtype=torch.bool)))
-    return kv_bytes(cache)
+    return cache_bytes(cache)
 
 
 # -- a row's bytes ---------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def test_batched_samples_equal_each_prompt_alone(tiny_model_path, small, tmp_pat
         per_chunk = max(1, max_rows // SAMPLES)
         for start in range(0, len(keys), per_chunk):
             rows = list(range(start, min(start + per_chunk, len(keys))))
-            got = m.confidence._samples(prompt.select(rows), [keys[r] for r in rows]).tokens
+            got = m.confidence._samples([prompt.select(rows)], [keys[r] for r in rows]).tokens
             assert got == [t for r in rows for t in want_tokens[r]], (max_rows, rows)
 
 
@@ -424,3 +424,26 @@ def test_confidence_command_counts_prompts_instead_of_batches(tiny_model_path, t
     done = [d for d, _ in counts]  # a line a batch (its cached prompts, none here), one a prompt, the close
     assert done == sorted(done) and set(done) == set(range(total + 1)) and done[-1] == total
     assert "Predicting" not in said.err + said.out  # Lightning's bar of batches is off
+
+
+def test_prefix_groups_are_computed_together(tiny_model_path, dm, batch, tmp_path, monkeypatch):
+    """A batch of 4 relations (4 prefix groups): their missing confidences take one greedy decode and
+    one sampling decode together, not one of each per group, and every value is the one its group
+    gets alone."""
+    m = module(tiny_model_path, tmp_path / "together", **SAMPLED)
+    groups = m.prefix_groups(batch)
+    assert len(groups) > 1, "the batch must mix prefixes for this check"
+    alone = module(tiny_model_path, tmp_path / "alone", **SAMPLED)
+    want = torch.zeros(len(batch.ids), N)
+    for group in groups:
+        want[group] = alone.confidences(collate([dm.examples[b] for b in group], pad_id=dm.tokenizer.pad_token_id))
+    calls = []
+    generate = m.confidence.generate
+
+    def counted(prompts, **kwargs):
+        calls.append(len(prompts))
+        return generate(prompts, **kwargs)
+
+    monkeypatch.setattr(m.confidence, "generate", counted)
+    assert m.confidences(batch).tolist() == want.tolist()
+    assert calls == [len(groups), len(groups)]  # the greedy answers, then the samples (one chunk)

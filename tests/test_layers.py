@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfens"
 # Lowest first: a part may import the parts of lower levels only.
 LEVELS = {
     **dict.fromkeys(["errors", "segments", "padding", "prompts", "hub", "stats", "commands", "progress"], 0),
-    **dict.fromkeys(["attention", "metrics", "fusion", "budget"], 1),  # pure: torch (and transformers) only
+    **dict.fromkeys(["attention", "metrics", "fusion", "budget", "kv_cache"], 1),  # pure: torch (and transformers) only
     **dict.fromkeys(["models", "decode"], 2),
     **dict.fromkeys(["data", "lm"], 3),
     "run": 4,  # the run record: rows, results, costs, resume
@@ -23,7 +23,7 @@ LEVELS = {
     "cli": 10,
     "__main__": 11,
 }
-PURE = ["attention", "metrics", "fusion", "decode", "segments", "padding", "prompts", "stats"]
+PURE = ["attention", "metrics", "fusion", "decode", "kv_cache", "segments", "padding", "prompts", "stats"]
 
 
 def part(module: str) -> str | None:

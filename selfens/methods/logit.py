@@ -116,12 +116,12 @@ class LogitFusion(EnsembleModule):
 
     def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
         """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to `cost`."""
+        groups = self.prefix_groups(batch)  # a prefix is read once; all groups' missing values computed together
+        flat, spent = self.confidence([self.single_prompts(batch, examples=examples) for examples in groups])
+        if cost is not None:
+            cost.add(spent)
         values = torch.zeros(len(batch.ids), batch.num_paraphrases)
-        for examples in self.prefix_groups(batch):  # a prefix is read once
-            group, spent = self.confidence(self.single_prompts(batch, examples=examples))  # rows example-major
-            values[examples] = group.view(len(examples), batch.num_paraphrases)
-            if cost is not None:
-                cost.add(spent)
+        values[decode_order(groups)] = flat.view(-1, batch.num_paraphrases)  # rows example-major, groups in order
         return values
 
     # -- decoding ----------------------------------------------------------------------------------
