@@ -8,8 +8,9 @@ are computed here from them, none is copied by hand.
 The main JSON is a `bench_methods.py` run (every N, reuse on and off, the seed loops); `--scale` a
 `bench_methods.py --facts K` run (its section "At scale", with the baseline's figures if it had
 `--baseline`); `--demo` a `bench_demo.py` run (its section "The demo against a baseline"). Without
-`--scale`/`--demo`, the recorded ones (SCALE_JSON, DEMO_JSON) are used where they exist; `none`
-leaves a section out. `bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from
+`--scale`/`--demo`/`--vs-lm-eval`, the recorded ones (SCALE_JSON, DEMO_JSON, VS_LM_EVAL_JSON) are
+used where they exist; `none` leaves a section out. `--vs-lm-eval` is a `vs_lm_eval.py` run (its
+section "Against lm-evaluation-harness"). `bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from
 before both seed rows were measured (no `meta.schema`) renders too: what it lacks is said to be
 "not measured in this run" or "not recorded in this run". Needs only the standard library.
 """
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAIN_JSON = "benchmarks/results_cpu.json"  # the recorded runs, relative to the repository
 SCALE_JSON = "benchmarks/results_scale_cpu.json"
 DEMO_JSON = "benchmarks/results_demo_cpu.json"
+VS_LM_EVAL_JSON = "benchmarks/vs_lm_eval.json"
 AS_WRITTEN = "avg, seed loop (as written)"
 SAME_STOP = "avg, seed loop (same stop & batch)"
 SEED_ROWS = (AS_WRITTEN, SAME_STOP)
@@ -170,9 +172,14 @@ Recorded = tuple[dict, str]  # a JSON's data and the path it is shown under
 
 
 def render(
-    data: dict, json_path: str = MAIN_JSON, scale: Optional[Recorded] = None, demo: Optional[Recorded] = None
+    data: dict,
+    json_path: str = MAIN_JSON,
+    scale: Optional[Recorded] = None,
+    demo: Optional[Recorded] = None,
+    vs_lm_eval: Optional[Recorded] = None,
 ) -> str:
-    """The page: the main run's sections, then the run at scale and the demo comparison where given."""
+    """The page: the main run's sections, then the run at scale, the demo comparison and the
+    comparison with lm-evaluation-harness where given."""
     run = Run(data)
     sections = [
         header(run, json_path, scale, demo),
@@ -184,6 +191,7 @@ def render(
         device_note(run),
         scale_section(*scale) if scale else "",
         demo_section(*demo) if demo else "",
+        lm_eval_section(*vs_lm_eval) if vs_lm_eval else "",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -776,10 +784,56 @@ def demo_section(data: dict, json_path: str) -> str:
     )
 
 
+# -- against lm-evaluation-harness -------------------------------------------------------------------
+def lm_eval_section(data: dict, json_path: str) -> str:
+    """A `vs_lm_eval.py` run: whole-process seconds of each side per run, their ratio, the answers."""
+    runs = data["runs"]
+    lines = [
+        "| run | first | load before | selfens s | lm-eval s | selfens / lm-eval | identical answers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            markdown_row(
+                [
+                    str(r["run"]),
+                    r["order"][0],
+                    str(r["load_1min_before"]),
+                    seconds(r["selfens_s"]),
+                    seconds(r["lm_eval_s"]),
+                ]
+                + [ratio(r["ratio"]), f"{r['identical']} of {r['facts']}"]
+            )
+        )
+    versions = data.get("versions", {}).get("lm_eval_env", {})
+    said = [
+        f"command: `python benchmarks/vs_lm_eval.py` ({len(runs)} paired runs); date: {data.get('date', NOT_RECORDED)}; "
+        f"commit {data.get('git', {}).get('commit', NOT_RECORDED)}",
+        f"both sides: `{data['config']}`'s {data['facts']} facts, the same prompt token ids, model folder "
+        f"`{data['model_folder']}` in {data['dtype']}, greedy, at most {data['max_new_tokens']} new tokens, "
+        f"batch {data['batch_size']}; lm-eval {versions.get('lm_eval', NOT_RECORDED)} (HF backend, `generate_until`), "
+        f"torch {versions.get('torch', NOT_RECORDED)}, transformers {versions.get('transformers', NOT_RECORDED)}",
+        f"machine: {data.get('machine', {}).get('cpus', NOT_RECORDED)} CPU cores",
+        f"the raw output: `{json_path}`",
+    ]
+    same = "identical on every fact in every run" if data["all_identical"] else "NOT identical (see the JSON)"
+    return (
+        "## Against lm-evaluation-harness\n\n"
+        "`origin`'s whole `selfens test` process (imports, model and data loading, decoding, writing) against "
+        "lm-evaluation-harness's whole `lm_eval` process on the same prompts, each started fresh, in alternating "
+        "order.\n\n"
+        + "\n".join(f"- {line}" for line in said)
+        + "\n\n"
+        + "\n".join(lines)
+        + f"\n\nMedian: selfens {seconds(data['median_selfens_s'])} s, lm-eval {seconds(data['median_lm_eval_s'])} s, "
+        f"ratio {ratio(data['median_ratio'])}. The answers are {same}."
+    )
+
+
 # -- writing -----------------------------------------------------------------------------------------
 def recorded_paths() -> dict[str, str]:
     """The recorded JSONs that exist ("main", "scale", "demo"), as paths relative to the repository."""
-    found = {"main": MAIN_JSON, "scale": SCALE_JSON, "demo": DEMO_JSON}
+    found = {"main": MAIN_JSON, "scale": SCALE_JSON, "demo": DEMO_JSON, "vs_lm_eval": VS_LM_EVAL_JSON}
     return {kind: path for kind, path in found.items() if (ROOT / path).is_file()}
 
 
@@ -796,11 +850,11 @@ def load(path) -> Optional[Recorded]:
     return json.loads(found.read_text()), shown
 
 
-def write(json_path, page: Path, scale=None, demo=None) -> None:
-    """The page from the main JSON and, where given, the scale and demo JSONs."""
+def write(json_path, page: Path, scale=None, demo=None, vs_lm_eval=None) -> None:
+    """The page from the main JSON and, where given, the scale, demo and lm-eval JSONs."""
     page.parent.mkdir(parents=True, exist_ok=True)
     data, shown = load(json_path)
-    page.write_text(render(data, shown, load(scale), load(demo)))
+    page.write_text(render(data, shown, load(scale), load(demo), load(vs_lm_eval)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -813,17 +867,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--demo", default=None, help=f"a bench_demo.py JSON (default {DEMO_JSON} if there; none: leave out)"
     )
+    parser.add_argument(
+        "--vs-lm-eval",
+        default=None,
+        help=f"a vs_lm_eval.py JSON (default {VS_LM_EVAL_JSON} if there; none: leave out)",
+    )
     args = parser.parse_args(argv)
     recorded = recorded_paths()
-    scale, demo = (
+    scale, demo, vs_lm_eval = (
         None if value == "none" else value or recorded.get(kind)
-        for kind, value in (("scale", args.scale), ("demo", args.demo))
+        for kind, value in (("scale", args.scale), ("demo", args.demo), ("vs_lm_eval", args.vs_lm_eval))
     )
-    for flag, value in (("--scale", scale), ("--demo", demo)):
+    for flag, value in (("--scale", scale), ("--demo", demo), ("--vs-lm-eval", vs_lm_eval)):
         if value is not None and not (Path(value).is_file() or (ROOT / value).is_file()):
             parser.error(f"{flag} {value}: no such file")
-    write(args.json, args.page, scale, demo)
-    print(f"written to {args.page}" + "".join(f" (with {v})" for v in (scale, demo) if v))
+    write(args.json, args.page, scale, demo, vs_lm_eval)
+    print(f"written to {args.page}" + "".join(f" (with {v})" for v in (scale, demo, vs_lm_eval) if v))
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ class ConfidencePass(LogitFusion):
     progress: Optional[Progress] = None  # the prompts done of all, handed in by `main`
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
-        # As `confidences`, with each prompt counted as it is done (a batch can take minutes).
-        values, cost = self.confidence(self.single_prompts(batch), self.progress)  # [B*N]
-        values = values.view(len(batch.ids), batch.num_paraphrases).tolist()  # [B][N]
+        # Each prompt is counted as it is done (a batch can take minutes).
+        cost = DecodeCost()
+        values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]
         self.add_cost(DecodeCost(), confidence=cost)
         return [
             {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)

@@ -7,16 +7,19 @@ decoder takes the argmax over V. All arithmetic is in float32 whatever the input
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-Fusion = Callable[..., Tensor]  # (logits [B, N, V], weights [B, N] | None) -> [B, V]
+# torch is imported inside the rules: `selfens ask --help` lists their names without loading it.
+Fusion = Callable[..., "Tensor"]  # (logits [B, N, V], weights [B, N] | None) -> [B, V]
 
 
 def _weights(logits: Tensor, weights: Optional[Tensor], name: str) -> Tensor:
     """Check that `weights` is given and is [B, N] for logits [B, N, V]; return it as float32."""
+    import torch
+
     if weights is None:
         raise ValueError(f"fusion {name!r} needs per-paraphrase weights [B, N]; got None")
     if weights.shape != logits.shape[:2]:
@@ -42,6 +45,8 @@ def max_prob(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     Returns probabilities, not logits (only the argmax is used). `weights` is ignored.
     Registered as "max".
     """
+    import torch
+
     return torch.softmax(logits.float(), -1).amax(1)
 
 
@@ -53,6 +58,8 @@ def weighted_avg(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     any paraphrase, so it falls back to equal weights, i.e. `avg`. `weights` is required
     (ValueError if None).
     """
+    import torch
+
     w = _weights(logits, weights, "weighted_avg")
     total = w.sum(1, keepdim=True)  # [B, 1]
     w = torch.where(total == 0, torch.ones_like(w), w)
@@ -66,6 +73,8 @@ def weighted_max(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     Ties go to the lowest index (torch.argmax returns the first maximum). `weights` is required
     (ValueError if None).
     """
+    import torch
+
     w = _weights(logits, weights, "weighted_max")
     best = w.argmax(1)  # [B]
     return logits.float()[torch.arange(logits.shape[0], device=logits.device), best]

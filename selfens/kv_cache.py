@@ -15,16 +15,19 @@ from torch import Tensor
 
 
 def _buffer(parts: list[Tensor], length: int, room: int) -> Tensor:
-    """The rows of `parts` (each [r, H, k, D], k <= length) stacked in one zero buffer
-    [sum r, H, length + room, D], each part's keys right-aligned to end at `length` (the columns to
-    their left are padding, which masks never attend)."""
+    """The rows of `parts` (each [r, H, k, D], k <= length) stacked in one buffer
+    [sum r, H, length + room, D], each part's keys right-aligned to end at `length`. The columns to
+    their left are padding, which masks never attend, zeroed: a masked score must still be finite.
+    The room is left as allocated: a step writes a column before any view covers it."""
     rows = sum(p.shape[0] for p in parts)
     _, heads, _, dim = parts[0].shape
-    buffer = parts[0].new_zeros(rows, heads, length + room, dim)
+    buffer = parts[0].new_empty(rows, heads, length + room, dim)
     start = 0
     for part in parts:
-        buffer[start : start + part.shape[0], :, length - part.shape[2] : length] = part
-        start += part.shape[0]
+        end, first = start + part.shape[0], length - part.shape[2]
+        buffer[start:end, :, :first] = 0
+        buffer[start:end, :, first:length] = part
+        start = end
     return buffer
 
 

@@ -218,3 +218,34 @@ def test_demo_comparison(tmp_path, monkeypatch, capsys):
     assert exit_.value.code == 1
     assert "a: baseline" in capsys.readouterr().err
     assert demo.differences({"a": "1", "b": "2"}, {"a": "1"}) == ["b: only in the baseline run"]
+
+
+def test_lm_eval_section_shows_the_json():
+    """The page's lm-eval section: each paired run's seconds and ratio, the median, the answers."""
+    docs = script("write_docs")
+    runs = [
+        {
+            "run": i + 1,
+            "order": order,
+            "load_1min_before": 0.5,
+            "selfens_s": ours,
+            "lm_eval_s": theirs,
+            "ratio": round(ours / theirs, 3),
+        }
+        | {"identical": 100, "facts": 100}
+        for i, (order, ours, theirs) in enumerate(
+            [(["selfens", "lm_eval"], 18.35, 28.3), (["lm_eval", "selfens"], 17.6, 27.8)]
+        )
+    ]
+    data = {"date": "d", "config": "configs/pararel/origin.yaml", "facts": 100, "model_folder": "m", "dtype": "float32"}
+    data |= {"batch_size": 8, "max_new_tokens": 10, "runs": runs, "median_selfens_s": 17.98, "median_lm_eval_s": 28.05}
+    data |= {"median_ratio": 0.641, "all_identical": True, "versions": {"lm_eval_env": {"lm_eval": "0.4.13"}}}
+    page = docs.render(quick_main(), "main.json", vs_lm_eval=(data, "vs.json"))
+    section = page[page.index("## Against lm-evaluation-harness") :]
+    table = markdown_table(section, "run")
+    assert [c["first"] for c in table] == ["selfens", "lm_eval"]
+    for cells, run in zip(table, runs):
+        assert_shown(cells["selfens s"], run["selfens_s"], run)
+        assert_shown(cells["lm-eval s"], run["lm_eval_s"], run)
+        assert_shown(cells["selfens / lm-eval"], run["ratio"], run)
+    assert "ratio 0.64" in section and "identical on every fact in every run" in section and "`vs.json`" in section

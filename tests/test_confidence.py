@@ -447,3 +447,21 @@ def test_prefix_groups_are_computed_together(tiny_model_path, dm, batch, tmp_pat
     monkeypatch.setattr(m.confidence, "generate", counted)
     assert m.confidences(batch).tolist() == want.tolist()
     assert calls == [len(groups), len(groups)]  # the greedy answers, then the samples (one chunk)
+
+
+def test_confidence_pass_reads_each_prefix_once(tiny_model_path, batch, tmp_path):
+    """`selfens confidence`'s step on a batch of mixed prefixes gives `confidences`' rows, and reads
+    each prefix once (the prompts it decodes share their group's prefix, as a weighted run's do)."""
+    from selfens.confidence_command import ConfidencePass
+
+    reference = module(tiny_model_path, tmp_path / "reference", **SAMPLED)
+    settings = dict(fusion="weighted_avg", num_samples=SAMPLES, sample_max_new_tokens=4, max_new_tokens=4, **SAMPLED)
+    job = ConfidencePass(model=tiny_model_path, stop_strings=[], confidence_dir=str(tmp_path / "job"), **settings)
+    job.configure_model()
+    seen = []
+    generate = job.confidence.generate
+    job.confidence.generate = lambda prompts, **kwargs: seen.extend(prompts) or generate(prompts, **kwargs)
+    rows = job.predict_step(batch, 0)
+    assert [r["confidences"] for r in rows] == reference.confidences(batch).tolist()
+    assert seen and all(p.prefix is not None for p in seen)
+    assert len({p.prefix.key for p in seen}) == len(reference.prefix_groups(batch))

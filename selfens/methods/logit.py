@@ -13,6 +13,7 @@ from selfens.decode import DecodeCost, decode_order
 from selfens.fusion import FUSIONS, FusionName, bind
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
+from selfens.progress import Progress
 
 
 class LogitFusion(EnsembleModule):
@@ -114,10 +115,14 @@ class LogitFusion(EnsembleModule):
             seed=0,
         )
 
-    def confidences(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None) -> torch.Tensor:
-        """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to `cost`."""
+    def confidences(
+        self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None, progress: Optional[Progress] = None
+    ) -> torch.Tensor:
+        """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to
+        `cost`, and each prompt is counted in `progress` as it is done."""
         groups = self.prefix_groups(batch)  # a prefix is read once; all groups' missing values computed together
-        flat, spent = self.confidence([self.single_prompts(batch, examples=examples) for examples in groups])
+        prompts = [self.single_prompts(batch, examples=examples) for examples in groups]
+        flat, spent = self.confidence(prompts, progress)
         if cost is not None:
             cost.add(spent)
         values = torch.zeros(len(batch.ids), batch.num_paraphrases)
