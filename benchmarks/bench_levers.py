@@ -9,7 +9,10 @@ once; each variant then runs `--steps` decode steps from that KV (one new token 
 tokens (the greedy choices of today's path), `--repeats` times, interleaved with the other variants
 (the order rotates each round) so that other work on the machine slows them alike. Variants:
 
-- a: today's step, `selfens.decode.decode_one_token` on a DynamicCache under `torch.inference_mode()`;
+- a: the step as it was, `selfens.decode.decode_one_token` on a transformers DynamicCache (each
+  step concatenates: every row's cache is copied) under `torch.inference_mode()`;
+- e: the same step on selfens's roomy cache (`selfens.kv_cache`: the new key written in place), what
+  `selfens.decode` now uses;
 - b: the same under `torch.no_grad()`, and under neither (grad mode on);
 - c: the model's forward on a transformers `StaticCache` (batch R, K0 + steps keys), eager (the
   control) and `torch.compile`d (`--compile-modes`; "+freezing" adds inductor's weight freezing,
@@ -126,13 +129,19 @@ def prefilled(model, prompt: Prompt, steps: int, chunk: int) -> Workload:
     return work
 
 
-def eager_run(model, work: Workload, steps: Optional[int] = None, greedy: bool = False) -> list[Tensor]:
-    """Today's decode steps (`selfens.decode.decode`'s loop, no row finishing): `decode_one_token` on a
-    DynamicCache that grows by one key per step, fed `work.tokens` (greedy: its first, then the argmax
-    of each step). The next-token logits [R, V] of each of `steps` steps (default: one per token)."""
+def eager_run(
+    model, work: Workload, steps: Optional[int] = None, greedy: bool = False, roomy: bool = False
+) -> list[Tensor]:
+    """The decode steps of `selfens.decode.decode`'s loop (no row finishing): `decode_one_token` on a
+    DynamicCache that grows by one key per step (torch.cat), or with `roomy` on selfens's cache written
+    in place (`selfens.kv_cache`, what decode uses), fed `work.tokens` (greedy: its first, then the
+    argmax of each step). The next-token logits [R, V] of each of `steps` steps (default: one per token)."""
     from transformers import DynamicCache
 
-    cache = DynamicCache(work.kv)  # grows by concatenation: the workload's tensors stay as they are
+    from selfens.kv_cache import roomy_cache
+
+    # Neither changes the workload's tensors: concatenation makes new ones, the roomy cache copies them.
+    cache = roomy_cache(work.kv, len(work.tokens)) if roomy else DynamicCache(work.kv)
     valid, key_positions, position = work.valid, work.key_positions, work.position
     token, out = work.tokens[0], []
     for step in range(len(work.tokens) if steps is None else steps):
@@ -257,6 +266,7 @@ def variants(model, work: Workload, bf16: Optional[tuple], compile_specs: list[s
         Variant("b: no_grad", lambda: eager_run(model, work), grad_mode="no_grad"),
         Variant("b: neither", lambda: eager_run(model, work), grad_mode="neither"),
     ]
+    found.append(Variant("e: roomy cache (selfens.kv_cache)", lambda: eager_run(model, work, roomy=True)))
     with torch.inference_mode():
         static = StaticRun(model, work, None)
     found.append(Variant("c: StaticCache, eager", lambda: static(work)))

@@ -182,7 +182,7 @@ def render(
     comparison with lm-evaluation-harness where given."""
     run = Run(data)
     sections = [
-        header(run, json_path, scale, demo),
+        header(run, json_path, scale, demo, vs_lm_eval),
         recorded(run, json_path),
         "## The table\n\n" + columns_text(run) + "\n\n" + table(run) + footnotes(run),
         "## What it shows\n\n" + "\n".join(f"- {b}" for b in shows(run) if b),
@@ -196,8 +196,14 @@ def render(
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def header(run: Run, json_path: str, scale: Optional[Recorded], demo: Optional[Recorded]) -> str:
-    sources = ", ".join([json_path] + [path for _, path in filter(None, (scale, demo))])
+def header(
+    run: Run,
+    json_path: str,
+    scale: Optional[Recorded],
+    demo: Optional[Recorded],
+    vs_lm_eval: Optional[Recorded] = None,
+) -> str:
+    sources = ", ".join([json_path] + [path for _, path in filter(None, (scale, demo, vs_lm_eval))])
     more = []
     if scale:
         more.append(
@@ -209,6 +215,11 @@ def header(run: Run, json_path: str, scale: Optional[Recorded], demo: Optional[R
         more.append(
             "`benchmarks/bench_demo.py` times `make demo` (its four configs) with this tree and a baseline "
             "tree, interleaved, and checks that their predictions are the same."
+        )
+    if vs_lm_eval:
+        more.append(
+            "`benchmarks/vs_lm_eval.py` times `origin`'s whole process against lm-evaluation-harness's on the "
+            "same prompts and checks that their answers are the same."
         )
     extra = ("\n\n" + " ".join(more)) if more else ""
     return f"""# Benchmarks
@@ -810,8 +821,8 @@ def lm_eval_section(data: dict, json_path: str) -> str:
         f"command: `python benchmarks/vs_lm_eval.py` ({len(runs)} paired runs); date: {data.get('date', NOT_RECORDED)}; "
         f"commit {data.get('git', {}).get('commit', NOT_RECORDED)}",
         f"both sides: `{data['config']}`'s {data['facts']} facts, the same prompt token ids, model folder "
-        f"`{data['model_folder']}` in {data['dtype']}, greedy, at most {data['max_new_tokens']} new tokens, "
-        f"batch {data['batch_size']}; lm-eval {versions.get('lm_eval', NOT_RECORDED)} (HF backend, `generate_until`), "
+        f"`{data['model_folder']}` in {data['dtype']}, greedy, at most {data['max_new_tokens']} new tokens; "
+        f"selfens in its config's batches, lm-eval in batches of {data['batch_size']}; lm-eval {versions.get('lm_eval', NOT_RECORDED)} (HF backend, `generate_until`), "
         f"torch {versions.get('torch', NOT_RECORDED)}, transformers {versions.get('transformers', NOT_RECORDED)}",
         f"machine: {data.get('machine', {}).get('cpus', NOT_RECORDED)} CPU cores",
         f"the raw output: `{json_path}`",

@@ -282,7 +282,13 @@ def test_batched_samples_equal_each_prompt_alone(tiny_model_path, small, tmp_pat
     assert (prompt.prefix is not None) == prefix
     assert not bool(prompt.valid.all()), "the prompts must differ in length for padding to be tested"
     want_values, want_tokens = one_at_a_time(reference, prompt)
-    assert len(set(want_values)) > 1, f"all values equal ({want_values}): the check is vacuous"
+    # The check is the samples themselves, token for token (below), and the values they give. The
+    # tiny model's values are few and often equal (its tokenizer is trained anew each session), so
+    # what must vary for the check to mean anything is the samples: across copies and prompts.
+    drawn = [tuple(t) for per_prompt in want_tokens for t in per_prompt]
+    assert len(set(drawn)) > len(want_tokens), (
+        f"the samples hardly vary ({len(set(drawn))} distinct): the check is vacuous"
+    )
 
     for max_rows in (10, 3):
         m = module(tiny_model_path, tmp_path / str(max_rows), **SAMPLED)
