@@ -8,9 +8,10 @@ are computed here from them, none is copied by hand.
 The main JSON is a `bench_methods.py` run (every N, reuse on and off, the seed loops); `--scale` a
 `bench_methods.py --facts K` run (its section "At scale", with the baseline's figures if it had
 `--baseline`); `--demo` a `bench_demo.py` run (its section "The demo against a baseline"). Without
-`--scale`/`--demo`/`--vs-lm-eval`, the recorded ones (SCALE_JSON, DEMO_JSON, VS_LM_EVAL_JSON) are
-used where they exist; `none` leaves a section out. `--vs-lm-eval` is a `vs_lm_eval.py` run (its
-section "Against lm-evaluation-harness"). `bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from
+`--scale`/`--demo`/`--vs-lm-eval`/`--confidence`, the recorded ones (SCALE_JSON, DEMO_JSON, VS_LM_EVAL_JSON) are
+used where they exist (CONFIDENCE_JSON too); `none` leaves a section out. `--vs-lm-eval` is a
+`vs_lm_eval.py` run (its section "Against lm-evaluation-harness"), `--confidence` a
+`bench_confidence.py` run (its section "`selfens confidence` against a baseline"). `bench_methods.py --docs PAGE` calls it at the end of a run. A JSON from
 before both seed rows were measured (no `meta.schema`) renders too: what it lacks is said to be
 "not measured in this run" or "not recorded in this run". Needs only the standard library.
 """
@@ -27,6 +28,7 @@ MAIN_JSON = "benchmarks/results_cpu.json"  # the recorded runs, relative to the 
 SCALE_JSON = "benchmarks/results_scale_cpu.json"
 DEMO_JSON = "benchmarks/results_demo_cpu.json"
 VS_LM_EVAL_JSON = "benchmarks/vs_lm_eval.json"
+CONFIDENCE_JSON = "benchmarks/results_confidence_cpu.json"
 AS_WRITTEN = "avg, seed loop (as written)"
 SAME_STOP = "avg, seed loop (same stop & batch)"
 SEED_ROWS = (AS_WRITTEN, SAME_STOP)
@@ -177,12 +179,13 @@ def render(
     scale: Optional[Recorded] = None,
     demo: Optional[Recorded] = None,
     vs_lm_eval: Optional[Recorded] = None,
+    confidence: Optional[Recorded] = None,
 ) -> str:
-    """The page: the main run's sections, then the run at scale, the demo comparison and the
-    comparison with lm-evaluation-harness where given."""
+    """The page: the main run's sections, then the run at scale, the demo comparison, the
+    comparison with lm-evaluation-harness and the confidence comparison where given."""
     run = Run(data)
     sections = [
-        header(run, json_path, scale, demo, vs_lm_eval),
+        header(run, json_path, scale, demo, vs_lm_eval, confidence),
         recorded(run, json_path),
         "## The table\n\n" + columns_text(run) + "\n\n" + table(run) + footnotes(run),
         "## What it shows\n\n" + "\n".join(f"- {b}" for b in shows(run) if b),
@@ -192,6 +195,7 @@ def render(
         scale_section(*scale) if scale else "",
         demo_section(*demo) if demo else "",
         lm_eval_section(*vs_lm_eval) if vs_lm_eval else "",
+        confidence_section(*confidence) if confidence else "",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -202,8 +206,9 @@ def header(
     scale: Optional[Recorded],
     demo: Optional[Recorded],
     vs_lm_eval: Optional[Recorded] = None,
+    confidence: Optional[Recorded] = None,
 ) -> str:
-    sources = ", ".join([json_path] + [path for _, path in filter(None, (scale, demo, vs_lm_eval))])
+    sources = ", ".join([json_path] + [path for _, path in filter(None, (scale, demo, vs_lm_eval, confidence))])
     more = []
     if scale:
         more.append(
@@ -220,6 +225,11 @@ def header(
         more.append(
             "`benchmarks/vs_lm_eval.py` times `origin`'s whole process against lm-evaluation-harness's on the "
             "same prompts and checks that their answers are the same."
+        )
+    if confidence:
+        more.append(
+            "`benchmarks/bench_confidence.py` times `selfens confidence` with this tree and a baseline tree and "
+            "checks that both cache the same values."
         )
     extra = ("\n\n" + " ".join(more)) if more else ""
     return f"""# Benchmarks
@@ -841,10 +851,64 @@ def lm_eval_section(data: dict, json_path: str) -> str:
     )
 
 
+# -- selfens confidence -------------------------------------------------------------------------------
+def confidence_section(data: dict, json_path: str) -> str:
+    """A `bench_confidence.py` run: both sides' seconds per paired run, their ratios, the values."""
+    meta, rows, median = data["meta"], data["rows"], data["median"]
+    lines = [
+        "| run | first | baseline s | new s | new / baseline | baseline confidence s | new confidence s "
+        "| new / baseline (confidence) | forward calls (baseline, new) | same values |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base, new = r["baseline"], r["new"]
+        same = "yes" if r["identical"] else f"no ({count(r['differing'])} prompts)"
+        lines.append(
+            markdown_row(
+                [str(r["run"]), r["order"][0], seconds(base["wall_s"]), seconds(new["wall_s"]), ratio(r["wall_ratio"])]
+                + [seconds(base["confidence_s"]), seconds(new["confidence_s"]), ratio(r["confidence_ratio"])]
+                + [f"{count(base['forward_calls'])}, {count(new['forward_calls'])}", same]
+            )
+        )
+    prompts = rows[0]["new"]["prompts"]
+    said = [
+        f"command: `{meta.get('command', NOT_RECORDED)}`; date: {meta.get('date', NOT_RECORDED)}",
+        f"baseline: {tree_said(meta['baseline'])}; this tree: {tree_said(meta['new'])}",
+        f"`{meta['config']}` (each tree its own), {count(meta['facts'])} facts: {count(prompts)} prompts, "
+        "each with a fresh confidence folder, so every value is computed on both sides",
+        f"machine: {meta.get('cpu_count', NOT_RECORDED)} CPU cores"
+        + (
+            f"; 1-minute load average {meta['load_average'][0]} at the start, {meta['load_average'][1]} at the end"
+            if meta.get("load_average")
+            else ""
+        ),
+        f"the raw output: `{json_path}`",
+    ]
+    same = (
+        "the same on both sides for every prompt in every run"
+        if all(r["identical"] for r in rows)
+        else "NOT the same on both sides (see the JSON)"
+    )
+    return (
+        "## `selfens confidence` against a baseline\n\n"
+        "The whole `selfens confidence` process (imports, model and data loading, sampling, writing), and the "
+        "`confidence_seconds` its results.json records (the greedy and the sampled decodes, prefill included), "
+        "with the baseline tree's package and with this tree's, in alternating order.\n\n"
+        + "\n".join(f"- {line}" for line in said)
+        + "\n\n"
+        + "\n".join(lines)
+        + f"\n\nMedians: the whole command {seconds(median['baseline_wall_s'])} -> {seconds(median['new_wall_s'])} s "
+        f"(ratio {ratio(median['wall_ratio'])}), `confidence_seconds` {seconds(median['baseline_confidence_s'])} -> "
+        f"{seconds(median['new_confidence_s'])} s (ratio {ratio(median['confidence_ratio'])}). The cached values are "
+        f"{same}."
+    )
+
+
 # -- writing -----------------------------------------------------------------------------------------
 def recorded_paths() -> dict[str, str]:
-    """The recorded JSONs that exist ("main", "scale", "demo"), as paths relative to the repository."""
+    """The recorded JSONs that exist, as paths relative to the repository."""
     found = {"main": MAIN_JSON, "scale": SCALE_JSON, "demo": DEMO_JSON, "vs_lm_eval": VS_LM_EVAL_JSON}
+    found["confidence"] = CONFIDENCE_JSON
     return {kind: path for kind, path in found.items() if (ROOT / path).is_file()}
 
 
@@ -861,11 +925,11 @@ def load(path) -> Optional[Recorded]:
     return json.loads(found.read_text()), shown
 
 
-def write(json_path, page: Path, scale=None, demo=None, vs_lm_eval=None) -> None:
-    """The page from the main JSON and, where given, the scale, demo and lm-eval JSONs."""
+def write(json_path, page: Path, scale=None, demo=None, vs_lm_eval=None, confidence=None) -> None:
+    """The page from the main JSON and, where given, the scale, demo, lm-eval and confidence JSONs."""
     page.parent.mkdir(parents=True, exist_ok=True)
     data, shown = load(json_path)
-    page.write_text(render(data, shown, load(scale), load(demo), load(vs_lm_eval)))
+    page.write_text(render(data, shown, load(scale), load(demo), load(vs_lm_eval), load(confidence)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -883,17 +947,22 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"a vs_lm_eval.py JSON (default {VS_LM_EVAL_JSON} if there; none: leave out)",
     )
+    parser.add_argument(
+        "--confidence",
+        default=None,
+        help=f"a bench_confidence.py JSON (default {CONFIDENCE_JSON} if there; none: leave out)",
+    )
     args = parser.parse_args(argv)
     recorded = recorded_paths()
-    scale, demo, vs_lm_eval = (
-        None if value == "none" else value or recorded.get(kind)
-        for kind, value in (("scale", args.scale), ("demo", args.demo), ("vs_lm_eval", args.vs_lm_eval))
-    )
-    for flag, value in (("--scale", scale), ("--demo", demo), ("--vs-lm-eval", vs_lm_eval)):
-        if value is not None and not (Path(value).is_file() or (ROOT / value).is_file()):
-            parser.error(f"{flag} {value}: no such file")
-    write(args.json, args.page, scale, demo, vs_lm_eval)
-    print(f"written to {args.page}" + "".join(f" (with {v})" for v in (scale, demo, vs_lm_eval) if v))
+    flags = {"scale": "--scale", "demo": "--demo", "vs_lm_eval": "--vs-lm-eval", "confidence": "--confidence"}
+    chosen = {}
+    for kind, flag in flags.items():
+        value = getattr(args, kind)
+        chosen[kind] = None if value == "none" else value or recorded.get(kind)
+        if chosen[kind] is not None and not (Path(chosen[kind]).is_file() or (ROOT / chosen[kind]).is_file()):
+            parser.error(f"{flag} {chosen[kind]}: no such file")
+    write(args.json, args.page, **chosen)
+    print(f"written to {args.page}" + "".join(f" (with {v})" for v in chosen.values() if v))
 
 
 if __name__ == "__main__":

@@ -80,9 +80,8 @@ def _leave_process_group() -> None:
     threads, still alive at interpreter exit, can abort a run that has written everything
     ("terminate called without an active exception", exit -6). Only on success: a rank that failed
     may leave others inside a collective, which destroying the group would hang."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")  # not imported: no group to end (and --help stays quick)
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

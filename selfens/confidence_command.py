@@ -9,31 +9,10 @@ estimate of the time left, on stderr (`--trainer.enable_progress_bar false`: non
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from selfens.config import build, connect
-from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost
-from selfens.errors import ConfigError
-from selfens.methods.logit import LogitFusion
-from selfens.progress import Progress, instead_of_bar
-from selfens.run.writer import RunWriter, announce, new_folders
-
-
-class ConfidencePass(LogitFusion):
-    """The confidences of a weighted LogitFusion config alone: a row of N values per example."""
-
-    predict_stage = "confidence"
-    progress: Optional[Progress] = None  # the prompts done of all, handed in by `main`
-
-    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
-        # Each prompt is counted as it is done (a batch can take minutes).
-        cost = DecodeCost()
-        values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]
-        self.add_cost(DecodeCost(), confidence=cost)
-        return [
-            {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
-        ]
+if TYPE_CHECKING:
+    from selfens.progress import Progress
 
 
 def main(argv: list[str]) -> None:
@@ -43,6 +22,13 @@ def main(argv: list[str]) -> None:
             + "\n\nAll options of `selfens test` apply (config overrides such as --data.init_args.limit N)."
         )
         return
+    # Imported here, so that --help answers at once (Lightning alone takes seconds to import).
+    from selfens.config import build, connect
+    from selfens.errors import ConfigError
+    from selfens.methods.confidence_pass import ConfidencePass
+    from selfens.methods.logit import LogitFusion
+    from selfens.run.writer import RunWriter, announce, new_folders
+
     run = build(argv, run=False)
     model, data = run.model, run.datamodule
     if not isinstance(model, LogitFusion) or not model.fusion_rule.needs_weights:
@@ -67,5 +53,7 @@ def main(argv: list[str]) -> None:
 def prompt_progress(trainer, data) -> Optional[Progress]:
     """A line counting the prompts (a batch of B examples is B x N prompts, each sampled K times:
     minutes)."""
+    from selfens.progress import instead_of_bar
+
     data.setup("predict")
     return instead_of_bar(trainer, "confidence", {"prompts": len(data.examples) * data.num_paraphrases})

@@ -249,3 +249,43 @@ def test_lm_eval_section_shows_the_json():
         assert_shown(cells["lm-eval s"], run["lm_eval_s"], run)
         assert_shown(cells["selfens / lm-eval"], run["ratio"], run)
     assert "ratio 0.64" in section and "identical on every fact in every run" in section and "`vs.json`" in section
+
+
+def test_confidence_comparison(tmp_path, monkeypatch, capsys):
+    """bench_confidence on prepared runs: paired runs in alternating order, ratios of the whole
+    command and of confidence_seconds, their medians; the same cached values pass, a different one
+    fails with exit 1, naming it; the page's section holds the JSON's figures."""
+    bench, docs = script("bench_confidence"), script("write_docs")
+    order, values = [], {"k1": 0.5, "k2": 1.0}
+    seconds = {"baseline": (20.0, 12.0), "new": (15.0, 4.0)}  # (wall, confidence)
+
+    def prepared(tree, facts, folder):
+        side = folder.name.split("-")[1]
+        order.append(folder.name)
+        run = int(folder.name.split("-")[0])
+        wall, spent = seconds[side]
+        figures = {"wall_s": wall + run, "confidence_s": spent, "prompts": 2, "forward_calls": 9, "decode_steps": 3}
+        changed = side == "new" and facts == 99
+        return {"figures": figures, "values": {**values, "k2": 0.95} if changed else values}
+
+    monkeypatch.setattr(bench, "run_confidence", prepared)
+    out = tmp_path / "confidence.json"
+    bench.main(["--baseline", str(ROOT), "--runs", "3", "--out", str(out)])
+    assert order == ["1-baseline", "1-new", "2-new", "2-baseline", "3-baseline", "3-new"]
+    data = json.loads(out.read_text())
+    assert [r["confidence_ratio"] for r in data["rows"]] == [4 / 12] * 3 and all(r["identical"] for r in data["rows"])
+    assert data["median"]["wall_ratio"] == 17 / 22 and data["median"]["baseline_wall_s"] == 22.0
+    assert "ratio 0.33" in capsys.readouterr().out
+    page = docs.render(quick_main(), "main.json", confidence=(data, "c.json"))
+    section = page[page.index("## `selfens confidence` against a baseline") :]
+    table = markdown_table(section, "run")
+    assert [c["first"] for c in table] == ["baseline", "new", "baseline"]
+    for cells, row in zip(table, data["rows"]):
+        assert_shown(cells["baseline s"], row["baseline"]["wall_s"], row)
+        assert_shown(cells["new / baseline (confidence)"], row["confidence_ratio"], row)
+    assert "the same on both sides for every prompt in every run" in section and "`c.json`" in section
+
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--baseline", str(ROOT), "--runs", "1", "--facts", "99"])
+    assert exit_.value.code == 1
+    assert "k2: baseline 1.0 / new 0.95" in capsys.readouterr().err

@@ -458,7 +458,7 @@ def test_prefix_groups_are_computed_together(tiny_model_path, dm, batch, tmp_pat
 def test_confidence_pass_reads_each_prefix_once(tiny_model_path, batch, tmp_path):
     """`selfens confidence`'s step on a batch of mixed prefixes gives `confidences`' rows, and reads
     each prefix once (the prompts it decodes share their group's prefix, as a weighted run's do)."""
-    from selfens.confidence_command import ConfidencePass
+    from selfens.methods.confidence_pass import ConfidencePass
 
     reference = module(tiny_model_path, tmp_path / "reference", **SAMPLED)
     settings = dict(fusion="weighted_avg", num_samples=SAMPLES, sample_max_new_tokens=4, max_new_tokens=4, **SAMPLED)

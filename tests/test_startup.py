@@ -1,5 +1,5 @@
-"""Each command imports what it needs when it needs it: `selfens --help`, `selfens report --help`
-and `selfens study --help` start without torch, Lightning, spaCy, datasets or matplotlib;
+"""Each command imports what it needs when it needs it: `selfens --help`, `selfens report --help`,
+`selfens study --help` and `selfens confidence --help` start without torch, Lightning, spaCy, datasets or matplotlib;
 `selfens ask --help` without Lightning or a model; and `selfens report` reads runs without
 Lightning, torchmetrics or transformers.
 
@@ -65,6 +65,12 @@ def test_help_of_a_command_without_lightning_options_imports_nothing_heavy(comma
     modules = imported(command, "--help")
     assert f"selfens.{command}.command" in modules  # the probe saw the command run
     assert loaded(modules, ("torch", *HEAVY)) == []
+
+
+def test_confidence_help_imports_nothing_heavy():
+    modules = imported("confidence", "--help")
+    assert "selfens.confidence_command" in modules
+    assert loaded(modules, ("torch", *HEAVY, "selfens.config", "selfens.methods")) == []
 
 
 def test_ask_help_does_not_load_torch_lightning_or_a_model():

@@ -1,0 +1,26 @@
+"""The LightningModule behind `selfens confidence`: a weighted LogitFusion config's confidences alone."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from selfens.data.batch import ParaphraseBatch
+from selfens.decode import DecodeCost
+from selfens.methods.logit import LogitFusion
+from selfens.progress import Progress
+
+
+class ConfidencePass(LogitFusion):
+    """The confidences of a weighted LogitFusion config alone: a row of N values per example."""
+
+    predict_stage = "confidence"
+    progress: Optional[Progress] = None  # the prompts done of all, handed in by `selfens confidence`
+
+    def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
+        # Each prompt is counted as it is done (a batch can take minutes).
+        cost = DecodeCost()
+        values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]
+        self.add_cost(DecodeCost(), confidence=cost)
+        return [
+            {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
+        ]
