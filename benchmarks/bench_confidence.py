@@ -63,7 +63,10 @@ def run_confidence(tree: Path, facts: int, folder: Path) -> dict:
             row = json.loads(line)
             values[row["key"]] = row["confidence"]
     figures = {"wall_s": wall, "confidence_s": cost["confidence_seconds"], "prompts": len(values)}
-    figures |= {"forward_calls": cost["confidence_forward_calls"], "decode_steps": cost["confidence_decode_steps"]}
+    figures |= {
+        "forward_calls": int(cost["confidence_forward_calls"]),
+        "decode_steps": int(cost["confidence_decode_steps"]),
+    }
     return {"figures": figures, "values": values}
 
 

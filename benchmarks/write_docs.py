@@ -867,7 +867,7 @@ def confidence_section(data: dict, json_path: str) -> str:
             markdown_row(
                 [str(r["run"]), r["order"][0], seconds(base["wall_s"]), seconds(new["wall_s"]), ratio(r["wall_ratio"])]
                 + [seconds(base["confidence_s"]), seconds(new["confidence_s"]), ratio(r["confidence_ratio"])]
-                + [f"{count(base['forward_calls'])}, {count(new['forward_calls'])}", same]
+                + [f"{count(int(base['forward_calls']))}, {count(int(new['forward_calls']))}", same]
             )
         )
     prompts = rows[0]["new"]["prompts"]
