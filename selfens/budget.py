@@ -51,6 +51,8 @@ CPU_ROW_KNEE = 128
 """The most rows a CPU decode step runs: beyond it, ms per row-step falls by ~10% or less (table above)."""
 BATCH_FILLS = 4
 """A batch (`batch_size: auto`) holds this many times the decode rows."""
+MEMO_SHARE_CUDA = 8
+"""On CUDA a prefill memo keeps the prompt KV of at most decode_rows / this many rows (`memo_rows`)."""
 FP32_LOGIT_COPIES = 2
 """fp32 [rows, vocab] tensors a step holds besides the model's own logits: the float() copy that
 decode fuses, and the softmax of the fused scores."""
@@ -143,6 +145,16 @@ def decode_rows(model, tokens_per_row: int, device, budget_bytes: Optional[int] 
     budget = memory_budget(model, device) if budget_bytes is None else budget_bytes
     rows = max(1, budget // row_bytes(model.config, model.dtype, tokens_per_row))
     return int(min(rows, CPU_ROW_KNEE) if device.type == "cpu" else rows)
+
+
+def memo_rows(decode_rows: Optional[int], device) -> Optional[int]:
+    """How many rows' prompt KV a `PrefillMemo` may keep beside `decode_rows` decoding rows (None:
+    no limit). On the CPU as many as decode: compute caps the rows there, far below the memory
+    budget. On CUDA the rows fill the budget: an eighth of them, whose prompt KV is at most an eighth
+    of the rows' bytes, stays within the headroom the budget leaves (`CUDA_MEMORY_FRACTION`)."""
+    if decode_rows is None:
+        return None
+    return decode_rows if torch.device(device).type != "cuda" else decode_rows // MEMO_SHARE_CUDA
 
 
 def auto_batch_size(rows_per_example: int, max_rows: int, examples: int, world_size: int) -> int:

@@ -191,6 +191,40 @@ class PrefixCache:
             self.entries.popitem(last=False)
 
 
+class PrefillMemo:
+    """The prefills of whole prompts, for a later decode of equal prompts: a weighted method's greedy
+    confidence pass prefills the very prompts its fused decode then reads, and the second decode
+    takes the first one's logits and KV instead of running the prompts again (the same tensors, so
+    the same answers). An entry is a whole prompt's KV: keep a memo only as long as its prompts
+    may come again (one batch). At most `max_rows` prompt rows are kept (None: all); a prompt that
+    would pass that is run as usual and not kept."""
+
+    def __init__(self, max_rows: Optional[int] = None):
+        self.max_rows, self.rows = max_rows, 0
+        self.entries: dict[Hashable, tuple[Tensor, object]] = {}
+
+    @staticmethod
+    def key(prompt: Prompt) -> Optional[Hashable]:
+        """What determines a prompt's prefill: its tokens, positions, mask and prefix. None: a prompt
+        this memo does not keep (a BlockMask, or a prefix with no key)."""
+        if not isinstance(prompt.attention_mask, Tensor) or (prompt.prefix is not None and prompt.prefix.key is None):
+            return None
+        tensors = (prompt.input_ids, prompt.valid, prompt.position_ids, prompt.attention_mask, prompt.logit_positions)
+        contents = tuple(
+            None if t is None else (tuple(t.shape), str(t.dtype), t.detach().cpu().numpy().tobytes()) for t in tensors
+        )
+        return (prompt.prefix.key if prompt.prefix is not None else None, contents)
+
+    def get(self, key: Optional[Hashable]):
+        return None if key is None else self.entries.get(key)
+
+    def put(self, key: Optional[Hashable], logits: Tensor, cache) -> None:
+        rows = logits.shape[0]
+        if key is None or key in self.entries or (self.max_rows is not None and self.rows + rows > self.max_rows):
+            return
+        self.entries[key], self.rows = (logits, cache), self.rows + rows
+
+
 @dataclass
 class DecodeCost:
     """What a decode costs, summed over calls."""
@@ -237,13 +271,24 @@ def decode_order(groups: list[list[int]]) -> list[int]:
     return [b for group in groups for b in group]
 
 
-def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, cost: Optional[DecodeCost] = None):
+def prefill(
+    model,
+    prompt: Prompt,
+    prefix_cache: Optional[PrefixCache] = None,
+    cost: Optional[DecodeCost] = None,
+    memo: Optional[PrefillMemo] = None,
+):
     """Run the prompt once and keep the logits at its `logit_positions` ([R, Q]; default: the last).
     A prefix is run once for all rows, or its KV taken from `prefix_cache`; what runs is added to `cost`.
+    A prompt in `memo` is not run at all (its entry is returned); one that runs is added to it.
 
-    Returns (logits [R, Q, V], cache).
+    Returns (logits [R, Q, V], cache). The cache is not changed by decoding (`roomy_cache` copies it).
     """
     cost = cost if cost is not None else DecodeCost()
+    key = PrefillMemo.key(prompt) if memo is not None else None
+    found = memo.get(key) if memo is not None else None
+    if found is not None:
+        return found
     cache = None
     if prompt.prefix is not None:
         kv = prefix_cache.get(prompt.prefix.key) if prefix_cache is not None else None
@@ -269,7 +314,10 @@ def prefill(model, prompt: Prompt, prefix_cache: Optional[PrefixCache] = None, c
     logits = out.logits  # [R, Q or 1, V]
     if index is not None:
         logits = logits.gather(1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-    return logits.float(), out.cache
+    logits = logits.float()
+    if memo is not None:
+        memo.put(key, logits, out.cache)
+    return logits, out.cache
 
 
 def _forward(model, prompt: Prompt, cost: DecodeCost, logits_to_keep, cache=None):
@@ -413,6 +461,7 @@ def decode(
     copies: int = 1,
     prefix_cache: Optional[PrefixCache] = None,
     max_rows: Optional[int] = None,
+    prefill_memo: Optional[PrefillMemo] = None,
 ) -> Decoded:
     """Decoding of the examples of `prompts` (greedy unless `choose` samples), each example being
     `rows_per_example` rows of a prompt; examples are numbered across the prompts, in order.
@@ -431,7 +480,8 @@ def decode(
     not recomputed): for sampling several answers of a prompt. Examples are then ordered
     prompt-major: example b is copy b % copies of row b // copies; a row's copies join together.
 
-    A prompt's prefix KV is looked up in, and added to, `prefix_cache`.
+    A prompt's prefix KV is looked up in, and added to, `prefix_cache`; a whole prompt's prefill in
+    `prefill_memo` (see `PrefillMemo`).
     """
     if copies > 1 and rows_per_example != 1:
         raise ValueError("copies > 1 decodes independent rows: it needs rows_per_example == 1")
@@ -447,7 +497,7 @@ def decode(
     while True:
         free = None if max_rows is None else max_rows - (running.rows if running is not None else 0)
         for part, ids in waiting.take(free, must=running is None):
-            newcomers, first = _prefill_part(model, part, copies, prefix_cache, cost, room=max_new_tokens)
+            newcomers, first = _prefill_part(model, part, copies, prefix_cache, cost, max_new_tokens, prefill_memo)
             ids = ids.to(eos.device)
             first = (fuse_first or fuse)(first.reshape(len(ids), -1, first.shape[-1]), ids)  # [n, V]
             if running is None:
@@ -488,11 +538,11 @@ def decode(
 
 
 def _prefill_part(
-    model, prompt: Prompt, copies: int, prefix_cache, cost: DecodeCost, room: int
+    model, prompt: Prompt, copies: int, prefix_cache, cost: DecodeCost, room: int, memo: Optional[PrefillMemo] = None
 ) -> tuple[_Running, Tensor]:
     """Prefill some prompt rows, each repeated `copies` times -> (the rows, ready to decode, with
     room for `room` more keys; their first logits [R * copies, Q, V])."""
-    logits, cache = prefill(model, prompt, prefix_cache, cost)  # [R, Q, V]
+    logits, cache = prefill(model, prompt, prefix_cache, cost, memo)  # [R, Q, V]
     cache = roomy_cache([(layer.keys, layer.values) for layer in cache.layers], room)
     position = next_position(prompt.position_ids, prompt.valid).unsqueeze(-1)  # [R, 1]
     valid, key_positions = prompt.key_valid, prompt.key_positions  # [R, K]

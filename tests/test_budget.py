@@ -244,3 +244,9 @@ def test_bench_rows_runs(tiny_model_path, capsys):
     assert [t["rows"] for t in table] == [1, 4]
     assert all(t["ms_per_step"] > 0 and t["ms_per_row_step"] == t["ms_per_step"] / t["rows"] for t in table)
     assert "knee: R = " in capsys.readouterr().out
+
+
+def test_a_prefill_memo_keeps_as_many_rows_as_decode_on_the_cpu_and_an_eighth_on_cuda():
+    assert budget.memo_rows(128, "cpu") == 128
+    assert budget.memo_rows(800, "cuda") == 100 and budget.memo_rows(7, torch.device("cuda", 0)) == 0
+    assert budget.memo_rows(None, "cuda") is None  # no budget known (no Trainer): no limit

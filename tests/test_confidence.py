@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -471,3 +472,35 @@ def test_confidence_pass_reads_each_prefix_once(tiny_model_path, batch, tmp_path
     assert [r["confidences"] for r in rows] == reference.confidences(batch).tolist()
     assert seen and all(p.prefix is not None for p in seen)
     assert len({p.prefix.key for p in seen}) == len(reference.prefix_groups(batch))
+
+
+@pytest.mark.parametrize("measure", ["token_prob", "sampling"])
+def test_fused_decode_reads_the_confidence_prefills(tiny_model_path, batch, tmp_path, monkeypatch, measure):
+    """A weighted method's fused decode takes the prefills of its greedy confidence pass (the same
+    prompts): it runs no prompt tokens of its own, and decodes the same tokens and weights as running
+    them again."""
+    decoded = []
+    generate = LogitFusion.generate
+
+    def spy(self, prompts, **kwargs):
+        out = generate(self, prompts, **kwargs)
+        decoded.append(out)
+        return out
+
+    monkeypatch.setattr(LogitFusion, "generate", spy)
+    kept = module(tiny_model_path, tmp_path / "kept", confidence=measure).decode(batch)
+    fused_kept = decoded[-1]
+    monkeypatch.setattr(LogitFusion, "prefills_kept", lambda self: contextlib.nullcontext())
+    again = module(tiny_model_path, tmp_path / "again", confidence=measure).decode(batch)
+    fused_again = decoded[-1]
+    assert fused_kept.tokens == fused_again.tokens and kept.predictions == again.predictions
+    assert kept.extra == again.extra  # the same weights
+    assert fused_again.cost.prefill_tokens > 0 and kept.cost.prefill_tokens == 0
+    assert kept.cost.forward_calls < again.cost.forward_calls
+    # The K samples read the prompts again too: from the greedy pass's prefills where a chunk holds whole prompts.
+    fewer = kept.confidence_cost.prefill_tokens < again.confidence_cost.prefill_tokens
+    assert (
+        fewer
+        if measure == "sampling"
+        else kept.confidence_cost == dataclasses.replace(again.confidence_cost, seconds=kept.confidence_cost.seconds)
+    )

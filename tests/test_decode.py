@@ -226,3 +226,39 @@ def test_seeded_sampler_draws_of_an_example_do_not_depend_on_its_batch(tiny):
     prompt = Prompt.left_padded(*_batch(tokenizer, [PROMPTS[0], PROMPTS[1]]))
     out = decode(model, prompt, max_new_tokens=6, eos_ids=[], choose=stop_first, stop=lambda b, t: b == 0)
     assert out.tokens[1] == together[1] and len(out.tokens[0]) == 1
+
+
+def test_a_memoized_prefill_is_not_run_again(tiny):
+    """A prompt equal to one already prefilled into the memo (built anew from the same token ids) takes
+    its logits and KV: no forward for it, and the same tokens as decoding without a memo, also when
+    the first decode sampled and this one is greedy. A prompt with one other token is run."""
+    from selfens.decode import PrefillMemo, PrefixCache
+
+    model, tokenizer = tiny
+    eos = eos_token_ids(model, tokenizer)
+    prefix = tokenizer("Allan Peiper was born in Alexandra.")["input_ids"]
+    rests = [tokenizer(t)["input_ids"] for t in (" Paul Mounsey is from", " The capital of France is")]
+
+    def prompt(rests):
+        return Prompt.with_prefix(prefix, rests, tokenizer.pad_token_id)
+
+    def run(p, memo, **kwargs):
+        return decode(model, p, max_new_tokens=6, eos_ids=eos, prefix_cache=PrefixCache(), prefill_memo=memo, **kwargs)
+
+    plain = run(prompt(rests), None)
+    memo = PrefillMemo()
+    first = run(prompt(rests), memo, choose=sampler(generator=torch.Generator().manual_seed(0)), copies=2)
+    assert first.cost.prefill_tokens == len(prefix) + sum(map(len, rests)) and len(memo.entries) == 1
+    again = run(prompt(rests), memo)
+    assert again.tokens == plain.tokens
+    assert again.cost.prefill_tokens == 0 and again.cost.forward_calls == plain.cost.forward_calls - 2  # prefix, rows
+
+    other = [rests[0], rests[1][:-1] + [rests[1][-1] + 1]]
+    changed = run(prompt(other), memo)
+    assert changed.cost.prefill_tokens == len(prefix) + sum(map(len, other)) and len(memo.entries) == 2
+    assert PrefillMemo.key(prompt(rests)) == PrefillMemo.key(prompt(rests)) != PrefillMemo.key(prompt(other))
+
+    full = PrefillMemo(max_rows=3)  # room for one of these two-row prompts: the second is run, not kept
+    run(prompt(rests), full), run(prompt(other), full)
+    assert full.rows == 2 and list(full.entries) == [PrefillMemo.key(prompt(rests))]
+    assert run(prompt(other), full).cost.prefill_tokens > 0

@@ -17,7 +17,7 @@ from selfens import budget
 from selfens.data.base import longest_prompt
 from selfens.data.batch import ParaphraseBatch
 from selfens.data.fit import PromptLimit
-from selfens.decode import DecodeCost, Decoded, PrefixCache, Prompt, Stop, decode_order
+from selfens.decode import DecodeCost, Decoded, PrefillMemo, PrefixCache, Prompt, Stop, decode_order
 from selfens.errors import ConfigError
 from selfens.lm import LanguageModel, language_model
 from selfens.metrics import load_lemmatizer
@@ -89,6 +89,7 @@ class EnsembleModule(L.LightningModule):
         self.tokenizer = self.language_model.tokenizer
         # Per run, not shared with the model: what a run reads at prefill must not depend on what ran before it.
         self.prefix_cache = PrefixCache(prefix_cache_size if reuse_prefix else 0)
+        self.prefill_memo: Optional[PrefillMemo] = None  # set while prompts may be decoded twice (`prefills_kept`)
         self.lemmatizer = load_lemmatizer(lemmatizer)
         self.scores: Optional[Scores] = None  # built in setup, once N is known
         self.run_cost = RunCost()  # this process, this run
@@ -242,6 +243,7 @@ class EnsembleModule(L.LightningModule):
             prompts,
             stop_strings=self.hparams.stop_strings,
             prefix_cache=self.prefix_cache,
+            prefill_memo=self.prefill_memo,
             **{"stop": self.stop_rule, **kwargs},
         )
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from selfens import budget
 from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost, decode_order
+from selfens.decode import DecodeCost, PrefillMemo, decode_order
 from selfens.fusion import FUSIONS, FusionName, bind
 from selfens.methods.base import EnsembleModule, Output
 from selfens.models import cache_dir
@@ -130,17 +132,31 @@ class LogitFusion(EnsembleModule):
         return values
 
     # -- decoding ----------------------------------------------------------------------------------
+    @contextmanager
+    def prefills_kept(self):
+        """Within: a prompt prefilled once is not run again (`PrefillMemo`, as many rows as the
+        memory budget leaves room for); after, the KV is let go."""
+        self.prefill_memo = PrefillMemo(budget.memo_rows(self.decode_rows, self.device))
+        try:
+            yield
+        finally:
+            self.prefill_memo = None
+
     def decode(self, batch: ParaphraseBatch) -> Output:
         confidence_cost = DecodeCost()
-        weights = self.confidences(batch, confidence_cost) if self.fusion_rule.needs_weights else None  # [B, N]
-        # The fuse reads an example's weights by its place in the decode (examples by prefix).
-        in_decode_order = None if weights is None else weights[decode_order(self.prefix_groups(batch))]
-        decoded = self.generate_by_prefix(
-            batch,
-            lambda examples: self.single_prompts(batch, examples=examples),  # rows example-major
-            rows_per_example=batch.num_paraphrases,
-            fuse=bind(self.fusion_rule.fn, None if weights is None else in_decode_order.to(self.device)),
-        )
+        weighted = self.fusion_rule.needs_weights
+        # Computing missing confidences decodes each single prompt greedily: the fused decode then
+        # reads the same prompts, so their prefills are kept for it (this batch only).
+        with self.prefills_kept() if weighted else nullcontext():
+            weights = self.confidences(batch, confidence_cost) if weighted else None  # [B, N]
+            # The fuse reads an example's weights by its place in the decode (examples by prefix).
+            in_decode_order = None if weights is None else weights[decode_order(self.prefix_groups(batch))]
+            decoded = self.generate_by_prefix(
+                batch,
+                lambda examples: self.single_prompts(batch, examples=examples),  # rows example-major
+                rows_per_example=batch.num_paraphrases,
+                fuse=bind(self.fusion_rule.fn, None if weights is None else in_decode_order.to(self.device)),
+            )
         extra = []
         if weights is not None:  # every weight 0: the rule has nothing to go by (see `warnings`)
             extra = [
