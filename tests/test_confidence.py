@@ -465,13 +465,23 @@ def test_confidence_pass_reads_each_prefix_once(tiny_model_path, batch, tmp_path
     settings = dict(fusion="weighted_avg", num_samples=SAMPLES, sample_max_new_tokens=4, max_new_tokens=4, **SAMPLED)
     job = ConfidencePass(model=tiny_model_path, stop_strings=[], confidence_dir=str(tmp_path / "job"), **settings)
     job.configure_model()
-    seen = []
+    seen, read = [], []
     generate = job.confidence.generate
-    job.confidence.generate = lambda prompts, **kwargs: seen.extend(prompts) or generate(prompts, **kwargs)
+
+    def spy(prompts, **kwargs):
+        seen.extend(prompts)
+        out = generate(prompts, **kwargs)
+        read.append(out.cost.prefill_tokens)
+        return out
+
+    job.confidence.generate = spy
     rows = job.predict_step(batch, 0)
     assert [r["confidences"] for r in rows] == reference.confidences(batch).tolist()
     assert seen and all(p.prefix is not None for p in seen)
     assert len({p.prefix.key for p in seen}) == len(reference.prefix_groups(batch))
+    # Each prompt is read once: the K samples take the greedy pass's prefills (their chunk holds them whole).
+    groups = [reference.single_prompts(batch, examples=g) for g in reference.prefix_groups(batch)]
+    assert len(read) == 2 and sum(read) == sum(p.prefix.input_ids.shape[1] + int(p.valid.sum()) for p in groups)
 
 
 @pytest.mark.parametrize("measure", ["token_prob", "sampling"])

@@ -19,7 +19,8 @@ class ConfidencePass(LogitFusion):
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         # Each prompt is counted as it is done (a batch can take minutes).
         cost = DecodeCost()
-        values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]
+        with self.prefills_kept():  # the K samples read the prompts the greedy answers did
+            values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]
         self.add_cost(DecodeCost(), confidence=cost)
         return [
             {"index": int(i), "id": id_, "confidences": v} for i, id_, v in zip(batch.index.tolist(), batch.ids, values)
