@@ -402,8 +402,9 @@ def floor_note(run: Run) -> str:
     text = f"**{title}** {head} At N = {n}, tokens read with reuse: {listing(with_reuse)}; without: {listing(without)}."
     if "weighted_avg" in over:
         text += (
-            " `weighted_avg` reads its prompts' rests a second time: its confidences decode every prompt "
-            "greedily before the fused decode (the prefix then comes from the cache)."
+            " In this run `weighted_avg` read its prompts' rests a second time: its confidences decoded every "
+            "prompt greedily before the fused decode, which ran the same prompts again (the prefix from the cache). "
+            "Code since `selfens.decode.PrefillMemo` hands the fused decode those prefills instead."
         )
     return text
 
