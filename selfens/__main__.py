@@ -1,3 +1,3 @@
-from selfens.cli import main
+from selfens.cli.main import main
 
 main()

@@ -20,12 +20,13 @@ import torch
 from selfens.attention.layers import layer_windows
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.data.pararel import ParaRel
-from selfens.decode import Prompt, decode, prefill
+from selfens.decoding.loop import decode, prefill
+from selfens.decoding.prompt import Prompt
 from selfens.errors import ConfigError
 from selfens.methods.attention import AttentionFusion
 from selfens.methods.base import EnsembleModule
 from selfens.methods.baselines import Origin
-from selfens.models import eos_token_ids, load_tokenizer
+from selfens.model.registry import eos_token_ids, load_tokenizer
 from tests.conftest import FAMILIES, REFUSED, WINDOW, build_refused_model, build_tiny_model
 from tests.methods.test_attention import (
     CONFIGS,
@@ -113,15 +114,15 @@ def test_decode_equals_generate(module, data):
     lengths = valid.sum(-1)
     assert lengths.min() > WINDOW and len(set(lengths.tolist())) > 1  # past the window, left-padded
     max_new = 12
-    ours = decode(m.lm, Prompt.left_padded(ids, valid), max_new_tokens=max_new, eos_ids=m.eos_ids).tokens
-    out = m.lm.generate(
+    ours = decode(m.hf_model, Prompt.left_padded(ids, valid), max_new_tokens=max_new, eos_ids=m.eos_ids).tokens
+    out = m.hf_model.generate(
         input_ids=ids,
         attention_mask=valid.long(),
         max_new_tokens=max_new,
         do_sample=False,
         pad_token_id=m.tokenizer.pad_token_id,
     )[:, ids.shape[1] :]
-    eos = set(eos_token_ids(m.lm, m.tokenizer))
+    eos = set(eos_token_ids(m.hf_model, m.tokenizer))
     theirs = [row[: next((i for i, t in enumerate(row) if t in eos), len(row))] for row in out.tolist()]
     assert any(ours) and ours == theirs
 
@@ -167,7 +168,7 @@ def test_dense_equals_flex(module, data, positions, config, mode):
     batch, _ = data(config, n=3)
     settings = dict(layout="shared_prefix", positions=positions, first_token=mode)
     dense, flex = attention(module, "sdpa", **settings), attention(module, "flex", **settings)
-    assert flex.lm.config._attn_implementation == "selfens_flex"
+    assert flex.hf_model.config._attn_implementation == "selfens_flex"
     _, dense_decoded, dense_steps = run(dense, batch)
     _, flex_decoded, flex_steps = run(flex, batch)
     assert any(dense_decoded.tokens) and flex_decoded.tokens == dense_decoded.tokens
@@ -187,7 +188,7 @@ def test_each_block_is_fused_and_isolated(module, data, backend, positions):
 
     @torch.no_grad()
     def block_end_logits(b: ParaphraseBatch) -> torch.Tensor:  # [B, N, V]
-        return prefill(m.lm, m.prompt(m.pack(b)))[0]
+        return prefill(m.hf_model, m.prompt(m.pack(b)))[0]
 
     original, fused = block_end_logits(batch), first_step_logits(m, batch)
     for k in range(n):
@@ -236,14 +237,14 @@ def test_flex_attention_of_transformers_is_refused_on_cpu(family):
 # -- the tiny configs exercise what they claim -------------------------------------------------------------
 @torch.no_grad()
 def _prefill_logits(m: AttentionFusion, batch: ParaphraseBatch) -> torch.Tensor:
-    return prefill(m.lm, m.prompt(m.pack(batch)))[0].flatten(0, 1)  # [B*N, V]
+    return prefill(m.hf_model, m.prompt(m.pack(batch)))[0].flatten(0, 1)  # [B*N, V]
 
 
 def test_sliding_window_matters(module, data, family):
     """A family with sliding windows (none for Llama and OLMo 2) reads prompts longer than them:
     dropping the window changes the logits."""
     m = attention(module, layout="shared_prefix", positions="sequential", first_token="block_ends")
-    config = m.lm.config.get_text_config(decoder=True)
+    config = m.hf_model.config.get_text_config(decoder=True)
     windowed = any(layer_windows(config).values())
     assert windowed == (family[0] not in ("llama", "olmo2"))
     if not windowed:
@@ -261,7 +262,7 @@ def test_sliding_window_matters(module, data, family):
 def test_soft_capping_matters(module, data, family, backend):
     """Gemma 2 soft-caps its attention scores (and only it): every backend applies the cap."""
     m = attention(module, backend, layout="shared_prefix", positions="sequential", first_token="block_ends")
-    capped = [attn for attn in m.lm.modules() if getattr(attn, "attn_logit_softcapping", None)]
+    capped = [attn for attn in m.hf_model.modules() if getattr(attn, "attn_logit_softcapping", None)]
     assert bool(capped) == (family[0] == "gemma2")
     if not capped:
         return
@@ -288,4 +289,4 @@ def test_refused_by_name(tmp_path, name, method):
     m = method(model=folder)
     with pytest.raises(ConfigError, match=f"model type '{model_type}'") as refused:
         m.configure_model()
-    assert "\n" not in str(refused.value) and m.lm is None
+    assert "\n" not in str(refused.value) and m.hf_model is None

@@ -1,4 +1,4 @@
-"""`selfens.budget`: a row's KV bytes against a real cache, the decode rows a memory budget holds,
+"""`selfens.decoding.budget`: a row's KV bytes against a real cache, the decode rows a memory budget holds,
 `batch_size: auto`'s bounds, and an auto run recording the sizes it chose in results.json."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfens import budget
-from selfens.budget import auto_batch_size, decode_rows, kv_bytes_per_token, row_bytes
+from selfens.decoding import budget
+from selfens.decoding.budget import auto_batch_size, decode_rows, kv_bytes_per_token, row_bytes
 from selfens.errors import ConfigError
 from tests.conftest import build_tiny_model
 from tests.test_cli import PER_PROMPT, logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
@@ -23,8 +23,9 @@ LIMIT = 6
 
 def prefilled_kv_bytes(model, tokens: int) -> int:
     """Bytes of the KV cache after one row of `tokens` random tokens is prefilled."""
-    from selfens.decode import Prompt, prefill
-    from selfens.kv_cache import cache_bytes
+    from selfens.decoding.caches import cache_bytes
+    from selfens.decoding.loop import prefill
+    from selfens.decoding.prompt import Prompt
 
     vocab = budget.text_config(model.config).vocab_size
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(0))
@@ -47,7 +48,7 @@ def prefilled_kv_bytes(model, tokens: int) -> int:
     ],
 )
 def test_kv_bytes_per_token_is_what_a_prefill_caches(tmp_path, family, overrides, dtype):
-    from selfens.models import load_model
+    from selfens.model.registry import load_model
 
     model = load_model(str(build_tiny_model(tmp_path / family, family=family, **overrides)), dtype=dtype)
     tokens = 23
@@ -59,7 +60,7 @@ def test_kv_bytes_per_token_of_gemma3_270m():
     layers), on a model made from its config with a small vocabulary and MLP (random weights)."""
     import transformers
 
-    from selfens.models import model_config
+    from selfens.model.registry import model_config
 
     try:
         config = model_config("gemma3_270m")
@@ -77,7 +78,7 @@ def test_kv_bytes_per_token_of_gemma3_270m():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_model_path):
-    from selfens.models import load_model
+    from selfens.model.registry import load_model
 
     return load_model(tiny_model_path)
 

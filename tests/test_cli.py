@@ -2,7 +2,7 @@
 run folder (config.yaml, predictions.jsonl, results.json, TensorBoard events) and `selfens report`
 reads it back.
 
-Runs are in-process (`selfens.cli.main([...])`): a fresh interpreter spends most of its time
+Runs are in-process (`selfens.cli.main.main([...])`): a fresh interpreter spends most of its time
 importing Lightning, so only the checks that need one (exit status, `python -m`) start a process,
 and those are marked slow.
 """
@@ -29,7 +29,7 @@ METRICS = ("em", "f1", "lemma")
 
 def selfens(*args) -> None:
     """`selfens ARGS` in this process (LightningCLI warns if it also sees pytest's own argv)."""
-    from selfens.cli import main
+    from selfens.cli.main import main
 
     saved_argv, saved_env = sys.argv, dict(os.environ)
     sys.argv = ["selfens"]
@@ -393,7 +393,7 @@ def test_report_without_runs(tmp_path, capsys):
 
 def test_python_m_selfens_help(capsys, monkeypatch):
     """`python -m selfens --help`, in-process through runpy: every command is listed as a command."""
-    from selfens.commands import COMMANDS
+    from selfens.cli.commands import COMMANDS
 
     monkeypatch.setattr(sys, "argv", ["selfens", "--help"])
     runpy.run_module("selfens", run_name="__main__", alter_sys=True)
@@ -430,7 +430,7 @@ def test_python_m_selfens_help_subprocess():
 
 @pytest.mark.slow
 def test_unknown_model_exit_status(tmp_path):
-    from selfens.models import MODELS
+    from selfens.model.registry import MODELS
 
     proc = subprocess.run(
         [

@@ -12,7 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from selfens.confidence import (
+from selfens.data import ParaRel
+from selfens.data.batch import ParaphraseBatch, collate
+from selfens.methods import LogitFusion
+from selfens.methods.confidence import (
     Confidence,
     ConfidenceCache,
     ConfidenceSettings,
@@ -20,10 +23,7 @@ from selfens.confidence import (
     mean_token_prob,
     per_prompt_sampler,
 )
-from selfens.data import ParaRel
-from selfens.data.batch import ParaphraseBatch, collate
-from selfens.methods import LogitFusion
-from selfens.progress import Progress
+from selfens.run.progress import Progress
 
 N = 3
 SAMPLES = 4
@@ -31,7 +31,7 @@ SAMPLES = 4
 
 @pytest.fixture(scope="module")
 def dm(tiny_model_path) -> ParaRel:
-    from selfens.models import load_tokenizer
+    from selfens.model.registry import load_tokenizer
 
     dm = ParaRel(num_paraphrases=N, num_shots=2, limit=4, batch_size=4, prompt_style="raw", fill_style="completion")
     dm.connect(load_tokenizer(tiny_model_path), tiny_model_path)
@@ -94,8 +94,8 @@ def test_cache_is_written_then_read_without_sampling(tiny_model_path, small, tmp
 
     # A second module on the same folder reads every value: the sampling path must not run.
     monkeypatch.setattr(Confidence, "_samples", _refuse)
-    monkeypatch.setattr("selfens.confidence.per_prompt_sampler", _refuse)
-    monkeypatch.setattr("selfens.decode.sampler", _refuse)
+    monkeypatch.setattr("selfens.methods.confidence.per_prompt_sampler", _refuse)
+    monkeypatch.setattr("selfens.decoding.sampling.sampler", _refuse)
     second = module(tiny_model_path, tmp_path)
     out2 = second.decode(batch)
     assert out2.extra == out1.extra
@@ -180,7 +180,7 @@ def test_token_prob_in_unit_interval(tiny_model_path, batch, tmp_path):
     assert values.shape == (len(batch.ids), N)
     assert bool(((values > 0) & (values <= 1)).all()), values
     # It is the mean probability of the greedy tokens of each prompt decoded alone.
-    from selfens.decode import Prompt
+    from selfens.decoding.prompt import Prompt
 
     ids = batch.input_ids[1, 2][batch.valid[1, 2]][None]
     alone = m.generate(Prompt.left_padded(ids, torch.ones_like(ids, dtype=torch.bool)))
@@ -215,7 +215,7 @@ def test_sampled_agreement_is_reproducible(tiny_model_path, dm, small, tmp_path)
 def test_per_prompt_sampler_draws_as_each_prompt_alone():
     """A step of several prompts' alive copies draws, for each prompt, what `sampler` draws for that
     prompt alone from the same generator: step after step, as copies stop at different times."""
-    from selfens.decode import sampler
+    from selfens.decoding.sampling import sampler
 
     copies, vocab, seeds = 3, 40, [11, 22, 33]
     alive_per_step = [[0, 1, 2, 3, 4, 5, 6, 7, 8], [0, 2, 3, 4, 5, 8], [2, 4, 8], [8]]
@@ -241,7 +241,7 @@ def test_per_prompt_sampler_draws_as_each_prompt_alone():
 def one_at_a_time(m: LogitFusion, prompt) -> tuple[list[float], list[list[list[int]]]]:
     """Today's algorithm, for reference: each prompt decoded alone, greedy then K samples drawn with
     `decode.sampler` from a generator seeded from its cache key -> (values, the samples' tokens)."""
-    from selfens.decode import sampler
+    from selfens.decoding.sampling import sampler
 
     s, cache = m.confidence_settings(), m.confidence.cache
     shared = prompt.prefix.input_ids[0].tolist() if prompt.prefix is not None else []
@@ -260,7 +260,7 @@ def one_at_a_time(m: LogitFusion, prompt) -> tuple[list[float], list[list[list[i
 
 def same_relation(tiny_model_path) -> ParaphraseBatch:
     """2 facts of one relation: their prompts share a prefix."""
-    from selfens.models import load_tokenizer
+    from selfens.model.registry import load_tokenizer
 
     dm = ParaRel(num_paraphrases=N, num_shots=2, limit=40, prompt_style="raw", fill_style="completion")
     dm.connect(load_tokenizer(tiny_model_path), tiny_model_path)
@@ -346,7 +346,7 @@ def test_answer_settings_are_part_of_the_key(tiny_model_path, small, tmp_path, m
 def test_reusing_the_prefix_gives_the_same_confidences(tiny_model_path, tmp_path, measure):
     """4 facts of one relation: their prompts share a prefix, read once for the greedy answers and
     the K samples alike; the values (and cache keys) are those of reading each prompt whole."""
-    from selfens.models import load_tokenizer
+    from selfens.model.registry import load_tokenizer
 
     dm = ParaRel(num_paraphrases=N, num_shots=2, limit=40, prompt_style="raw", fill_style="completion")
     dm.connect(load_tokenizer(tiny_model_path), tiny_model_path)
@@ -396,7 +396,7 @@ def test_progress_counts_each_prompt_with_an_estimate_after_the_first(tiny_model
 
 def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_few_seconds(monkeypatch):
     clock = iter([0.0, 0.0, 1.0, 2.5, 3.0, 3.5])  # start, then each advance and close
-    monkeypatch.setattr("selfens.progress.time", SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr("selfens.run.progress.time", SimpleNamespace(monotonic=lambda: next(clock)))
     progress = Progress("job", {"questions": 4}, tty_every=2.0, every=0.0, stream=Terminal())
     for _ in range(4):
         progress.advance(questions=1)
@@ -413,7 +413,7 @@ def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_few_seconds(mo
 def test_confidence_command_counts_prompts_instead_of_batches(tiny_model_path, tmp_path, capsys, monkeypatch):
     from tests.test_cli import ROOT, selfens
 
-    monkeypatch.setattr("selfens.progress.EVERY", 0.0)
+    monkeypatch.setattr("selfens.run.progress.EVERY", 0.0)
     capsys.readouterr()
     selfens(
         "confidence",

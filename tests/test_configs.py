@@ -33,7 +33,7 @@ def test_configs_found():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
 def test_config_instantiates(path, tiny_model_path, monkeypatch):
-    from selfens.config import build
+    from selfens.cli.lightning import build
     from selfens.methods.base import EnsembleModule
 
     raw = yaml.safe_load(path.read_text())
@@ -77,7 +77,7 @@ def write_paraphrase_file(path: Path, num_paraphrases: int) -> Path:
 
 @pytest.mark.parametrize("path", PARAPHRASE_CONFIGS, ids=[p.name for p in PARAPHRASE_CONFIGS])
 def test_paraphrase_config_instantiates(path, tiny_model_path, monkeypatch):
-    from selfens.config import build_job
+    from selfens.cli.lightning import build_job
     from selfens.paraphrase.module import Paraphraser
 
     raw = yaml.safe_load(path.read_text())
@@ -96,7 +96,7 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
     whose metrics are named after the method."""
     import json
 
-    from selfens.cli import main
+    from selfens.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["selfens"])
     monkeypatch.setenv("SELFENS_CACHE", str(tmp_path / "cache"))  # e.g. the confidence cache: not the user's
@@ -140,7 +140,7 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
 @pytest.mark.parametrize("path", STUDY_CONFIGS, ids=[p.name for p in STUDY_CONFIGS])
 def test_study_configs_parse(path):
     """Every cell of a bundled study parses as `selfens test` would parse it (nothing loads)."""
-    from selfens.study.command import check_cells
+    from selfens.cli.study import check_cells
     from selfens.study.grid import load_study
 
     study = load_study(path)

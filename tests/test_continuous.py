@@ -4,8 +4,11 @@ and prompts of different prefixes decode together; every answer equals the examp
 import pytest
 import torch
 
-from selfens.decode import PrefixCache, Prompt, decode, sampler
-from selfens.models import eos_token_ids
+from selfens.decoding.caches import PrefixCache
+from selfens.decoding.loop import decode
+from selfens.decoding.prompt import Prompt
+from selfens.decoding.sampling import sampler
+from selfens.model.registry import eos_token_ids
 
 PREFIXES = ["Answer briefly.\nQ: who wrote Hamlet?\nA: Shakespeare\n", "Facts:\nParis is in France.\n"]
 RESTS = [
@@ -103,8 +106,8 @@ def test_select_keeps_a_dense_4d_mask_and_logit_positions(tiny):
     from selfens.attention.backend import prefill_mask
     from selfens.attention.packing import pack
     from selfens.attention.positions import position_ids
-    from selfens.decode import prefill
-    from selfens.segments import Segments
+    from selfens.decoding.loop import prefill
+    from selfens.prompting.segments import Segments
 
     model, tokenizer = tiny
     pad = tokenizer.pad_token_id

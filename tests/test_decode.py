@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from selfens.decode import Prompt, decode, sampler, seeded_sampler
-from selfens.models import eos_token_ids
+from selfens.decoding.loop import decode
+from selfens.decoding.prompt import Prompt
+from selfens.decoding.sampling import sampler, seeded_sampler
+from selfens.model.registry import eos_token_ids
 
 PROMPTS = [
     "Q: what does jamaican people speak?\nA:",
@@ -82,7 +84,7 @@ def test_decode_equals_generate_smollm(smollm):
 def test_eager_batch_equals_each_alone_smollm():
     """eager adds a 4D mask to the scores: given the boolean decode-step mask, it added 0/1 and padding
     leaked from the second generated token on (rows 0 and 1 here decoded other tokens in a batch)."""
-    from selfens.models import EMBEDDED, load_model, load_tokenizer
+    from selfens.model.registry import EMBEDDED, load_model, load_tokenizer
 
     model, tokenizer = load_model(EMBEDDED, attn_implementation="eager"), load_tokenizer(EMBEDDED)
     together = _ours(model, tokenizer, PROMPTS, 6)
@@ -232,7 +234,7 @@ def test_a_memoized_prefill_is_not_run_again(tiny):
     """A prompt equal to one already prefilled into the memo (built anew from the same token ids) takes
     its logits and KV: no forward for it, and the same tokens as decoding without a memo, also when
     the first decode sampled and this one is greedy. A prompt with one other token is run."""
-    from selfens.decode import PrefillMemo, PrefixCache
+    from selfens.decoding.caches import PrefillMemo, PrefixCache
 
     model, tokenizer = tiny
     eos = eos_token_ids(model, tokenizer)

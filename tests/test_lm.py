@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from selfens.data import ParaRel, collate
-from selfens.lm import LanguageModel, language_model
 from selfens.methods import AttentionFusion, LogitFusion, Origin, PerPrompt
+from selfens.model.language_model import LanguageModel, as_language_model
 from selfens.paraphrase.module import Paraphraser
 from selfens.run.cost import RunCost, cost_names
 
@@ -38,8 +38,8 @@ def test_methods_sharing_one_model_answer_as_each_alone(tiny_model_path):
     alone = [cls(model=tiny_model_path, max_new_tokens=5, **kwargs) for cls, kwargs in METHODS]
     for a, b in zip(together, alone):
         assert answers(a, dm) == answers(b, dm), type(a).__name__
-    assert all(m.lm is shared.model for m in together), "one copy of the weights"
-    assert len({id(m.lm) for m in alone}) == len(alone)
+    assert all(m.hf_model is shared.hf_model for m in together), "one copy of the weights"
+    assert len({id(m.hf_model) for m in alone}) == len(alone)
     assert all(m.hparams["model"] == tiny_model_path for m in together), "hparams name the model, not the object"
 
 
@@ -50,13 +50,13 @@ def test_a_shared_model_switches_attention_implementation_per_method(tiny_model_
     sdpa = Origin(model=shared, max_new_tokens=5)
     first = answers(sdpa, dm)
     assert answers(eager, dm) == first
-    assert shared.model.config._attn_implementation == "eager"
-    assert answers(sdpa, dm) == first and shared.model.config._attn_implementation == "sdpa"
+    assert shared.hf_model.config._attn_implementation == "eager"
+    assert answers(sdpa, dm) == first and shared.hf_model.config._attn_implementation == "sdpa"
 
 
 def test_language_model_takes_a_name_or_itself(tiny_model_path):
     lm = LanguageModel(tiny_model_path)
-    assert language_model(lm) is lm and language_model(tiny_model_path).name == tiny_model_path
+    assert as_language_model(lm) is lm and as_language_model(tiny_model_path).name == tiny_model_path
     assert not lm.loaded
     with pytest.raises(RuntimeError, match="not loaded"):
         _ = lm.eos_ids
@@ -71,7 +71,7 @@ def test_paraphraser_shares_a_loaded_model(tiny_model_path):
     given.configure_model()
     question = ["what is the capital of france?"]
     assert given.paraphrase(question, [[]]) == own.paraphrase(question, [[]])
-    assert given.language_model.model is shared.model
+    assert given.language_model.hf_model is shared.hf_model
 
 
 def test_run_cost_fields_are_the_one_list():

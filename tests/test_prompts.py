@@ -1,6 +1,6 @@
 """prompts.render: the parts of a prompt, joined, are exactly the single prompt's text."""
 
-from selfens.prompts import FORMATS, Shot, render
+from selfens.prompting.formats import FORMATS, Shot, render
 
 QA_INSTRUCTION = "Answer the question based on general world knowledge. Provide a short and direct answer."
 SHOTS = [Shot("who is the president of france?", "Macron"), Shot("where is tokyo?", "Japan")]

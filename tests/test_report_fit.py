@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from selfens.report.fit import fit_table, run_labels
 from selfens.report.load import Run
 from selfens.report.tables import format_table
+from selfens.report.terminal import fit_table, run_labels
 
 HEADER = ["run", "N", "EM [95% CI]", "F1", "prefill tok", "decode s"]
 CELLS = [

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The command, then the modules it imported, one JSON list on the last line of stdout.
 PROBE = """
 import json, sys
-from selfens.cli import main
+from selfens.cli.main import main
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -34,7 +34,16 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 HEAVY = ("lightning", "torchmetrics", "transformers", "spacy", "datasets", "matplotlib", "tensorboard")
-OTHER_COMMANDS = ("selfens.config", "selfens.report", "selfens.study", "selfens.wizard.command", "selfens.paraphrase")
+OTHER_COMMANDS = (
+    "selfens.cli.lightning",
+    "selfens.cli.report",
+    "selfens.cli.study",
+    "selfens.cli.run",
+    "selfens.cli.paraphrase",
+    "selfens.report",
+    "selfens.study",
+    "selfens.paraphrase",
+)
 
 
 def imported(*args) -> set[str]:
@@ -63,20 +72,20 @@ def test_top_level_help_imports_no_command():
 @pytest.mark.parametrize("command", ["report", "study"])
 def test_help_of_a_command_without_lightning_options_imports_nothing_heavy(command):
     modules = imported(command, "--help")
-    assert f"selfens.{command}.command" in modules  # the probe saw the command run
+    assert f"selfens.cli.{command}" in modules  # the probe saw the command run
     assert loaded(modules, ("torch", *HEAVY)) == []
 
 
 def test_confidence_help_imports_nothing_heavy():
     modules = imported("confidence", "--help")
-    assert "selfens.confidence_command" in modules
-    assert loaded(modules, ("torch", *HEAVY, "selfens.config", "selfens.methods")) == []
+    assert "selfens.cli.confidence" in modules
+    assert loaded(modules, ("torch", *HEAVY, "selfens.cli.lightning", "selfens.methods")) == []
 
 
 def test_ask_help_does_not_load_torch_lightning_or_a_model():
     modules = imported("ask", "--help")
-    assert "selfens.ask" in modules
-    assert loaded(modules, ("torch", *HEAVY, "selfens.config", "selfens.methods")) == []
+    assert "selfens.cli.ask" in modules
+    assert loaded(modules, ("torch", *HEAVY, "selfens.cli.lightning", "selfens.methods")) == []
 
 
 def test_report_reads_runs_without_lightning(tiny_model_path, tmp_path):

@@ -14,8 +14,8 @@ from typing import get_args, get_type_hints
 import pytest
 import yaml
 
-from selfens.wizard import plan
-from selfens.wizard.plan import CONFIGS, Choices
+from selfens.cli import run_plan as plan
+from selfens.cli.run_plan import CONFIGS, Choices
 from tests.test_cli import run_folder, selfens, selfens_fails
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +41,10 @@ def shipped(path: str) -> dict:
 def test_names_come_from_the_registries():
     from selfens.attention.packing import LAYOUTS
     from selfens.attention.positions import PositionMode
-    from selfens.confidence import Measure
-    from selfens.fusion import FUSIONS
+    from selfens.decoding.fusion import FUSIONS
     from selfens.methods import AttentionFusion
-    from selfens.prompts import FORMATS
+    from selfens.methods.confidence import Measure
+    from selfens.prompting.formats import FORMATS
 
     assert plan.method_names() == ["origin", "per_prompt", *FUSIONS, "attention"]
     assert set(plan.METHODS) == set(plan.method_names())
@@ -127,7 +127,7 @@ def test_own_file():
 
 
 def test_built_configs_parse_as_selfens_test_configs(tiny_model_path, monkeypatch, tmp_path):
-    from selfens.config import build
+    from selfens.cli.lightning import build
 
     monkeypatch.setattr(sys, "argv", ["selfens"])
     attention = {
@@ -173,7 +173,7 @@ def test_run_folder_and_names(tmp_path, monkeypatch):
 
 
 def test_without_a_terminal(capsys, monkeypatch):
-    from selfens.cli import NOT_A_TERMINAL, main
+    from selfens.cli.main import NOT_A_TERMINAL, main
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     main([])

@@ -11,7 +11,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 # Levels: a token sees every earlier token of a strictly lower level.
 PAD, ROOT, SEED, PARAPHRASE, FUSED = -1, 0, 1, 2, 3

@@ -14,13 +14,13 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from selfens.data.batch import Example, collate
-from selfens.data.fit import FitReport, LongPromptPolicy, PromptLimit, fit
-from selfens.data.prompting import PromptBuilder
+from selfens.data.long_prompts import FitReport, LongPromptPolicy, PromptLimit, fit
+from selfens.data.prompt_builder import PromptBuilder
 from selfens.data.records import DataError, Record
 from selfens.errors import ConfigError
-from selfens.models import resolve
-from selfens.prompts import CuePlace, PromptFormat
-from selfens.segments import Segments
+from selfens.model.registry import model_spec
+from selfens.prompting.formats import CuePlace, PromptFormat
+from selfens.prompting.segments import Segments
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ParaphraseDataModule(L.LightningDataModule):
             num_shots: few-shot examples in the shared prefix.
             limit: evaluate only the first `limit` records (None: all).
             batch_size: examples per batch (each has N paraphrases); "auto": from the memory budget once
-                the model is loaded (`selfens.budget`; 8 where nothing sets it, e.g. `selfens paraphrase`).
+                the model is loaded (`selfens.decoding.budget`; 8 where nothing sets it, e.g. `selfens paraphrase`).
             prompt_style: "chat" (the tokenizer's chat template) or "raw" text; None: the model's default.
             cue_in: where the answer cue ("\\nA:") goes: in each paraphrase "block", or once in the shared "suffix".
             seed: seed for choosing few-shot examples.
@@ -92,7 +92,7 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.resumed = None  # a `selfens.run.resume.Resume`: its finished examples are not decoded again
 
     def resolve_batch_size(self, size: int) -> None:
-        """Set the batch size that `batch_size: auto` stands for (`selfens.budget.resolve`, once the
+        """Set the batch size that `batch_size: auto` stands for (`EnsembleModule.size_decode`, once the
         model is loaded)."""
         if size < 1:
             raise ValueError(f"a resolved batch_size must be at least 1, got {size}")
@@ -120,12 +120,12 @@ class ParaphraseDataModule(L.LightningDataModule):
     @property
     def chat(self) -> bool:
         style = self.prompt_style
-        return resolve(self.model_name).chat if style is None else style == "chat"
+        return model_spec(self.model_name).chat if style is None else style == "chat"
 
     @property
     def fill_style(self) -> str:
         """Rendering of fill-in-the-blank data for this model (its registry default)."""
-        return resolve(self.model_name).fill_style
+        return model_spec(self.model_name).fill_style
 
     def resolved_settings(self) -> dict[str, str]:
         """The prompt settings in use, where the config may leave them to the model's default."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from selfens.padding import left_pad
-from selfens.segments import Segments
+from selfens.decoding.prompt import left_pad
+from selfens.prompting.segments import Segments
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 from selfens.data.base import ParaphraseDataModule
 from selfens.data.records import DataError
-from selfens.prompts import FORMATS, PromptFormat
+from selfens.prompting.formats import FORMATS, PromptFormat
 
 FillStyle = Literal["mask", "completion"]
 OnShort = Literal["skip", "error"]

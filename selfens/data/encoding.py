@@ -12,8 +12,8 @@ import weakref
 from bisect import bisect_left, bisect_right
 
 from selfens.errors import SelfensError
-from selfens.prompts import Part
-from selfens.segments import Segments
+from selfens.prompting.formats import Part
+from selfens.prompting.segments import Segments
 
 
 class PromptCutError(SelfensError, ValueError):

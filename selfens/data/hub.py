@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from selfens.data.records import DataError
-from selfens.hub import hub_reachable
+from selfens.model.hub import hub_reachable
 
 
 def load_hub_dataset(repo_id: str, split: str, instead: str):

@@ -10,7 +10,7 @@ from selfens.data.base import ParaphraseDataModule
 from selfens.data.paraphrase_files import file_hash
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.errors import ConfigError
-from selfens.prompts import FORMATS, PromptFormat, Shot
+from selfens.prompting.formats import FORMATS, PromptFormat, Shot
 
 
 class JsonlQuestions(ParaphraseDataModule):

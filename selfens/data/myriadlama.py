@@ -15,7 +15,7 @@ from selfens.data.blanks import FillInTheBlank, FillStyle, OnShort
 from selfens.data.myriadlama_io import HUB_ID, arrow_columns, read_dataset, read_rows
 from selfens.data.records import DataError, Record
 from selfens.errors import ConfigError
-from selfens.prompts import Shot
+from selfens.prompting.formats import Shot
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Optional
 from selfens.data.blanks import FillInTheBlank, FillStyle, OnShort
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.errors import ConfigError
-from selfens.prompts import Shot
+from selfens.prompting.formats import Shot
 
 log = logging.getLogger(__name__)
 

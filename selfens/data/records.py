@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from selfens.errors import SelfensError
-from selfens.prompts import Shot
+from selfens.prompting.formats import Shot
 
 
 class DataError(SelfensError, ValueError):

@@ -12,7 +12,7 @@ from selfens.data.hub import load_hub_dataset
 from selfens.data.paraphrase_files import WRITE_IT, file_hash, meta_path, read_paraphrase_file
 from selfens.data.records import DataError, Record, read_json, read_json_array, require
 from selfens.errors import ConfigError
-from selfens.prompts import FORMATS, PromptFormat, Shot
+from selfens.prompting.formats import FORMATS, PromptFormat, Shot
 
 BUNDLED = resources.files("selfens") / "resources" / "webquestions"
 HUB_ID = "stanfordnlp/web_questions"

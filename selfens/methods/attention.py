@@ -8,11 +8,12 @@ from selfens.attention.backend import Backend, attn_implementation, default_back
 from selfens.attention.packing import LAYOUTS, Layout, Packed, pack
 from selfens.attention.positions import PositionMode, position_ids
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import Prompt, first_row
+from selfens.decoding.fusion import FUSIONS, FusionName, bind, get_fusion
+from selfens.decoding.loop import first_row
+from selfens.decoding.prompt import Prompt
 from selfens.errors import ConfigError
-from selfens.fusion import FUSIONS, FusionName, bind, get_fusion
 from selfens.methods.base import EnsembleModule, Output
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 
 class AttentionFusion(EnsembleModule):

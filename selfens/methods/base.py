@@ -13,20 +13,22 @@ from typing import Optional, Union
 import lightning as L
 import torch
 
-from selfens import budget
 from selfens.data.base import longest_prompt
 from selfens.data.batch import ParaphraseBatch
-from selfens.data.fit import PromptLimit
-from selfens.decode import DecodeCost, Decoded, PrefillMemo, PrefixCache, Prompt, Stop, decode_order
+from selfens.data.long_prompts import PromptLimit
+from selfens.decoding import budget
+from selfens.decoding.caches import PrefillMemo, PrefixCache
+from selfens.decoding.loop import Stop
+from selfens.decoding.prompt import Prompt, left_pad
+from selfens.decoding.result import DecodeCost, Decoded, decode_order, placed
 from selfens.errors import ConfigError
-from selfens.lm import LanguageModel, language_model
 from selfens.metrics import load_lemmatizer
 from selfens.metrics.views import METRICS, Scores, ViewScores, common_name, metric_name, score
-from selfens.models import EMBEDDED, context_window, resolve_dtype
-from selfens.padding import left_pad
+from selfens.model.language_model import LanguageModel, as_language_model
+from selfens.model.registry import EMBEDDED, context_window, resolve_dtype
+from selfens.prompting.segments import Segments
 from selfens.run.cost import RunCost
 from selfens.run.resume import Resume
-from selfens.segments import Segments
 
 
 @dataclass
@@ -61,8 +63,8 @@ class EnsembleModule(L.LightningModule):
     ):
         """
         Args:
-            model: a registry name (see `selfens.models.MODELS`), a local model folder, or a loaded
-                `selfens.lm.LanguageModel` that several methods share.
+            model: a registry name (see `selfens.model.registry.MODELS`), a local model folder, or a loaded
+                `selfens.model.language_model.LanguageModel` that several methods share.
             dtype: "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16".
             max_new_tokens: longest answer, in tokens.
             stop_strings: an answer ends at the first of these (after leading whitespace); EOS always ends it.
@@ -79,7 +81,7 @@ class EnsembleModule(L.LightningModule):
                 results.json (seeded; 0: standard errors only).
         """
         super().__init__()
-        self.language_model = language_model(model)
+        self.language_model = as_language_model(model)
         # Not logged by Lightning as they are: the run record logs the settings that tell runs apart.
         self.save_hyperparameters(logger=False, ignore=["model"])
         self.hparams["model"] = self.model_name = self.language_model.name
@@ -205,9 +207,9 @@ class EnsembleModule(L.LightningModule):
 
     # -- model -------------------------------------------------------------------------------------
     @property
-    def lm(self):
+    def hf_model(self):
         """The transformers model (None until configure_model)."""
-        return self.language_model.model
+        return self.language_model.hf_model
 
     @property
     def eos_ids(self) -> list[int]:
@@ -231,7 +233,28 @@ class EnsembleModule(L.LightningModule):
             )
         self.implementation = self.attention_implementation()
         self.language_model.load(self.hparams.dtype, self.implementation, device_map, self.target_device())
-        budget.resolve(self)  # decode_rows, and the data's batch size if auto
+        self.size_decode()  # decode_rows, and the data's batch size if auto
+
+    def size_decode(self) -> None:
+        """Set `decode_rows` from the memory budget and, for `batch_size: auto`, the data module's batch
+        size. Without a Trainer, or a data module that is set up, nothing changes. Every process must
+        batch alike (the sampler hands out whole batches by index): all take the fewest rows any holds."""
+        data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None or getattr(data, "examples", None) is None:
+            return
+        done = data.resumed.done if data.resumed is not None else set()
+        left = [e for e in data.examples if e.index not in done]
+        tokens = max((self.prompt_length(e.segments) for e in left), default=1) + self.hparams.max_new_tokens
+        device = self.target_device()
+        memory = budget.memory_budget(self.hf_model, device)
+        if device.type != "cuda":  # the processes on one machine share its memory
+            memory //= self.trainer.num_devices
+        rows = budget.decode_rows(self.hf_model, tokens, device, memory)
+        rows = int(self.trainer.strategy.reduce(torch.tensor(rows, device=device), reduce_op="min"))
+        self.decode_rows = rows
+        if data.batch_size_auto:
+            examples = self.rows_per_example(data.num_paraphrases)
+            data.resolve_batch_size(budget.auto_batch_size(examples, rows, len(left), self.trainer.world_size))
 
     # -- shared decoding helpers -------------------------------------------------------------------
     def generate(self, prompts: Prompt | list[Prompt], **kwargs) -> Decoded:
@@ -265,8 +288,8 @@ class EnsembleModule(L.LightningModule):
         prompts, order = [build(g) for g in groups], decode_order(groups)
         if self.stop_rule is not None:  # it names examples in batch order
             units = sum(p.input_ids.shape[0] for p in prompts) // kwargs.get("rows_per_example", 1) // len(order)
-            rule = self.stop_rule
-            kwargs["stop"] = lambda i, tokens: rule(order[i // units] * units + i % units, tokens)
+            rule, place = self.stop_rule, placed(order, units)
+            kwargs["stop"] = lambda i, tokens: rule(place[i], tokens)
         return self.generate(prompts, **kwargs).reordered(order)
 
     def text(self, tokens: list[int]) -> str:

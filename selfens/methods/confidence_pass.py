@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost
+from selfens.decoding.result import DecodeCost
 from selfens.methods.logit import LogitFusion
-from selfens.progress import Progress
+from selfens.run.progress import Progress
 
 
 class ConfidencePass(LogitFusion):

@@ -8,14 +8,15 @@ from typing import Optional
 
 import torch
 
-from selfens import budget
-from selfens.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
 from selfens.data.batch import ParaphraseBatch
-from selfens.decode import DecodeCost, PrefillMemo, decode_order
-from selfens.fusion import FUSIONS, FusionName, bind
+from selfens.decoding import budget
+from selfens.decoding.caches import PrefillMemo
+from selfens.decoding.fusion import FUSIONS, FusionName, bind
+from selfens.decoding.result import DecodeCost, decode_order
 from selfens.methods.base import EnsembleModule, Output
-from selfens.models import cache_dir
-from selfens.progress import Progress
+from selfens.methods.confidence import Confidence, ConfidenceCache, ConfidenceSettings, Measure
+from selfens.model.registry import cache_dir
+from selfens.run.progress import Progress
 
 
 class LogitFusion(EnsembleModule):
@@ -40,7 +41,7 @@ class LogitFusion(EnsembleModule):
     ):
         """
         Args:
-            fusion: the fusion rule (see `selfens.fusion`).
+            fusion: the fusion rule (see `selfens.decoding.fusion`).
             confidence: for weighted rules: "sampling" (share of sampled answers agreeing with the
                 greedy one, the seed's measure) or "token_prob" (mean probability of the greedy answer's tokens).
             num_samples: K sampled answers per prompt (the seed used 100).
@@ -103,7 +104,7 @@ class LogitFusion(EnsembleModule):
             )
 
     def confidence_settings(self) -> ConfidenceSettings:
-        config, hp = self.lm.generation_config, self.hparams
+        config, hp = self.hf_model.generation_config, self.hparams
         pick = lambda ours, theirs, default: ours if ours is not None else (theirs if theirs is not None else default)
         return ConfidenceSettings(
             measure=hp.confidence,

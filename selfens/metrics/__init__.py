@@ -24,7 +24,7 @@ def __getattr__(name: str):
     # MeanScore on first use: torchmetrics takes seconds to import, and the scoring functions
     # (`selfens report`, the paraphrase filters) do not need it.
     if name == "MeanScore":
-        from selfens.metrics.text import MeanScore
+        from selfens.metrics.mean_score import MeanScore
 
         return MeanScore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

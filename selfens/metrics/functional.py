@@ -2,7 +2,7 @@
 
 ``exact_match`` and ``f1_score`` reproduce the official SQuAD v1.1 script (evaluate-v1.1.py)
 exactly; ``lemma_match`` is a looser "gold lemmas appear in the prediction" check built on spaCy.
-Their mean over a run is :class:`selfens.metrics.text.MeanScore`.
+Their mean over a run is :class:`selfens.metrics.mean_score.MeanScore`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from selfens.metrics.functional import METRICS, exact_match, f1_score, lemma_match, normalize_answer
-from selfens.metrics.text import MeanScore
+from selfens.metrics.mean_score import MeanScore
 
 ViewScores = dict[str, dict[str, float]]  # view -> metric -> score of one example
 

@@ -9,17 +9,18 @@ import lightning as L
 import torch
 
 from selfens.data.batch import ParaphraseBatch
-from selfens.data.prompting import PromptBuilder
-from selfens.decode import PrefixCache, Prompt, seeded_sampler
+from selfens.data.prompt_builder import PromptBuilder
+from selfens.decoding.caches import PrefixCache
+from selfens.decoding.prompt import Prompt, left_pad
+from selfens.decoding.sampling import seeded_sampler
 from selfens.errors import ConfigError
-from selfens.lm import LanguageModel, language_model
-from selfens.models import EMBEDDED, resolve, resolve_dtype
-from selfens.padding import left_pad
+from selfens.model.language_model import LanguageModel, as_language_model
+from selfens.model.registry import EMBEDDED, model_spec, resolve_dtype
 from selfens.paraphrase.filters import REASONS, Reason, rejection
 from selfens.paraphrase.prompt import PARAPHRASE_FORMAT, worked_examples
 
 if TYPE_CHECKING:
-    from selfens.progress import Progress
+    from selfens.run.progress import Progress
 
 RESEED = 1000  # try t of paraphrase k samples with seed + k + RESEED * t
 FIRST_LINE = ("\n",)  # a paraphrase is the first line the model writes
@@ -68,7 +69,7 @@ class Paraphraser(L.LightningModule):
             max_length_ratio: too_long: more than this times the original's words (and 5 more).
         """
         super().__init__()
-        self.language_model = language_model(model)
+        self.language_model = as_language_model(model)
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = self.model_name = self.language_model.name
         resolve_dtype(dtype, torch.device("cpu"))
@@ -79,7 +80,7 @@ class Paraphraser(L.LightningModule):
             raise ConfigError(f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
         self.checks = frozenset(checks if checks is not None else REASONS)
         self.tokenizer = self.language_model.tokenizer
-        self.chat = resolve(self.model_name).chat if prompt_style is None else prompt_style == "chat"
+        self.chat = model_spec(self.model_name).chat if prompt_style is None else prompt_style == "chat"
         self.prefix_cache = PrefixCache(num_paraphrases)  # one prefix per paraphrase slot
 
     def settings(self) -> dict:

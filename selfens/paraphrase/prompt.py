@@ -6,7 +6,7 @@ in the style they show as well as in their sampling seed.
 
 from __future__ import annotations
 
-from selfens.prompts import PromptFormat, Shot
+from selfens.prompting.formats import PromptFormat, Shot
 
 INSTRUCTION = (
     "Paraphrase the question: ask for exactly the same thing in different words. "

@@ -1,5 +1,5 @@
-"""`selfens report`: finished runs side by side, with uncertainty and paired comparisons.
+"""The report: finished runs side by side, with uncertainty and paired comparisons (`selfens report`
+is `selfens.cli.report`).
 
 `load` reads the runs, `compare` computes the statistics, `tables`, `summary` and `plots` write them
-out, `fit` fits the printed tables to the terminal, `board` writes the report for TensorBoard and
-`command` is the command line."""
+out, `terminal` fits the printed tables to the terminal, and `board` writes the report for TensorBoard."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from selfens.decode import DecodeCost
+    from selfens.decoding.result import DecodeCost
 
 
 def _cost(label: str, doc: str):
@@ -34,7 +34,7 @@ class RunCost:
     def of(cls, answer: DecodeCost, confidence: DecodeCost | None = None) -> RunCost:
         """A batch's cost: its answers' decode and, apart, its confidence work."""
         # Imported here: the report reads costs without the decoder (torch, flex attention).
-        from selfens.decode import DecodeCost
+        from selfens.decoding.result import DecodeCost
 
         confidence = confidence or DecodeCost()
         return cls(

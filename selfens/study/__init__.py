@@ -1,1 +1,2 @@
-"""`selfens study`: a grid of models x methods x N as ordinary runs, and one report."""
+"""A study: a grid of models x methods x N as ordinary runs (`grid`), its progress line (`progress`);
+`selfens study` is `selfens.cli.study`."""

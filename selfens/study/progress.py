@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import Callback
 
-from selfens.progress import Progress
+from selfens.run.progress import Progress
 from selfens.study.grid import Cell
 
 
 class StudyProgress(Callback):
     """Counts the facts every cell decodes (on rank 0; each process decodes its share) and shows
-    `study: cell k of K (model/cell), facts d of D, elapsed, ~left` (`selfens.progress.Progress`): on
+    `study: cell k of K (model/cell), facts d of D, elapsed, ~left` (`selfens.run.progress.Progress`): on
     a terminal one line rewritten in place, elsewhere a line at each cell's end and at most every
     `every` seconds."""
 

@@ -14,7 +14,7 @@ from selfens.attention import (
     pack,
     packed_mask_mod,
 )
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
 SHORT = Segments(instruction=[1], shots=[], blocks=[[6], [8]], suffix=[])

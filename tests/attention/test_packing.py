@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from selfens.attention import pack
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 # instruction=[1, 2], shots [3] and [4, 5], paraphrase blocks [6, 7] and [8], suffix [9].
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])

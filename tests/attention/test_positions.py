@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from selfens.attention import next_position, pack, position_ids
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 # Block 1 ([6, 7]) is longer than block 2 ([8]): the suffix must start after block 1.
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])

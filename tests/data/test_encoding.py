@@ -8,8 +8,8 @@ from tokenizers.processors import TemplateProcessing
 
 from selfens.data import Example, ParaRel, WebQuestions, collate
 from selfens.data.encoding import PromptCutError, cut, encode_example
-from selfens.prompts import render
-from selfens.segments import Segments
+from selfens.prompting.formats import render
+from selfens.prompting.segments import Segments
 
 STYLES = ("raw", "chat")
 FILLS = ("mask", "completion")
@@ -109,7 +109,7 @@ def test_model_defaults_for_a_local_chat_model(tiny, tiny_model_path):
 
 @pytest.fixture(scope="module")
 def smollm_tokenizer():
-    from selfens.models import EMBEDDED, load_tokenizer
+    from selfens.model.registry import EMBEDDED, load_tokenizer
 
     return load_tokenizer(EMBEDDED)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from selfens import hub
 from selfens.data import DataError
 from selfens.data import hub as data_hub
 from selfens.data.hub import load_hub_dataset
-from selfens.hub import hub_reachable
+from selfens.model import hub
+from selfens.model.hub import hub_reachable
 
 
 @pytest.mark.parametrize("name", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])

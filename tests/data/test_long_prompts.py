@@ -14,8 +14,8 @@ import pytest
 
 from selfens.data import DataError, JsonlQuestions, ParaRel, Record
 from selfens.data.base import longest_prompt
-from selfens.data.fit import FitReport, PromptLimit, fit
-from selfens.prompts import Shot
+from selfens.data.long_prompts import FitReport, PromptLimit, fit
+from selfens.prompting.formats import Shot
 from tests.test_cli import quiet, read_jsonl, run_folder, selfens
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def test_the_model_context_sets_the_budget_and_results_count_the_changes(small_c
     assert any("few-shot example(s)" in w for w in results["warnings"])
 
     # Every evaluated prompt fits, and each one kept as many shots as fit (none dropped needlessly).
-    from selfens.models import load_tokenizer
+    from selfens.model.registry import load_tokenizer
 
     data = ParaRel(limit=12)
     data.connect(load_tokenizer(small_context_model), small_context_model)

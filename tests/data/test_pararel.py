@@ -13,7 +13,7 @@ import pytest
 from selfens.data import DataError, ParaRel
 from selfens.data.pararel import BUNDLED, DEMO_RELATIONS, SHOT_POOL, stratified_shares
 from selfens.errors import ConfigError
-from selfens.prompts import Shot
+from selfens.prompting.formats import Shot
 
 BUNDLED_DIR = Path(str(BUNDLED))
 RELATIONS = sorted(p.stem for p in (BUNDLED_DIR / "patterns").glob("P*.jsonl"))
@@ -379,7 +379,7 @@ def test_demo_facts_answers_and_shots_are_unchanged(fill_style):
 
 @pytest.mark.slow
 def test_demo_config_hashes_with_the_embedded_model():
-    from selfens.models import EMBEDDED, load_tokenizer
+    from selfens.model.registry import EMBEDDED, load_tokenizer
 
     dm = ParaRel(num_paraphrases=5, num_shots=4, limit=100, batch_size=8)  # as configs/pararel/*.yaml
     dm.connect(load_tokenizer(EMBEDDED), EMBEDDED)

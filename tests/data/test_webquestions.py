@@ -8,7 +8,7 @@ import pytest
 from selfens.data import DataError, WebQuestions
 from selfens.data.webquestions import BUNDLED
 from selfens.errors import ConfigError
-from selfens.prompts import render
+from selfens.prompting.formats import render
 
 BUNDLED_DIR = Path(str(BUNDLED))
 

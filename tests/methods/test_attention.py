@@ -19,7 +19,10 @@ from selfens.attention.packing import FUSED, LAYOUTS, pack
 from selfens.attention.positions import position_ids
 from selfens.data.batch import ParaphraseBatch, collate
 from selfens.data.pararel import ParaRel
-from selfens.decode import Decoded, Prompt, decode_order, greedy, prefill
+from selfens.decoding.loop import prefill
+from selfens.decoding.prompt import Prompt
+from selfens.decoding.result import Decoded, decode_order
+from selfens.decoding.sampling import greedy
 from selfens.methods.attention import AttentionFusion
 from selfens.methods.base import EnsembleModule, Output
 from selfens.methods.baselines import Origin
@@ -93,7 +96,7 @@ def data(tiny_model_path):
 
     shared=False: 4 facts of 4 relations, whose prompt prefixes differ (read whole, left-padded);
     shared=True: 4 facts of one relation, whose common prefix the methods read once."""
-    from selfens.models import load_tokenizer
+    from selfens.model.registry import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_path)
     built = {}
@@ -189,16 +192,16 @@ def first_step_logits(m: AttentionFusion, batch: ParaphraseBatch) -> torch.Tenso
     packed = m.pack(batch)
     prompt = m.prompt(packed)
     if m.first_token == "block_ends":
-        logits, _ = prefill(m.lm, prompt)  # [B, N, V]: the prompt reads the block ends
+        logits, _ = prefill(m.hf_model, prompt)  # [B, N, V]: the prompt reads the block ends
         return logits.mean(1)  # first_fusion = avg
-    logits, _ = prefill(m.lm, prompt)  # last position
+    logits, _ = prefill(m.hf_model, prompt)  # last position
     return logits[:, 0]
 
 
 @torch.no_grad()
 def single_prompt_logits(m: EnsembleModule, batch: ParaphraseBatch, k: int) -> torch.Tensor:
     """Next-token logits at the end of paraphrase k's single prompt. [B, V]"""
-    logits, _ = prefill(m.lm, Prompt.left_padded(*batch.rows([k])))
+    logits, _ = prefill(m.hf_model, Prompt.left_padded(*batch.rows([k])))
     return logits[:, 0]
 
 
@@ -265,8 +268,8 @@ def reference_decode(m: AttentionFusion, segments, pad_id: int) -> tuple[list[in
         length = ids.shape[1]
         mask = dense_mask(packed_mask_mod((level, segment, valid)), 1, length)
         # In the form the model's attention honours, with its sliding windows (test_architectures.py).
-        mask = model_mask(m.lm, mask, pos, pos)
-        logits = m.lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[0].float()
+        mask = model_mask(m.hf_model, mask, pos, pos)
+        logits = m.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[0].float()
         if step == 0 and m.first_token == "block_ends":
             scores = logits[packed.block_ends[0]].mean(0)  # avg over the block ends
         else:
@@ -310,7 +313,7 @@ def test_dense_equals_flex(module, data, layout, positions, config, mode, shared
     batch, _ = data(config, n=3, shots=2, shared=shared)
     dense = attention(module, layout, positions, mode, backend="dense")
     flex = attention(module, layout, positions, mode, backend="flex")
-    assert flex.lm.config._attn_implementation == "selfens_flex"
+    assert flex.hf_model.config._attn_implementation == "selfens_flex"
     packed = pack(batch.segments, layout, dense.tokenizer.pad_token_id)  # whole rows: no prefix cache needed
     dense_prompt, flex_prompt = dense.prompt(packed), flex.prompt(packed)
     assert isinstance(flex_prompt.attention_mask, BlockMask)
@@ -319,7 +322,7 @@ def test_dense_equals_flex(module, data, layout, positions, config, mode, shared
         warnings.simplefilter("ignore")  # eager (uncompiled) flex warns that it is unfused
         _, flex_decoded, flex_steps = run(flex, batch)
         with torch.no_grad():
-            flex_logits = flex.lm(
+            flex_logits = flex.hf_model(
                 input_ids=flex_prompt.input_ids,
                 attention_mask=flex_prompt.attention_mask,
                 position_ids=flex_prompt.position_ids,
@@ -327,7 +330,7 @@ def test_dense_equals_flex(module, data, layout, positions, config, mode, shared
             ).logits
     _, dense_decoded, dense_steps = run(dense, batch)
     with torch.no_grad():
-        dense_logits = dense.lm(
+        dense_logits = dense.hf_model(
             input_ids=dense_prompt.input_ids,
             attention_mask=dense_prompt.attention_mask,
             position_ids=dense_prompt.position_ids,

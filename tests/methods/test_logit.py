@@ -12,10 +12,10 @@ import torch
 
 from selfens.data import ParaRel
 from selfens.data.batch import ParaphraseBatch, collate
-from selfens.decode import Prompt
-from selfens.fusion import FUSIONS, bind
+from selfens.decoding.fusion import FUSIONS, bind
+from selfens.decoding.prompt import Prompt
 from selfens.methods import LogitFusion, Origin, PerPrompt
-from selfens.models import load_tokenizer
+from selfens.model.registry import load_tokenizer
 
 ALL = sorted(FUSIONS)  # avg, max, weighted_avg, weighted_max
 MAX_NEW = 6
@@ -239,7 +239,7 @@ def test_cached_lockstep_equals_uncached_reference(tiny_model_path, dm3, disagre
     if stop is not None:
         m.stop_rule = stop  # the decoder drops a finished example's rows: the others must not notice
     ids, valid = batch.rows()
-    expected = reference_fused_decode(m.lm, ids, valid, 3, ref, 8, set(m.eos_ids), stop)
+    expected = reference_fused_decode(m.hf_model, ids, valid, 3, ref, 8, set(m.eos_ids), stop)
     assert [len(t) for t in expected] == ([8, 2, 8] if stopped is not None else [8, 8, 8])
     assert fused_tokens(m, batch) == expected
 
@@ -342,7 +342,7 @@ def test_zero_confidence_everywhere_is_said(tiny_model_path, batch3, fusion, tmp
 
 
 def test_unreadable_confidence_cache_lines_are_counted(tiny_model_path, batch3, tmp_path):
-    from selfens.confidence import ConfidenceCache
+    from selfens.methods.confidence import ConfidenceCache
 
     m = fusion_module(tiny_model_path, "weighted_avg", tmp_path)
     m.confidences(batch3)  # fills the cache

@@ -216,7 +216,7 @@ def progress_counts(err: str, label: str) -> list[tuple[dict[str, int], str]]:
 def test_progress_counts_questions_and_paraphrases_within_one_batch(tiny_model_path, tmp_path, capsys, monkeypatch):
     """One batch of 2 questions, 5 slots each, every output kept: a line after each slot's decode (not
     one bar of 1 batch), the estimate from the first paraphrase done, the last line at the totals."""
-    monkeypatch.setattr("selfens.progress.EVERY", 0.0)  # a line at every count (stderr is not a terminal)
+    monkeypatch.setattr("selfens.run.progress.EVERY", 0.0)  # a line at every count (stderr is not a terminal)
     args = paraphrase_args(tiny_model_path, tmp_path / "wq.jsonl", 2, "--model.checks", "[]", progress=True)
     capsys.readouterr()
     selfens(*args)
@@ -243,7 +243,7 @@ def test_progress_counts_questions_and_paraphrases_within_one_batch(tiny_model_p
 
 
 def test_no_progress_lines_with_the_progress_bar_off(tiny_model_path, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("selfens.progress.EVERY", 0.0)
+    monkeypatch.setattr("selfens.run.progress.EVERY", 0.0)
     capsys.readouterr()
     selfens(*paraphrase_args(tiny_model_path, tmp_path / "wq.jsonl", 1))
     assert progress_counts(capsys.readouterr().err, "paraphrase") == []

@@ -20,14 +20,14 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from selfens.config import build_job, connect
+from selfens.cli.lightning import build_job, connect
 from selfens.data.paraphrase_files import meta_path, settings_hash
 from selfens.errors import ConfigError
 from selfens.paraphrase.module import Paraphraser
 from selfens.paraphrase.summary import summary
-from selfens.progress import Progress, instead_of_bar
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, end_cut_line, rows_by_index, write_atomic, write_rows
+from selfens.run.progress import Progress, instead_of_bar
 from selfens.run.resume import Resume
 
 # Data settings left out of the record in the sidecar: they only bound or pace the run.

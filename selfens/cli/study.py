@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from selfens.cli.report import main as report
 from selfens.errors import ConfigError, SelfensError
-from selfens.report.command import main as report
 from selfens.run.identity import RunIdentity, load_identity
 from selfens.run.resume import finished_rows
 from selfens.study.grid import Cell, Study, load_study
@@ -34,8 +34,8 @@ from selfens.study.grid import Cell, Study, load_study
 # Lightning and the models are imported where they are used: `selfens study --help`,
 # and a study file with a mistake, are answered in a moment, without them.
 if TYPE_CHECKING:
-    from selfens.config import SelfensCLI
-    from selfens.lm import LanguageModel
+    from selfens.cli.lightning import SelfensCLI
+    from selfens.model.language_model import LanguageModel
     from selfens.study.progress import StudyProgress
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
     study = load_study(args.config)
     from lightning.pytorch.utilities import rank_zero_only
 
-    from selfens.lm import LanguageModel
+    from selfens.model.language_model import LanguageModel
     from selfens.study.progress import StudyProgress
 
     with _quiet():
@@ -108,12 +108,12 @@ def main(argv: list[str]) -> None:
 
 def check_cells(study: Study) -> None:
     """Parse every cell with `selfens test`'s parser (nothing is built or loaded)."""
-    from selfens.config import ParseOnlyCLI
-    from selfens.models import resolve
+    from selfens.cli.lightning import ParseOnlyCLI
+    from selfens.model.registry import model_spec
 
     for model in study.models:
         try:
-            resolve(model)
+            model_spec(model)
         except SelfensError as error:
             raise ConfigError(f"{study.path}: {error}") from error
     for cell in study.cells:
@@ -126,8 +126,8 @@ def check_cells(study: Study) -> None:
 def plan(study: Study, lm: LanguageModel) -> list[Planned]:
     """Build each cell of `lm`'s model (sharing its tokenizer, and later its weights) and set up its
     data: what the study counts, and what a finished cell's identity is checked against."""
-    from selfens.config import connect
-    from selfens.lm import shared
+    from selfens.cli.lightning import connect
+    from selfens.model.language_model import shared
 
     planned = []
     with shared(lm):
@@ -153,7 +153,7 @@ def load(lm: LanguageModel, planned: list[Planned]) -> None:
 
 def run_cell(planned: Planned, lm: LanguageModel, resume: bool, progress: StudyProgress) -> None:
     """`selfens test` of one cell, in its own folder (resumed there if interrupted), on the shared model."""
-    from selfens.lm import shared
+    from selfens.model.language_model import shared
 
     args = ["test", "--config", yaml.safe_dump(planned.cell.config), "--verbose", "false"]
     if resume:
@@ -172,7 +172,7 @@ def finished_rows_or_none(folder: Path) -> list[dict]:
 def _build(args: list[str], **kwargs) -> SelfensCLI:
     """`build`, without LightningCLI's warning that sys.argv holds arguments too: it does (`selfens
     study ...`), and stays so (DDP's launcher starts the other processes with it: each runs the study)."""
-    from selfens.config import build
+    from selfens.cli.lightning import build
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

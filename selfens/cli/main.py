@@ -1,5 +1,5 @@
 """The `selfens` command: `selfens COMMAND [options]`, each command from the table in
-`selfens.commands`.
+`selfens.cli.commands`.
 
 Expected failures (bad data, settings or options) print one line and exit with status 2; `--debug`
 or SELFENS_DEBUG=1 shows the traceback instead.
@@ -11,9 +11,9 @@ import os
 import sys
 import warnings
 
-from selfens.commands import COMMANDS, LIGHTNING, entry_point
+from selfens.cli import on_terminal
+from selfens.cli.commands import COMMANDS, LIGHTNING, entry_point
 from selfens.errors import SelfensError
-from selfens.wizard import on_terminal
 
 NOT_A_TERMINAL = (
     "selfens: no terminal here to ask on: run a config, e.g. selfens test --config configs/pararel/origin.yaml "

@@ -1,4 +1,7 @@
-"""A KV cache that decode steps write into in place.
+"""The caches of the decode: the KV cache that decode steps write into in place, the KV of shared
+prefixes (`PrefixCache`) and whole prompts' prefills kept for a second decode (`PrefillMemo`).
+
+The in-place KV cache:
 
 transformers' `DynamicLayer` appends a step's key with `torch.cat`, which copies every row's whole
 cache on every step: at 64 rows of ~150 keys that is ~560 MB a step for SmolLM2-135M, and a step's
@@ -9,9 +12,14 @@ same numbers a `DynamicLayer` would, so attention computes the same logits.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Hashable
 from functools import cache
+from typing import Optional
 
 from torch import Tensor
+
+from selfens.decoding.prompt import Prompt
 
 
 def _buffer(parts: list[Tensor], length: int, room: int) -> Tensor:
@@ -124,3 +132,59 @@ def cache_bytes(kv_cache) -> int:
         else sum(t.numel() * t.element_size() for t in (layer.keys, layer.values))
         for layer in kv_cache.layers
     )
+
+
+class PrefixCache:
+    """The KV of recently prefilled prefixes (one row each), keyed by what determines it; least
+    recently used first out, at most `size` of them."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.entries = size, OrderedDict()
+
+    def get(self, key: Hashable):
+        if key is None or key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key: Hashable, kv) -> None:
+        if key is None or self.size < 1:
+            return
+        self.entries[key] = kv
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+class PrefillMemo:
+    """The prefills of whole prompts, for a later decode of equal prompts: a weighted method's greedy
+    confidence pass prefills the very prompts its fused decode then reads, and the second decode
+    takes the first one's logits and KV instead of running the prompts again (the same tensors, so
+    the same answers). An entry is a whole prompt's KV: keep a memo only as long as its prompts
+    may come again (one batch). At most `max_rows` prompt rows are kept (None: all); a prompt that
+    would pass that is run as usual and not kept."""
+
+    def __init__(self, max_rows: Optional[int] = None):
+        self.max_rows, self.rows = max_rows, 0
+        self.entries: dict[Hashable, tuple[Tensor, object]] = {}
+
+    @staticmethod
+    def key(prompt: Prompt) -> Optional[Hashable]:
+        """What determines a prompt's prefill: its tokens, positions, mask and prefix. None: a prompt
+        this memo does not keep (a BlockMask, or a prefix with no key)."""
+        if not isinstance(prompt.attention_mask, Tensor) or (prompt.prefix is not None and prompt.prefix.key is None):
+            return None
+        tensors = (prompt.input_ids, prompt.valid, prompt.position_ids, prompt.attention_mask, prompt.logit_positions)
+        contents = tuple(
+            None if t is None else (tuple(t.shape), str(t.dtype), t.detach().cpu().numpy().tobytes()) for t in tensors
+        )
+        return (prompt.prefix.key if prompt.prefix is not None else None, contents)
+
+    def get(self, key: Optional[Hashable]):
+        return None if key is None else self.entries.get(key)
+
+    def put(self, key: Optional[Hashable], logits: Tensor, cache) -> None:
+        rows = logits.shape[0]
+        if key is None or key in self.entries or (self.max_rows is not None and self.rows + rows > self.max_rows):
+            return
+        self.entries[key], self.rows = (logits, cache), self.rows + rows

@@ -7,8 +7,8 @@ from typing import Callable, Optional
 
 from selfens.data.encoding import encode_example
 from selfens.errors import ConfigError
-from selfens.prompts import CuePlace, Part, PromptFormat, Shot, render
-from selfens.segments import Segments
+from selfens.prompting.formats import CuePlace, Part, PromptFormat, Shot, render
+from selfens.prompting.segments import Segments
 
 
 def chat_renderer(tokenizer, model_name: str) -> Callable[[str], str]:

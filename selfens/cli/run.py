@@ -26,10 +26,11 @@ from pathlib import Path
 import questionary
 
 from selfens.attention.packing import LAYOUTS
+from selfens.cli import on_terminal
+from selfens.cli import run_plan as plan
+from selfens.cli.run_plan import METHODS, OWN_FILE, SETTINGS, Choices
 from selfens.errors import ConfigError, SelfensError
-from selfens.models import resolve
-from selfens.wizard import on_terminal, plan
-from selfens.wizard.plan import METHODS, OWN_FILE, SETTINGS, Choices
+from selfens.model.registry import model_spec
 
 LOCAL = "local folder"
 DEFAULT_METHODS = ("origin", "avg")
@@ -198,9 +199,9 @@ def run(paths: list[Path], folder: Path, model: str) -> None:
     """Each config as `selfens test --config PATH`, in this process, all sharing one loaded model (as
     a study's runs do); then the report of them all."""
     # Lightning loads here, once the questions are answered.
-    from selfens.config import run_lightning
-    from selfens.lm import LanguageModel, shared
-    from selfens.report.command import main as report
+    from selfens.cli.lightning import run_lightning
+    from selfens.cli.report import main as report
+    from selfens.model.language_model import LanguageModel, shared
 
     with shared(LanguageModel(model)):
         for path in paths:
@@ -239,7 +240,7 @@ def _is_file(text: str) -> bool | str:
 def _is_model(text: str) -> bool | str:
     folder = Path(text).expanduser()
     try:
-        resolve(str(folder))
+        model_spec(str(folder))
     except ConfigError as error:
         return str(error).split(". ")[0]
     return (folder / "config.json").is_file() or f"{text!r} has no config.json (save a model with save_pretrained)"

@@ -24,9 +24,9 @@ from typing import Optional
 
 import yaml
 
+from selfens.decoding.fusion import FUSIONS
 from selfens.errors import ConfigError
-from selfens.fusion import FUSIONS
-from selfens.models import EMBEDDED, GGUF_PACKAGES, MODELS
+from selfens.model.registry import EMBEDDED, GGUF_PACKAGES, MODELS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TEMPLATES = "pararel"  # the dataset whose configs cover every method and attention variant

@@ -8,11 +8,9 @@ attention fusion packs them into one row and may fuse the prefill logits at N po
 
 from __future__ import annotations
 
-import operator
 import time
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -20,255 +18,19 @@ from torch import Tensor
 
 from selfens.attention.layers import full_cache, model_mask
 from selfens.attention.masks import decode_mask
-from selfens.attention.positions import next_position, sequential_positions
-from selfens.kv_cache import cache_bytes, joined, roomy_cache
-from selfens.padding import left_pad
+from selfens.attention.positions import next_position
+from selfens.decoding.caches import PrefillMemo, PrefixCache, cache_bytes, joined, roomy_cache
+from selfens.decoding.prompt import Prompt, pad_left
+from selfens.decoding.result import DecodeCost, Decoded
+from selfens.decoding.sampling import Choose, greedy
 
 Fuse = Callable[[Tensor, Tensor], Tensor]  # (logits [A, G, V], example ids [A]) -> [A, V]
-Choose = Callable[[Tensor, Tensor], Tensor]  # (fused logits [A, V], example ids [A]) -> next token ids [A]
 Stop = Callable[[int, list[int]], bool]  # (example index, generated ids) -> done?
 
 
 def first_row(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:
     """No fusion: the logits of a group's only row. [B, 1, V] -> [B, V]."""
     return logits[:, 0]
-
-
-def greedy(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:
-    """The most likely token. [B, V] -> [B]."""
-    return logits.argmax(-1)
-
-
-def _warped(logits: Tensor, temperature: float, top_k: int, top_p: float) -> tuple[Tensor, Tensor]:
-    """(probs, token ids), each [B, V'], of softmax(logits / temperature) restricted to the top_k
-    tokens (0: all) and then to the smallest set whose probability reaches top_p (transformers'
-    order of warpers); sorted by probability, descending."""
-    if 0 < top_k < logits.shape[-1]:
-        values, index = logits.topk(top_k, dim=-1)  # sorted, descending
-    else:
-        values, index = logits.sort(dim=-1, descending=True)
-    probs = (values / temperature).softmax(-1)
-    if top_p < 1.0:
-        before = probs.cumsum(-1) - probs  # mass of the more likely tokens
-        probs = probs.masked_fill(before >= top_p, 0.0)  # keeps the token that crosses top_p
-    return probs, index
-
-
-def sampler(
-    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: Optional[torch.Generator] = None
-) -> Choose:
-    """Sample every row from one `generator` (see `_warped` for the distribution)."""
-
-    def sample(logits: Tensor, examples: Optional[Tensor] = None) -> Tensor:  # [B, V] -> [B]
-        probs, index = _warped(logits, temperature, top_k, top_p)
-        choice = torch.multinomial(probs, 1, generator=generator)  # [B, 1]
-        return index.gather(-1, choice).squeeze(-1)
-
-    return sample
-
-
-def seeded_sampler(temperature: float, top_k: int, top_p: float, seeds: list[int]) -> Choose:
-    """Sample example b from its own generator, seeded with seeds[b]: what it draws does not depend
-    on which other examples share its batch, or when they stop."""
-    generators: dict[int, torch.Generator] = {}
-
-    def sample(logits: Tensor, examples: Tensor) -> Tensor:  # [A, V], [A] -> [A]
-        probs, index = _warped(logits, temperature, top_k, top_p)
-        choices = []
-        for row, b in enumerate(examples.tolist()):
-            if b not in generators:
-                generators[b] = torch.Generator(device=logits.device).manual_seed(seeds[b])
-            choices.append(torch.multinomial(probs[row : row + 1], 1, generator=generators[b]))
-        return index.gather(-1, torch.cat(choices)).squeeze(-1)
-
-    return sample
-
-
-@dataclass
-class Prompt:
-    """What the model reads at prefill, R rows: everything decoding needs to know about how the rows
-    are laid out comes in here (packed prompts: from `selfens.attention`).
-
-    With a `prefix`, every row starts with the same tokens: the prefix (one row, P tokens) is
-    prefilled once, or its KV taken from a `PrefixCache`, and shared by all R rows; the rows here
-    are what follows it, and `attention_mask` covers the prefix's keys and theirs.
-    """
-
-    input_ids: Tensor  # [R, L]
-    valid: Tensor  # [R, L] bool: real tokens (False on padding)
-    position_ids: Tensor  # [R, L]
-    attention_mask: object  # [R, P+L] padding mask (causal implied), or [R, 1, L, P+L] bool, or a BlockMask
-    logit_positions: Optional[Tensor] = None  # [R, Q] where the prefill's next-token logits are read; None: the last
-    prefix: Optional[Prompt] = None  # one row of P tokens that every row starts with
-    key: Optional[Hashable] = None  # a prefix's identity (tokens, positions, mask) for the PrefixCache
-
-    @classmethod
-    def left_padded(cls, input_ids: Tensor, valid: Tensor) -> Prompt:
-        """Independent prompts: positions count the real tokens of each row, as `generate` does."""
-        return cls(input_ids, valid, sequential_positions(valid), attention_mask=valid.long())
-
-    @classmethod
-    def with_prefix(cls, prefix: list[int], rests: list[list[int]], pad_id: int) -> Prompt:
-        """Single prompts `prefix + rest` that share `prefix`: the rests left-padded after it."""
-        prefix_ids = torch.tensor(prefix, dtype=torch.long)[None]  # [1, P]
-        shared = cls.left_padded(prefix_ids, torch.ones_like(prefix_ids, dtype=torch.bool))
-        shared.key = ("causal", tuple(prefix))
-        ids, valid = left_pad(rests, pad_id)
-        positions = (sequential_positions(valid) + len(prefix)).masked_fill(~valid, 0)
-        mask = torch.cat([valid.new_ones(len(rests), len(prefix)), valid], dim=-1).long()
-        return cls(ids, valid, positions, attention_mask=mask, prefix=shared)
-
-    @property
-    def key_valid(self) -> Tensor:
-        """[R, P+L]: which keys are real once prefilled, the prefix's included."""
-        if self.prefix is None:
-            return self.valid
-        return torch.cat([self.prefix.valid.expand(self.valid.shape[0], -1), self.valid], dim=-1)
-
-    @property
-    def key_positions(self) -> Tensor:
-        """[R, P+L]: the position ids of the keys once prefilled, the prefix's included."""
-        if self.prefix is None:
-            return self.position_ids
-        return torch.cat([self.prefix.position_ids.expand(self.valid.shape[0], -1), self.position_ids], dim=-1)
-
-    def to(self, device) -> Prompt:
-        move = lambda t: t.to(device) if isinstance(t, Tensor) else t
-        prefix = self.prefix.to(device) if self.prefix is not None else None
-        return Prompt(
-            *(move(t) for t in (self.input_ids, self.valid, self.position_ids, self.attention_mask)),
-            logit_positions=move(self.logit_positions),
-            prefix=prefix,
-            key=self.key,
-        )
-
-    def select(self, rows: list[int]) -> Prompt:
-        """Some rows of the prompt, without the columns that are padding in all of them (a padding
-        mask or a dense 4D mask; a BlockMask cannot be cut)."""
-        mask = self.attention_mask
-        if not isinstance(mask, Tensor):
-            raise ValueError("select() needs a tensor mask (a padding mask or a dense 4D mask), not a BlockMask")
-        valid = self.valid[rows]
-        keep = valid.any(0).nonzero().squeeze(-1)  # [L']
-        p = mask.shape[-1] - self.valid.shape[-1]  # the prefix's keys
-        key_cols = torch.cat([torch.arange(p, device=keep.device), keep + p])
-        mask = mask[rows][..., key_cols]
-        if mask.dim() == 4:  # [r, 1, L, P+L]: the queries are the kept columns too
-            mask = mask[:, :, keep]
-        logit_positions = self.logit_positions
-        if logit_positions is not None:  # a kept column's new index
-            logit_positions = torch.searchsorted(keep, logit_positions[rows])
-        return Prompt(
-            self.input_ids[rows][:, keep],
-            valid[:, keep],
-            self.position_ids[rows][:, keep],
-            attention_mask=mask,
-            logit_positions=logit_positions,
-            prefix=self.prefix,
-            key=self.key,
-        )
-
-
-class PrefixCache:
-    """The KV of recently prefilled prefixes (one row each), keyed by what determines it; least
-    recently used first out, at most `size` of them."""
-
-    def __init__(self, size: int = 32):
-        self.size, self.entries = size, OrderedDict()
-
-    def get(self, key: Hashable):
-        if key is None or key not in self.entries:
-            return None
-        self.entries.move_to_end(key)
-        return self.entries[key]
-
-    def put(self, key: Hashable, kv) -> None:
-        if key is None or self.size < 1:
-            return
-        self.entries[key] = kv
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-
-class PrefillMemo:
-    """The prefills of whole prompts, for a later decode of equal prompts: a weighted method's greedy
-    confidence pass prefills the very prompts its fused decode then reads, and the second decode
-    takes the first one's logits and KV instead of running the prompts again (the same tensors, so
-    the same answers). An entry is a whole prompt's KV: keep a memo only as long as its prompts
-    may come again (one batch). At most `max_rows` prompt rows are kept (None: all); a prompt that
-    would pass that is run as usual and not kept."""
-
-    def __init__(self, max_rows: Optional[int] = None):
-        self.max_rows, self.rows = max_rows, 0
-        self.entries: dict[Hashable, tuple[Tensor, object]] = {}
-
-    @staticmethod
-    def key(prompt: Prompt) -> Optional[Hashable]:
-        """What determines a prompt's prefill: its tokens, positions, mask and prefix. None: a prompt
-        this memo does not keep (a BlockMask, or a prefix with no key)."""
-        if not isinstance(prompt.attention_mask, Tensor) or (prompt.prefix is not None and prompt.prefix.key is None):
-            return None
-        tensors = (prompt.input_ids, prompt.valid, prompt.position_ids, prompt.attention_mask, prompt.logit_positions)
-        contents = tuple(
-            None if t is None else (tuple(t.shape), str(t.dtype), t.detach().cpu().numpy().tobytes()) for t in tensors
-        )
-        return (prompt.prefix.key if prompt.prefix is not None else None, contents)
-
-    def get(self, key: Optional[Hashable]):
-        return None if key is None else self.entries.get(key)
-
-    def put(self, key: Optional[Hashable], logits: Tensor, cache) -> None:
-        rows = logits.shape[0]
-        if key is None or key in self.entries or (self.max_rows is not None and self.rows + rows > self.max_rows):
-            return
-        self.entries[key], self.rows = (logits, cache), self.rows + rows
-
-
-@dataclass
-class DecodeCost:
-    """What a decode costs, summed over calls."""
-
-    prefill_tokens: int = 0
-    """Real (non-padding) tokens run at prefill; a prefix taken from the PrefixCache is not run."""
-    prefill_padded_tokens: int = 0
-    """Tokens run at prefill, padding included: what the model computed."""
-    forward_calls: int = 0
-    decode_steps: int = 0
-    row_steps: int = 0
-    """Rows decoded, summed over decode steps (finished rows are dropped)."""
-    seconds: float = 0.0
-    peak_kv_bytes: int = 0
-    """The largest KV cache held (max over calls, not summed)."""
-
-    def add(self, other: DecodeCost) -> None:
-        for f in fields(self):
-            combine = max if f.name == "peak_kv_bytes" else operator.add
-            setattr(self, f.name, combine(getattr(self, f.name), getattr(other, f.name)))
-
-
-@dataclass
-class Decoded:
-    tokens: list[list[int]]  # per example: generated ids, without the EOS that stopped it
-    # Per example: softmax of the fused scores at each generated token; for a single prompt, the
-    # model's probability of its own token (the cheap confidence measure).
-    token_probs: list[list[float]]
-    cost: DecodeCost = field(default_factory=DecodeCost)
-
-    def reordered(self, order: list[int]) -> Decoded:
-        """The examples put back in another order: position i of the decode answered `order[i]`, in
-        units of len(tokens) // len(order) decoded examples (e.g. an example's N single prompts)."""
-        units = len(self.tokens) // len(order)
-        place = [order[i // units] * units + i % units for i in range(len(self.tokens))]
-        tokens, token_probs = [None] * len(place), [None] * len(place)
-        for i, j in enumerate(place):
-            tokens[j], token_probs[j] = self.tokens[i], self.token_probs[i]
-        return Decoded(tokens, token_probs, self.cost)
-
-
-def decode_order(groups: list[list[int]]) -> list[int]:
-    """The examples of `groups` in the order a decode of one prompt per group numbers them."""
-    return [b for group in groups for b in group]
 
 
 def prefill(
@@ -347,7 +109,7 @@ class _Running:
     """The rows decoding together, left-padded to one key length: their KV cache, which of their
     keys are real and at which positions, and the position each row's next token takes."""
 
-    cache: object  # a roomy cache (`selfens.kv_cache`), [R, H, K, D] a layer, with room for `room` more keys
+    cache: object  # a roomy cache (`selfens.decoding.caches`), [R, H, K, D] a layer, with room for `room` more keys
     valid: Tensor  # [R, K]
     key_positions: Tensor  # [R, K]
     position: Tensor  # [R, 1]
@@ -377,9 +139,9 @@ class _Running:
         """Add `other`'s rows after these: the shorter side's keys are left-padded (masked: never attended)."""
         length = max(self.valid.shape[1], other.valid.shape[1])
         self.cache = joined(self.cache, other.cache, max(self.room, other.room))
-        self.valid = torch.cat([_pad_left(self.valid, length, 1), _pad_left(other.valid, length, 1)])
+        self.valid = torch.cat([pad_left(self.valid, length, 1), pad_left(other.valid, length, 1)])
         self.key_positions = torch.cat(
-            [_pad_left(self.key_positions, length, 1), _pad_left(other.key_positions, length, 1)]
+            [pad_left(self.key_positions, length, 1), pad_left(other.key_positions, length, 1)]
         )
         self.position = torch.cat([self.position, other.position])
 
@@ -390,16 +152,6 @@ class _Running:
         logits, self.cache = decode_one_token(model, token, self.position, self.valid, self.cache, self.key_positions)
         self.position = self.position + 1
         return logits
-
-
-def _pad_left(t: Tensor, length: int, dim: int) -> Tensor:
-    """`t` left-padded with zeros (False) along `dim` to `length`."""
-    missing = length - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
 class _Waiting:

@@ -16,11 +16,11 @@ class Command:
 
 
 # Lightning's own subcommands: the entry point gets the subcommand name first.
-LIGHTNING = "selfens.config:run_lightning"
+LIGHTNING = "selfens.cli.lightning:run_lightning"
 
 COMMANDS: dict[str, Command] = {
     "run": Command(
-        "selfens.wizard.command:main",
+        "selfens.cli.run:main",
         "choose data, methods and model step by step; run",
         "selfens run   (or just selfens, on a terminal)",
     ),
@@ -36,32 +36,32 @@ COMMANDS: dict[str, Command] = {
         LIGHTNING, "like test, logged as val/", "selfens validate --config configs/pararel/origin.yaml"
     ),
     "confidence": Command(
-        "selfens.confidence_command:main",
+        "selfens.cli.confidence:main",
         "compute and cache a weighted method's confidences",
         "selfens confidence --config configs/pararel/weighted_avg.yaml",
     ),
     "mask": Command(
-        "selfens.mask_command:main",
+        "selfens.cli.mask:main",
         "draw the attention mask of one example",
         "selfens mask --config configs/pararel/attention.yaml",
     ),
     "paraphrase": Command(
-        "selfens.paraphrase.command:main",
+        "selfens.cli.paraphrase:main",
         "write a paraphrase file with a model",
         "selfens paraphrase --config configs/paraphrase/webquestions.yaml",
     ),
     "report": Command(
-        "selfens.report.command:main",
+        "selfens.cli.report:main",
         "runs side by side: CIs, paired tests, md/csv/plots",
         "selfens report lightning_logs/<name>",
     ),
     "study": Command(
-        "selfens.study.command:main",
+        "selfens.cli.study:main",
         "a grid of models x methods x N, then one report",
         "selfens study --config configs/study/pararel.yaml",
     ),
     "ask": Command(
-        "selfens.ask:main",
+        "selfens.cli.ask:main",
         "ask questions in several phrasings at a terminal",
         'echo "q? || q2?" | selfens ask --config C',
     ),

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from selfens.commands import COMMANDS
+from selfens.cli.commands import COMMANDS
 from selfens.data.base import ParaphraseDataModule
 from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule

@@ -103,7 +103,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SELFENS_CACHE", Path.home() / ".cache" / "selfens"))
 
 
-def resolve(name: str) -> ModelSpec:
+def model_spec(name: str) -> ModelSpec:
     """The spec of a registry name or a local model folder; anything else is an error."""
     if name in MODELS:
         return MODELS[name]
@@ -124,7 +124,7 @@ def _has_chat_template(folder: Path) -> bool:
 
 def model_path(name: str) -> str:
     """A folder or hub id that `from_pretrained` can read; converts a GGUF model on first use."""
-    spec = resolve(name)
+    spec = model_spec(name)
     if name in GGUF_PACKAGES:
         target = cache_dir() / "models" / name
         if not (target / "config.json").exists():
@@ -140,7 +140,7 @@ def _hub_snapshot(name: str, repo_id: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from selfens.hub import hub_reachable
+    from selfens.model.hub import hub_reachable
 
     try:
         return snapshot_download(repo_id, local_files_only=True)
@@ -247,7 +247,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementatio
     "sdpa" falls back to "eager" for a model without SDPA (Gemma 2: SDPA cannot soft-cap scores).
     `device_map`: None (one device, placed by Lightning) or accelerate's ("auto": over every GPU).
 
-    Which architectures selfens can decode is checked by its caller (`selfens.lm.LanguageModel`).
+    Which architectures selfens can decode is checked by its caller (`selfens.model.language_model.LanguageModel`).
     """
     from transformers import AutoModelForCausalLM
 

@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> None:
     from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
     from selfens.attention.packing import pack
-    from selfens.config import build, connect
+    from selfens.cli.lightning import build, connect
     from selfens.data.batch import collate
     from selfens.methods.attention import AttentionFusion
 

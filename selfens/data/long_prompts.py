@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Optional
 
 from selfens.data.records import DataError, Record
-from selfens.segments import Segments
+from selfens.prompting.segments import Segments
 
 LongPromptPolicy = Literal["drop_shots", "skip", "error"]
 

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 import torch
 
-from selfens.decode import Choose, DecodeCost, Decoded, Prompt, _warped
+from selfens.decoding.prompt import Prompt
+from selfens.decoding.result import DecodeCost, Decoded
+from selfens.decoding.sampling import per_prompt_sampler
 from selfens.errors import SelfensError
 from selfens.run.files import append_rows, read_lines
 
 if TYPE_CHECKING:
-    from selfens.progress import Progress
+    from selfens.run.progress import Progress
 
 Measure = Literal["sampling", "token_prob"]
 
@@ -85,29 +87,6 @@ def agreement(samples: list[str], greedy_answer: str, lemmatizer) -> float:
     if not samples:
         return 0.0
     return sum(lemma_match(s, [greedy_answer], lemmatizer) for s in samples) / len(samples)
-
-
-def per_prompt_sampler(
-    temperature: float, top_k: int, top_p: float, generators: list[torch.Generator], copies: int
-) -> Choose:
-    """Sample example b, copy b % copies of prompt b // copies, from its prompt's generator (see
-    `_warped` for the distribution). A prompt's alive copies are drawn with one `torch.multinomial`
-    call, in order, as `decode.sampler` draws them when that prompt is decoded alone: the same
-    random numbers are used, so its samples do not depend on which prompts share its batch."""
-
-    def sample(logits: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:  # [A, V], [A] -> [A]
-        prompts = examples // copies
-        if bool((prompts.diff() < 0).any()):  # a prompt split in two runs would draw twice
-            raise ValueError("per_prompt_sampler needs the examples in order (a prompt's copies together)")
-        probs, index = _warped(logits, temperature, top_k, top_p)
-        owners, counts = torch.unique_consecutive(prompts, return_counts=True)
-        choices = [
-            torch.multinomial(rows, 1, generator=generators[p])
-            for p, rows in zip(owners.tolist(), probs.split(counts.tolist()))
-        ]
-        return index.gather(-1, torch.cat(choices)).squeeze(-1)
-
-    return sample
 
 
 def chunks(count: int, size: int) -> list[list[int]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from selfens.progress import Progress
+    from selfens.run.progress import Progress
 
 
 def main(argv: list[str]) -> None:
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
         )
         return
     # Imported here, so that --help answers at once (Lightning alone takes seconds to import).
-    from selfens.config import build, connect
+    from selfens.cli.lightning import build, connect
     from selfens.errors import ConfigError
     from selfens.methods.confidence_pass import ConfidencePass
     from selfens.methods.logit import LogitFusion
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
 def prompt_progress(trainer, data) -> Optional[Progress]:
     """A line counting the prompts (a batch of B examples is B x N prompts, each sampled K times:
     minutes)."""
-    from selfens.progress import instead_of_bar
+    from selfens.run.progress import instead_of_bar
 
     data.setup("predict")
     return instead_of_bar(trainer, "confidence", {"prompts": len(data.examples) * data.num_paraphrases})

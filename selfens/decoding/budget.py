@@ -167,30 +167,3 @@ def auto_batch_size(rows_per_example: int, max_rows: int, examples: int, world_s
         raise ValueError(f"examples must be at least 0, got {examples}")
     wanted = math.ceil(BATCH_FILLS * max_rows / rows_per_example)
     return max(1, min(wanted, math.ceil(examples / world_size)))
-
-
-def resolve(module) -> None:
-    """Set a loaded method module's `decode_rows` and, for `batch_size: auto`, its data module's
-    batch size (called at the end of `EnsembleModule.configure_model`). Without a Trainer, or a data
-    module that is set up, nothing changes.
-
-    Every process must batch alike (the sampler hands out whole batches by index), so all take the
-    fewest rows any of them can hold."""
-    trainer = module._trainer
-    data = getattr(trainer, "datamodule", None) if trainer is not None else None
-    if data is None or getattr(data, "examples", None) is None:
-        return
-    done = data.resumed.done if data.resumed is not None else set()
-    left = [e for e in data.examples if e.index not in done]
-    tokens = max((module.prompt_length(e.segments) for e in left), default=1) + module.hparams.max_new_tokens
-    device = module.target_device()
-    budget = memory_budget(module.lm, device)
-    if device.type != "cuda":  # the processes on one machine share its memory
-        budget //= trainer.num_devices
-    rows = decode_rows(module.lm, tokens, device, budget)
-    rows = int(trainer.strategy.reduce(torch.tensor(rows, device=device), reduce_op="min"))
-    module.decode_rows = rows
-    if data.batch_size_auto:
-        data.resolve_batch_size(
-            auto_batch_size(module.rows_per_example(data.num_paraphrases), rows, len(left), trainer.world_size)
-        )

@@ -22,8 +22,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from selfens.decoding.fusion import FUSIONS
 from selfens.errors import ConfigError, SelfensError
-from selfens.fusion import FUSIONS
 
 if TYPE_CHECKING:
     from selfens.data.base import ParaphraseDataModule
@@ -70,7 +70,7 @@ class Asker:
 
     def __init__(self, config: str, overrides: list[str], methods: list[str], paraphraser: str | None = None):
         # Lightning and the model code load here, after the options are read: --help is quick.
-        from selfens.config import build, connect
+        from selfens.cli.lightning import build, connect
         from selfens.methods import AttentionFusion, LogitFusion, PerPrompt
 
         unknown = [m for m in methods if m not in FUSIONS and m != "attention"]
@@ -160,7 +160,7 @@ def shown(data: ParaphraseDataModule, phrasing: str) -> str:
 
 def _paraphraser(config: str, lm):
     """The Paraphraser of a `selfens paraphrase` config; it shares the evaluated model when it is the same."""
-    from selfens.config import build_job
+    from selfens.cli.lightning import build_job
     from selfens.paraphrase.module import Paraphraser
 
     job = build_job(Paraphraser, ["--config", config]).model

@@ -13,11 +13,13 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from selfens import decode as decoding
 from selfens.attention.layers import check_architecture, check_implementation
-from selfens.decode import Decoded, PrefixCache, Prompt, Stop
+from selfens.decoding.caches import PrefixCache
+from selfens.decoding.loop import Stop, decode
+from selfens.decoding.prompt import Prompt
+from selfens.decoding.result import Decoded
 from selfens.errors import ConfigError
-from selfens.models import eos_token_ids, load_model, load_tokenizer, model_config, resolve, resolve_dtype
+from selfens.model.registry import eos_token_ids, load_model, load_tokenizer, model_config, model_spec, resolve_dtype
 
 
 class LanguageModel(nn.Module):
@@ -30,10 +32,10 @@ class LanguageModel(nn.Module):
 
     def __init__(self, name: str):
         super().__init__()
-        resolve(name)  # an unknown model fails here, before anything loads
+        model_spec(name)  # an unknown model fails here, before anything loads
         self.name = name
         self.tokenizer = load_tokenizer(name)
-        self.model: Optional[nn.Module] = None
+        self.hf_model: Optional[nn.Module] = None
         self.sharded = False
         self._eos_ids: list[int] = []
         self._no_sdpa = False
@@ -41,7 +43,7 @@ class LanguageModel(nn.Module):
 
     @property
     def loaded(self) -> bool:
-        return self.model is not None
+        return self.hf_model is not None
 
     def load(
         self,
@@ -53,11 +55,11 @@ class LanguageModel(nn.Module):
         """Load the weights, once: a model already loaded is kept (see `use_implementation`)."""
         device = device if device is not None else torch.device("cpu")
         check_implementation(attn_implementation, device)
-        if self.model is not None:
+        if self.hf_model is not None:
             return self
         check_architecture(model_config(self.name))
         model = load_model(self.name, resolve_dtype(dtype, device), attn_implementation, device_map)
-        self.model = model.requires_grad_(False)
+        self.hf_model = model.requires_grad_(False)
         self.sharded = device_map is not None
         self._eos_ids = eos_token_ids(model, self.tokenizer)
         # Loaded with eager where SDPA was asked: the model has none (e.g. Gemma 2, soft-capped scores).
@@ -68,11 +70,11 @@ class LanguageModel(nn.Module):
         """Run attention with `implementation` from now on: methods that share the model may need
         different ones (a packed FlexAttention mask, a dense one). A model without SDPA keeps eager."""
         self._require_loaded()
-        current = self.model.config._attn_implementation  # transformers has no public reader
+        current = self.hf_model.config._attn_implementation  # transformers has no public reader
         if implementation == current or (implementation == "sdpa" and self._no_sdpa):
             return
         try:
-            self.model.set_attn_implementation(implementation)
+            self.hf_model.set_attn_implementation(implementation)
         except ValueError:  # transformers refuses an implementation the model does not support
             if implementation != "sdpa":
                 raise
@@ -94,7 +96,7 @@ class LanguageModel(nn.Module):
         return self._eos_ids
 
     def _require_loaded(self) -> None:
-        if self.model is None:
+        if self.hf_model is None:
             raise RuntimeError(f"{self.name}: the weights are not loaded; call load() first")
 
     # -- answers -----------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ class LanguageModel(nn.Module):
         stop: Optional[Stop] = None,
         **kwargs,
     ) -> Decoded:
-        """`decode.decode` on this model's device: ends at EOS, at a stop string (or where `stop`
+        """`selfens.decoding.loop.decode` on this model's device: ends at EOS, at a stop string (or where `stop`
         says, in place of the stop strings) or after `max_new_tokens`."""
         self._require_loaded()
 
@@ -127,8 +129,8 @@ class LanguageModel(nn.Module):
             text = self.raw_text(tokens)
             return any(s in text for s in stop_strings)
 
-        return decoding.decode(
-            self.model,
+        return decode(
+            self.hf_model,
             [p.to(self.device) for p in prompts] if isinstance(prompts, list) else prompts.to(self.device),
             max_new_tokens=max_new_tokens,
             eos_ids=self.eos_ids,
@@ -140,13 +142,13 @@ class LanguageModel(nn.Module):
     @property
     def device(self) -> torch.device:
         self._require_loaded()
-        return self.model.device
+        return self.hf_model.device
 
     @property
     def dtype(self) -> str:
         """The weights' dtype as loaded, e.g. "float32"."""
         self._require_loaded()
-        return str(self.model.dtype).removeprefix("torch.")
+        return str(self.hf_model.dtype).removeprefix("torch.")
 
     def fingerprint(self) -> str:
         """sha256 of what the model is: its config, its tokenizer (vocabulary and chat template) and
@@ -155,11 +157,11 @@ class LanguageModel(nn.Module):
         if self._fingerprint is None:
             self._require_loaded()
             digest = hashlib.sha256(
-                json.dumps(_stable(self.model.config.to_dict()), sort_keys=True, default=str).encode()
+                json.dumps(_stable(self.hf_model.config.to_dict()), sort_keys=True, default=str).encode()
             )
             digest.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
             digest.update(str(self.tokenizer.chat_template or "").encode())
-            for name, weight in self.model.named_parameters():
+            for name, weight in self.hf_model.named_parameters():
                 values = weight.detach().flatten()
                 sample = values[:: max(1, values.numel() // WEIGHT_SAMPLE)][:WEIGHT_SAMPLE]
                 digest.update(f"{name}{tuple(weight.shape)}".encode())
@@ -195,7 +197,7 @@ def shared(lm: LanguageModel) -> Iterator[LanguageModel]:
         del _SHARED[lm.name]
 
 
-def language_model(model: str | LanguageModel) -> LanguageModel:
+def as_language_model(model: str | LanguageModel) -> LanguageModel:
     """A model name or a loaded model, as a `LanguageModel` (the shared one of that name, if any)."""
     if isinstance(model, LanguageModel):
         return model

@@ -21,11 +21,18 @@ from pathlib import Path
 
 from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
-from selfens.report.fit import comparison_table, group_labels, run_labels, summary_table, terminal_width, view_table
 from selfens.report.load import ReportError, collect, setting_columns, unscored
 from selfens.report.plots import write_plots
 from selfens.report.summary import summary_groups
 from selfens.report.tables import report_notes, report_sections, write_files
+from selfens.report.terminal import (
+    comparison_table,
+    group_labels,
+    run_labels,
+    summary_table,
+    terminal_width,
+    view_table,
+)
 
 
 def main(argv: list[str]) -> None:
