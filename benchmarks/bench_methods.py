@@ -5,48 +5,31 @@
     python benchmarks/bench_methods.py --out benchmarks/results_cpu.json --docs docs/benchmarks.md
     python benchmarks/bench_methods.py --facts 1000 --baseline ../base --out benchmarks/results_scale_cpu.json
 
-For each N, every method runs on the same facts, with prefix reuse on and off; `origin` is the
-baseline of each N's rows. Per row: wall time and its ratio to origin's, facts per second, prefill
-tokens (real and computed with padding) against the floor (each distinct prompt prefix once plus
-every paraphrase block once), forward calls, decoded row-steps and row-steps per decode forward
-(the rows in flight), peak KV-cache bytes, peak memory, EM, and a hash of the answers.
+For each N, every method runs on the same facts (the data module's own batches), with prefix reuse
+on and off. Per row: wall time and its ratio to origin's (reuse on), prefill tokens (real and with
+padding) against the floor (each distinct prompt prefix once plus every paraphrase block once),
+forward calls, decode steps and row-steps, peak KV-cache bytes, peak memory, EM, a hash of the answers.
 
-At one N (`--seed-n`), the seed's own loop for `avg` (no KV cache: the N full sequences re-run
-every step) runs twice, to separate what each change gains:
-
-- "avg, seed loop (as written)": one fact per forward, 20 steps, no early stop, every position's logits.
-- "avg, seed loop (same stop & batch)": the same no-cache loop with `avg`'s stop rule (stop strings,
-  EOS, max_new_tokens), its batches (the data module's, finished facts dropped) and its last-position
-  logits: it differs from `avg` with reuse off only in re-running the sequences instead of keeping a
-  KV cache, and should give its answers (its `agreement` field: the share of facts that do).
+At one N (`--seed-n`), the seed's own `avg` loop (no KV cache: the N full sequences re-run every
+step) runs twice: "as written" (one fact per forward, 20 steps, no early stop, every position's
+logits) and "same stop & batch" (`avg`'s stop rule, batches and last-position logits: it differs
+from `avg` with reuse off only in keeping no KV cache; its `agreement` is the share of facts whose
+answer is `avg`'s).
 
 At scale (`--facts K`): K facts sampled evenly over every bundled relation with N usable templates
-(as the study draws them; all that qualify if fewer), N = 5, reuse on only, no seed loops (hours).
-
-`--baseline TREE` runs the same bench (this script) with TREE's selfens package (PYTHONPATH) in the
-same sitting: one process per method and side, the baseline's first, then this tree's. Each row
-gets the baseline's wall time, new / baseline, and whether the answers (prediction and each
-paraphrase's answer, per fact) and EM are the same; the run exits 1, after writing, if they are not.
-The JSON is written after each method (`meta.complete`: all done), so a run stopped early keeps
-the methods it finished.
-
-Batches are the data module's own test loader's, as a run's. Prints a table and writes JSON;
-`--docs` then writes the docs page from that JSON and the other recorded ones
-(`benchmarks/write_docs.py`, which also rewrites it from saved JSONs).
+(as the study draws them), N = 5, reuse on, no seed loops. `--baseline TREE` runs this script again
+with TREE's package first on PYTHONPATH (benchmarks/ab.py), one process per method and side, the
+baseline's first: each row gets the baseline's wall time, new / baseline and whether every fact's
+answers are the same (exit 1 if not). The JSON is written after each method (`meta.complete`: all
+done). `--docs PAGE` then renders PAGE's tables from the recorded JSONs (benchmarks/write_docs.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
-import importlib
 import json
-import os
-import platform
 import resource
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,17 +41,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # Last: PYTHONPATH (or the installed package) decides which selfens runs; see --baseline.
 sys.path.append(str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ab  # noqa: E402
+import write_docs  # noqa: E402
 
 import selfens  # noqa: E402
 from selfens.attention.backend import attn_implementation, default_backend  # noqa: E402
 from selfens.attention.layers import model_mask  # noqa: E402
-from selfens.confidence import ConfidenceCache  # noqa: E402
 from selfens.data import ParaRel, collate  # noqa: E402
-from selfens.decode import DecodeCost  # noqa: E402
-from selfens.lm import LanguageModel  # noqa: E402
+from selfens.decoding import budget  # noqa: E402
+from selfens.decoding.result import DecodeCost  # noqa: E402
 from selfens.methods import AttentionFusion, LogitFusion, Origin, PerPrompt  # noqa: E402
+from selfens.methods.confidence import ConfidenceCache  # noqa: E402
 from selfens.metrics import exact_match  # noqa: E402
-from selfens.models import EMBEDDED  # noqa: E402
+from selfens.model.language_model import LanguageModel  # noqa: E402
+from selfens.model.registry import EMBEDDED  # noqa: E402
 
 # name -> (class, init args); weighted rules with the cheap token_prob confidence (sampling K answers
 # per prompt would dominate the table; its cost is its own: see results.json's confidence_* costs).
@@ -87,9 +75,8 @@ MAX_NEW_TOKENS = 10
 NUM_SHOTS = 4
 SCALE_N = 5  # at scale (--facts): the study's N
 SAMPLE_SEED = 0  # at scale: the study's sample
-# 2: both seed rows; their padded tokens count padding, their row-steps skip each batch's first forward.
-# 3: decode_steps, facts_per_s, rows_per_step, answers_sha256 per row; at scale, meta.data; --baseline.
-SCHEMA = 3
+SCHEMA = 3  # 3: decode_steps, facts_per_s, rows_per_step, answers_sha256 per row; meta.data; --baseline
+REUSE = {"both": (True, False), "on": (True,), "off": (False,)}
 
 
 class Plan(NamedTuple):
@@ -99,7 +86,7 @@ class Plan(NamedTuple):
     ns: list[int]
     limit: Optional[int]  # the first `limit` facts (the demo's first) ...
     sample: Optional[int]  # ... or a sample of this many over every relation (--facts)
-    batch_size: int | str  # or "auto", where the package has it
+    batch_size: int | str  # or "auto"
     seed_n: Optional[int]
     reuse: tuple[bool, ...]
     methods: tuple[str, ...]
@@ -117,7 +104,7 @@ def facts(plan: Plan, tokenizer, n: int) -> ParaRel:
         limit=plan.limit,
         sample=plan.sample,
         sample_seed=SAMPLE_SEED,
-        batch_size=data_batch_size(plan.batch_size),
+        batch_size=plan.batch_size,
         prompt_style="raw",
         fill_style="completion",
     )
@@ -139,11 +126,6 @@ def data_summary(dm: ParaRel, asked: Optional[int]) -> dict:
     }
 
 
-def batches(dm: ParaRel):
-    """The batches a run decodes: the data module's own test loader (collated as it collates)."""
-    return dm.test_dataloader()
-
-
 def floor_tokens(examples, rows: int) -> int:
     """Each distinct prefix once, plus the first `rows` blocks (and their suffix) of every example."""
     prefixes = {tuple(e.segments.prefix) for e in examples}
@@ -162,15 +144,6 @@ def answers_hash(answers: dict) -> str:
     return hashlib.sha256(json.dumps(sorted(answers.items()), ensure_ascii=False).encode()).hexdigest()
 
 
-def throughput(row: dict) -> dict:
-    """Facts per second, and row-steps per decode forward: the rows in flight when a step runs."""
-    steps = row["decode_steps"]
-    return {
-        "facts_per_s": row["examples"] / row["wall_s"],
-        "rows_per_step": row["row_steps"] / steps if steps else None,
-    }
-
-
 def start_afresh(module) -> None:
     """Every run computes its own prefixes and confidences (these in a fresh temporary cache)."""
     module.prefix_cache.entries.clear()
@@ -178,20 +151,14 @@ def start_afresh(module) -> None:
         module.confidence.cache = ConfidenceCache(Path(tempfile.mkdtemp(prefix="selfens-bench-")), module.model_name)
 
 
-def warm_up(module, dm: ParaRel) -> None:
-    """One batch, untimed: the process's first forwards (allocations, kernel choices) are not any row's."""
-    start_afresh(module)
-    module.decode(next(iter(batches(dm))))
-
-
 def run_method(module, dm: ParaRel) -> dict:
     """One method over the facts. The `answers` (id -> [prediction, per-paraphrase answers or None])
     are for comparing rows, not the JSON (which keeps their hash)."""
     start_afresh(module)
-    if module.lm.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(module.lm.device)
+    if module.hf_model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(module.hf_model.device)
     cost, confidence, correct, answers = DecodeCost(), DecodeCost(), [], {}
-    loader = batches(dm)
+    loader = dm.test_dataloader()
     start = time.perf_counter()
     for batch in loader:
         out = module.decode(batch)
@@ -210,7 +177,7 @@ def run_method(module, dm: ParaRel) -> dict:
         "decode_steps": cost.decode_steps + confidence.decode_steps,
         "row_steps": cost.row_steps + confidence.row_steps,
         "peak_kv_bytes": max(cost.peak_kv_bytes, confidence.peak_kv_bytes),
-        "peak_memory_bytes": peak_memory_bytes(module.lm.device),
+        "peak_memory_bytes": peak_memory_bytes(module.hf_model.device),
         "em": sum(correct) / len(correct),
         "answers": answers,
     }
@@ -261,7 +228,7 @@ def run_seed_avg(module, dm: ParaRel) -> dict:
     re-runs the N full sequences (logits at every position) and appends the argmax of their mean
     last-position logits to all of them; no stop (the answer is cut at a stop string afterwards)."""
     module.language_model.use_implementation(module.implementation)  # the model is shared
-    lm, pad = module.lm, dm.tokenizer.pad_token_id
+    lm, pad = module.hf_model, dm.tokenizer.pad_token_id
     cost, correct, answers = _NoCacheCost(), [], {}
     start = time.perf_counter()
     for example in dm.examples:
@@ -289,10 +256,10 @@ def run_seed_avg_same_stop(module, dm: ParaRel) -> dict:
     stop string, or after max_new_tokens; its rows then leave the batch (and all-padding columns go)."""
     lm_wrap = module.language_model
     lm_wrap.use_implementation(module.implementation)  # the model is shared
-    lm, n = module.lm, dm.num_paraphrases
+    lm, n = module.hf_model, dm.num_paraphrases
     eos, stops, steps = set(module.eos_ids), module.hparams.stop_strings, module.hparams.max_new_tokens
     cost, correct, answers = _NoCacheCost(), [], {}
-    loader = batches(dm)
+    loader = dm.test_dataloader()
     start = time.perf_counter()
     for batch in loader:
         ids, valid = batch.rows()  # [B*N, L], example-major
@@ -324,39 +291,24 @@ def run_seed_avg_same_stop(module, dm: ParaRel) -> dict:
     return cost.row(time.perf_counter() - start, len(loader), lm.device, correct, answers)
 
 
-def data_batch_size(batch_size: int | str) -> int | str:
-    """The data module's batch_size: `auto` only where this package has it (else 8, as before it)."""
-    return 8 if batch_size == "auto" and not hasattr(ParaRel, "resolve_batch_size") else batch_size
-
-
-def run_like(module, dm: ParaRel, plan: Plan) -> dict:
-    """HOOK: what a run sets once its model is loaded (`selfens.budget.resolve`, for one process),
-    set here for one method on one N's facts: the most rows in flight (`decode_rows`: the memory
-    budget over the longest row these facts need; `--decode-rows` instead where given) and, for
-    `--batch-size auto`, the data module's batch size. A package without them (an older baseline)
-    runs as it always did: each batch decoded whole. Returns both, as used."""
-    try:
-        from selfens import budget
-    except ImportError:
-        budget = None
-    if budget is not None and hasattr(module, "decode_rows"):
-        if plan.decode_rows is not None:
-            module.decode_rows = plan.decode_rows
-        else:
-            longest = max(module.prompt_length(e.segments) for e in dm.examples)
-            module.decode_rows = budget.decode_rows(
-                module.lm, longest + module.hparams.max_new_tokens, module.lm.device
-            )
-        if getattr(dm, "batch_size_auto", False):
-            per_example = module.rows_per_example(dm.num_paraphrases)
-            dm.resolve_batch_size(budget.auto_batch_size(per_example, module.decode_rows, len(dm.examples), 1))
-    return {"batch_size": dm.batch_size, "decode_rows": getattr(module, "decode_rows", None)}
+def size_decode(module, dm: ParaRel, plan: Plan) -> dict:
+    """What `EnsembleModule.size_decode` sets in a run (it needs a Trainer), set here for one method on
+    one N's facts: the rows in flight (the memory budget over the longest row these facts need, or
+    `--decode-rows`) and, for `--batch-size auto`, the data module's batch size. Returns both."""
+    if plan.decode_rows is not None:
+        module.decode_rows = plan.decode_rows
+    else:
+        longest = max(module.prompt_length(e.segments) for e in dm.examples) + module.hparams.max_new_tokens
+        module.decode_rows = budget.decode_rows(module.hf_model, longest, module.hf_model.device)
+    if dm.batch_size_auto:
+        per_example = module.rows_per_example(dm.num_paraphrases)
+        dm.resolve_batch_size(budget.auto_batch_size(per_example, module.decode_rows, len(dm.examples), 1))
+    return {"batch_size": dm.batch_size, "decode_rows": module.decode_rows}
 
 
 def build_modules(plan: Plan) -> dict:
     """(method, reuse_prefix) -> a configured module; all share one loaded model. Attention fusion
-    uses its device's default backend (flex on CUDA, whose attention function runs SDPA for the
-    other methods' plain masks; dense elsewhere)."""
+    uses its device's default backend (flex on CUDA, dense elsewhere)."""
     device = torch.device(plan.device)
     backend = default_backend(device)
     lm = LanguageModel(plan.model).load(plan.dtype, attn_implementation(backend), device=device).to(device)
@@ -377,53 +329,49 @@ def agreement(answers: dict, reference: dict) -> float:
     return sum(answers[i] == reference[i] for i in reference) / len(reference)
 
 
-def answers_key(n: int, method: str, reuse: bool) -> str:
-    return f"{n}|{method}|{'on' if reuse else 'off'}"
+def answers_key(row: dict) -> str:
+    return f"{row['n']}|{row['method']}|{'on' if row['reuse_prefix'] else 'off'}"
 
 
 def benchmark(modules: dict, plan: Plan) -> tuple[list[dict], dict, dict]:
     """Every (N, reuse, method) of the plan on the same facts per N, and at `seed_n` the seed loops
     (where `avg` with reuse off is in the plan). Returns the rows, every row's answers (by
     `answers_key`) and each N's data summary."""
-    tokenizer = next(iter(modules.values())).tokenizer
+    first = next(iter(modules.values()))
     rows, answers, data = [], {}, {}
     for n in plan.ns:
-        dm = facts(plan, tokenizer, n)
+        dm = facts(plan, first.tokenizer, n)
         data[str(n)] = data_summary(dm, plan.sample or plan.limit)
-        print(describe_data(n, data[str(n)]), flush=True)
-        if not rows:
-            warm_up(next(iter(modules.values())), dm)
+        print(f"N = {n}: {json.dumps(data[str(n)])}", flush=True)
+        if not rows:  # one batch, untimed: the process's first forwards are not any row's
+            start_afresh(first)
+            first.decode(next(iter(dm.test_dataloader())))
         common = {
             "n": n,
             "examples": len(dm.examples),
             "prefixes": len({tuple(e.segments.prefix) for e in dm.examples}),
         }
-        for reuse in plan.reuse:
-            for name in plan.methods:
-                settings = run_like(modules[name, reuse], dm, plan)
-                result = {**settings, **run_method(modules[name, reuse], dm)}
-                answers[answers_key(n, name, reuse)] = mine = result.pop("answers")
-                used = 1 if name == "origin" else n
-                row = {**common, "method": name, "reuse_prefix": reuse, "floor_tokens": floor_tokens(dm.examples, used)}
-                if not reuse and (name, True) in modules:  # the share of facts whose answer is the same as with reuse
-                    row["agreement_with_reuse"] = agreement(mine, answers[answers_key(n, name, True)])
-                rows.append({**row, **result, "answers_sha256": answers_hash(mine)})
+        runs = [(name, reuse, modules[name, reuse]) for reuse in plan.reuse for name in plan.methods]
         if n == plan.seed_n and ("avg", False) in modules:
-            avg = modules["avg", False]
-            batch_size = run_like(avg, dm, plan)["batch_size"]  # avg's batches; no rows limit in these loops
-            for name, result in (
-                (SEED_AS_WRITTEN, {"batch_size": 1, "decode_rows": None, **run_seed_avg(avg, dm)}),
-                (SEED_SAME_STOP, {"batch_size": batch_size, "decode_rows": None, **run_seed_avg_same_stop(avg, dm)}),
-            ):
-                mine = result.pop("answers")
-                answers[answers_key(n, name, False)] = mine
-                row = {**common, "method": name, "reuse_prefix": False, "floor_tokens": floor_tokens(dm.examples, n)}
-                # the share of facts whose answer is avg's (reuse off, the same facts)
-                reference = answers[answers_key(n, "avg", False)]
-                rows.append(
-                    {**row, **result, "answers_sha256": answers_hash(mine), "agreement": agreement(mine, reference)}
-                )
-    return [{**r, **throughput(r)} for r in rows], answers, data
+            runs += [(SEED_AS_WRITTEN, False, run_seed_avg), (SEED_SAME_STOP, False, run_seed_avg_same_stop)]
+        for name, reuse, run in runs:
+            row = {**common, "method": name, "reuse_prefix": reuse}
+            row["floor_tokens"] = floor_tokens(dm.examples, 1 if name == "origin" else n)
+            if name not in METHODS:  # a seed loop, with avg's module (reuse off) and batches, no rows limit
+                result = {**size_decode(modules["avg", False], dm, plan), **run(modules["avg", False], dm)}
+                result.update(decode_rows=None, batch_size=1 if name == SEED_AS_WRITTEN else result["batch_size"])
+                reference = answers[f"{n}|avg|off"]
+            else:
+                result = {**size_decode(run, dm, plan), **run_method(run, dm)}
+                reference = answers.get(f"{n}|{name}|on") if not reuse else None
+            answers[answers_key(row)] = mine = result.pop("answers")
+            if reference is not None:  # the share of facts whose answer is avg's (seed loops) or the same with reuse
+                row["agreement" if name not in METHODS else "agreement_with_reuse"] = agreement(mine, reference)
+            rows.append({**row, **result, "answers_sha256": answers_hash(mine)})
+    for row in rows:
+        row["facts_per_s"] = row["examples"] / row["wall_s"]
+        row["rows_per_step"] = row["row_steps"] / row["decode_steps"] if row["decode_steps"] else None
+    return rows, answers, data
 
 
 def add_origin_ratio(rows: list[dict]) -> None:
@@ -433,254 +381,88 @@ def add_origin_ratio(rows: list[dict]) -> None:
         row["wall_vs_origin"] = row["wall_s"] / base["wall_s"] if base else None
 
 
-def describe_data(n: int, data: dict) -> str:
-    """One line: the facts it got, of how many asked, of which relations."""
-    line = f"N = {n}: {data['facts']:,} facts" + (f" (asked {data['asked']:,})" if data["asked"] else "")
-    line += f" of {data['relations_used']} relations"
-    if data["facts_qualifying"] is not None:
-        line += (
-            f"; {data['facts_qualifying']:,} facts of {data['relations_qualifying']} of the "
-            f"{data['relations_bundled']} bundled relations qualify"
-        )
-    return line
-
-
 # -- against a baseline tree -------------------------------------------------------------------------
-def child_argv(plan: Plan, method: str, out: Path, answers: Path) -> list[str]:
-    """This script's arguments for one method of the plan, in a process of its own."""
-    argv = ["--model", plan.model, "--ns", *map(str, plan.ns), "--batch-size", str(plan.batch_size)]
-    argv += ["--facts", str(plan.sample)] if plan.sample else ["--limit", str(plan.limit)]
-    argv += ["--seed-n", str(plan.seed_n or 0), "--reuse", reuse_name(plan.reuse), "--methods", method]
-    argv += ["--device", plan.device, "--dtype", plan.dtype, "--out", str(out), "--answers-out", str(answers)]
-    return argv + (["--decode-rows", str(plan.decode_rows)] if plan.decode_rows is not None else [])
-
-
-def run_side(tree: Path, argv: list[str], out: Path, answers: Path) -> tuple[dict, dict]:
-    """This script with `tree`'s selfens package (first on PYTHONPATH): its JSON and its answers."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    command = [sys.executable, str(Path(__file__).resolve()), *argv]
-    status = subprocess.run(command, env=env, cwd=tempfile.gettempdir()).returncode
-    if status != 0:
-        why = f"stopped by signal {-status}" if status < 0 else f"exit status {status}"
-        raise SystemExit(f"the bench failed ({why}) with PYTHONPATH={tree}: {shlex.join(command)}")
-    return json.loads(out.read_text()), json.loads(answers.read_text())
-
-
-def compare(new_rows: list[dict], base_rows: list[dict], new_answers: dict, base_answers: dict) -> list[str]:
-    """Each new row gets the baseline's wall time, new / baseline, EM and whether its answers are
-    the baseline's (every fact's prediction and per-paraphrase answers). Returns the differences,
-    described, first facts first."""
-    differences = []
-    for row in new_rows:
-        key = answers_key(row["n"], row["method"], row["reuse_prefix"])
-        base = next((r for r in base_rows if answers_key(r["n"], r["method"], r["reuse_prefix"]) == key), None)
-        if base is None:
-            differences.append(f"{key}: not run by the baseline")
-            continue
-        mine, theirs = new_answers[key], base_answers[key]
-        differ = sorted(i for i in set(mine) | set(theirs) if mine.get(i) != theirs.get(i))
-        row.update(
-            baseline_wall_s=base["wall_s"],
-            vs_baseline=row["wall_s"] / base["wall_s"],
-            baseline_em=base["em"],
-            same_answers=not differ,
-            answers_differ=len(differ),
-        )
-        if base["em"] != row["em"]:
-            differences.append(f"{key}: EM {row['em']:.4f} against the baseline's {base['em']:.4f}")
-        for fact in differ[:3]:
-            differences.append(f"{key}: {fact}: {mine.get(fact)!r} against the baseline's {theirs.get(fact)!r}")
-    return differences
-
-
-class Result(NamedTuple):
-    """What a bench found: its rows, each N's data summary, the settings its meta needs, the
-    answers ({"new": ...} and, against a baseline, {"baseline": ...}), and against a baseline
-    both sides' identities and the differences."""
-
-    rows: list[dict]
-    data: dict
-    settings: dict
-    answers: dict
-    sides: Optional[dict] = None
-    differences: tuple[str, ...] | list[str] = ()
-
-
-def against_baseline(plan: Plan, baseline: Path, parts: Path):
-    """Per method, the baseline tree's process, then this tree's (each writing its JSON and answers
-    under `parts`). Yields the Result so far after each method: the new rows with the baseline's
-    figures, so that a run stopped early keeps the methods it finished."""
-    demo = _load("bench_demo")
-    trees = {"baseline": baseline, "new": ROOT}
-    at_start = {side: demo.tree_identity(tree) for side, tree in trees.items()}
-    runs = {"baseline": [], "new": []}
-    for method in plan.methods:
-        for side, tree in (("baseline", baseline), ("new", ROOT)):
-            out, answers = parts / f"{side}-{method}.json", parts / f"{side}-{method}-answers.json"
-            print(f"-- {method}: {side} ({tree}), into {out}", flush=True)
-            runs[side].append(run_side(tree, child_argv(plan, method, out, answers), out, answers))
-        yield merge(plan, runs, demo.identities(trees, at_start))
-
-
-def merge(plan: Plan, runs: dict, trees: dict) -> Result:
-    """Both sides' processes as one Result: this tree's rows, compared with the baseline's; `trees`:
-    each side's identity (`bench_demo.identities`)."""
-    merged = {}
-    for side, results in runs.items():
-        rows = [r for data, _ in results for r in data["rows"]]
-        rows.sort(key=lambda r: row_order(plan, r))
-        add_origin_ratio(rows)
-        answers = {k: v for _, a in results for k, v in a.items()}
-        metas = [data["meta"] for data, _ in results]
-        merged[side] = rows, answers, metas
-    (new_rows, new_answers, new_metas), (base_rows, base_answers, base_metas) = merged["new"], merged["baseline"]
-    differences = compare(new_rows, base_rows, new_answers, base_answers)
-    sides = {
-        "new": {**trees["new"], **side_meta(new_metas)},
-        "baseline": {**trees["baseline"], **side_meta(base_metas), "rows": base_rows},
-    }
-    first = new_metas[0]
-    settings = {k: first[k] for k in ("stop_strings", "weights_dtype", "package")}
-    answers = {"new": new_answers, "baseline": base_answers}
-    return Result(new_rows, first["data"], settings, answers, sides, differences)
+def against_baseline(plan: Plan, trees: dict[str, Path], parts: Path):
+    """Per method, the baseline tree's process of this script, then this tree's (each writing its JSON,
+    answers and log under `parts`). Yields (rows, both sides' answers, meta) after each method: the
+    new rows with the baseline's figures, so that a run stopped early keeps the methods it finished."""
+    runs = {side: [] for side in ab.SIDES}
+    for done, method in enumerate(plan.methods, 1):
+        for side in ab.SIDES:
+            out, answers, log = (parts / f"{side}-{method}{end}" for end in (".json", "-answers.json", ".log"))
+            print(f"-- {method}: {side} ({trees[side]}), log {log}", flush=True)
+            argv = [*child_argv(plan), "--methods", method, "--out", str(out), "--answers-out", str(answers)]
+            ab.run(trees[side], [sys.executable, str(Path(__file__).resolve()), *argv], log)
+            runs[side].append((json.loads(out.read_text()), json.loads(answers.read_text())))
+        merged, sides = {}, {}
+        for side, results in runs.items():
+            rows = sorted((r for data, _ in results for r in data["rows"]), key=lambda r: row_order(plan, r))
+            add_origin_ratio(rows)
+            merged[side] = rows, {k: v for _, a in results for k, v in a.items()}
+            metas = [data["meta"] for data, _ in results]
+            sides[side] = {"package": metas[0]["package"], "total_wall_s": sum(m["total_wall_s"] for m in metas)}
+            sides[side]["load_average"] = [metas[0]["load_average"][0], metas[-1]["load_average"][1]]
+        (rows, new_answers), (base_rows, base_answers) = merged["new"], merged["baseline"]
+        found = {k: v for k, v in runs["new"][0][0]["meta"].items() if k in RECORDED}
+        found |= {
+            "complete": done == len(plan.methods),
+            "differences": compare(rows, base_rows, new_answers, base_answers),
+        }
+        found |= {"new": sides["new"], "baseline": {**sides["baseline"], "rows": base_rows}}
+        yield rows, {"new": new_answers, "baseline": base_answers}, found
 
 
 def row_order(plan: Plan, row: dict) -> tuple:
     """The order of one process's rows: by N, reuse on first, the methods in order, the seed loops last."""
     seed = row["method"] not in METHODS
-    method = 0 if seed else list(METHODS).index(row["method"])
-    return plan.ns.index(row["n"]), seed, not row["reuse_prefix"], method
+    return plan.ns.index(row["n"]), seed, not row["reuse_prefix"], 0 if seed else list(METHODS).index(row["method"])
 
 
-def side_meta(metas: list[dict]) -> dict:
-    """One side's processes: its package, the load average at its start and end, its total time."""
-    return {
-        "package": metas[0]["package"],
-        "load_average": [metas[0]["load_average"][0], metas[-1]["load_average"][1]],
-        "total_wall_s": sum(m["total_wall_s"] for m in metas),
-    }
-
-
-# -- output ------------------------------------------------------------------------------------------
-COLUMNS = [
-    ("n", "N", "{}"),
-    ("method", "method", "{}"),
-    ("reuse_prefix", "reuse", "{}"),
-    ("examples", "facts", "{}"),
-    ("wall_s", "wall s", "{:.2f}"),
-    ("wall_vs_origin", "x origin", "{:.2f}"),
-    ("facts_per_s", "facts/s", "{:.2f}"),
-    ("prefill_tokens", "prefill", "{}"),
-    ("prefill_padded_tokens", "padded", "{}"),
-    ("floor_tokens", "floor", "{}"),
-    ("forward_calls", "forwards", "{}"),
-    ("row_steps", "row-steps", "{}"),
-    ("rows_per_step", "rows/step", "{:.1f}"),
-    ("peak_kv_bytes", "peak KV MB", "{}"),
-    ("peak_memory_bytes", "peak mem MB", "{}"),
-    ("em", "EM", "{:.1%}"),
-]
-BASELINE_COLUMNS = [
-    ("baseline_wall_s", "base s", "{:.2f}"),
-    ("vs_baseline", "new/base", "{:.2f}"),
-    ("same_answers", "same answers", "{}"),
-]
-
-
-def table(rows: list[dict]) -> str:
-    columns = COLUMNS + (BASELINE_COLUMNS if any("baseline_wall_s" in r for r in rows) else [])
-
-    def cell(row, key, fmt):
-        value = row.get(key)
-        if value is None:
-            return "-"
-        if key.endswith("bytes"):
-            return f"{value / 2**20:.1f}"
-        if key == "same_answers":
-            return "yes" if value else f"NO ({row['answers_differ']})"
-        return fmt.format("on" if value is True else "off" if value is False else value)
-
-    cells = [[title for _, title, _ in columns]] + [[cell(r, k, f) for k, _, f in columns] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    lines = [
-        "  ".join(c.rjust(w) if i not in (1,) else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
-        for line in cells
-    ]
-    return "\n".join(lines[:1] + ["  ".join("-" * w for w in widths)] + lines[1:])
-
-
-def machine(device: torch.device) -> dict:
-    """Where the figures come from."""
-    import transformers
-
-    info = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+def compare(rows: list[dict], base_rows: list[dict], answers: dict, base_answers: dict) -> list[str]:
+    """Each new row gets the baseline's wall time, new / baseline, EM and whether every fact's answers
+    (prediction and per-paraphrase answers) are the baseline's. Returns the differences, described."""
+    differences = []
+    for row in rows:
+        key = answers_key(row)
+        base = next((r for r in base_rows if answers_key(r) == key), None)
+        if base is None:
+            differences.append(f"{key}: not run by the baseline")
+            continue
+        differ = ab.differences(base_answers[key], answers[key])
+        row.update(baseline_wall_s=base["wall_s"], vs_baseline=row["wall_s"] / base["wall_s"], baseline_em=base["em"])
+        row.update(same_answers=not differ, answers_differ=len(differ))
+        if base["em"] != row["em"]:
+            differences.append(f"{key}: EM {row['em']:.4f} against the baseline's {base['em']:.4f}")
+        differences += [f"{key}: {d}" for d in differ[:3]]
+    return differences
 
 
 # -- the command line --------------------------------------------------------------------------------
-REUSE = {"both": (True, False), "on": (True,), "off": (False,)}
-
-
-def reuse_name(reuse: tuple[bool, ...]) -> str:
-    return next(name for name, value in REUSE.items() if value == reuse)
-
-
-def batch_size(text: str) -> int | str:
-    """--batch-size: a whole number of facts, at least 1, or auto."""
-    if text == "auto":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of facts, at least 1, or auto, got {text!r}")
-    return int(text)
+def table(rows: list[dict]) -> str:
+    """The rows as the docs page shows them (benchmarks/write_docs.py), as a markdown table."""
+    compared = any("baseline_wall_s" in r for r in rows)
+    more = ", facts/s=facts_per_s, rows/step=rows_per_step, peak memory MB=peak_memory_bytes"
+    return write_docs.table(write_docs.SCALE_COLUMNS if compared else write_docs.METHOD_COLUMNS + more, rows)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="the tiny random model on 6 facts, N in {1, 2} (with --facts: at scale): a CI check",
-    )
+    parser.add_argument("--quick", action="store_true", help="the tiny random model on 6 facts, N in {1, 2} (CI)")
     parser.add_argument("--model", default=EMBEDDED, help="registry name or local folder (default: the embedded model)")
     parser.add_argument(
         "--ns", type=int, nargs="+", default=None, help="numbers of paraphrases (default 1 2 5 10; 5 at scale)"
     )
     count = parser.add_mutually_exclusive_group()
     count.add_argument("--limit", type=int, default=None, help="the first facts per N, the demo's first (default 100)")
-    count.add_argument(
-        "--facts",
-        type=int,
-        default=None,
-        help="at scale: this many facts sampled evenly over every relation (e.g. 1000); N = 5, reuse on, no seed loops",
-    )
+    count.add_argument("--facts", type=int, default=None, help="at scale: this many facts sampled over every relation")
+    parser.add_argument("--batch-size", default="8", help="facts per batch (the data module's batch_size), or auto")
     parser.add_argument(
-        "--batch-size",
-        type=batch_size,
-        default=8,
-        help="facts per batch (the data module's batch_size), or auto where the package has it (8 where not)",
-    )
-    parser.add_argument(
-        "--seed-n",
-        type=int,
-        default=None,
-        help="N at which the seed's avg loops run (0: never; default 5, never at scale)",
+        "--seed-n", type=int, default=None, help="N of the seed's avg loops (0: never; default 5, never at scale)"
     )
     parser.add_argument("--reuse", choices=sorted(REUSE), default=None, help="prefix reuse (default both; on at scale)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="default: all")
     parser.add_argument(
-        "--decode-rows",
-        type=int,
-        default=None,
-        help="rows decoded at once, where the package has decode_rows (default: as a run sets it)",
+        "--decode-rows", type=int, default=None, help="rows decoded at once (default: as a run sets it)"
     )
     parser.add_argument("--baseline", type=Path, default=None, help="a code tree to compare with (its selfens package)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -688,26 +470,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=None, help="default benchmarks/results.json (results_scale.json at scale)"
     )
-    parser.add_argument(
-        "--answers-out",
-        type=Path,
-        default=None,
-        help="also write every row's answers (JSON; with --baseline, the baseline's in NAME.baseline.json)",
-    )
-    parser.add_argument(
-        "--docs", type=Path, default=None, help="then write this docs page from the JSONs (e.g. docs/benchmarks.md)"
-    )
+    parser.add_argument("--answers-out", type=Path, default=None, help="also write every row's answers (JSON)")
+    parser.add_argument("--docs", type=Path, default=None, help="then render this page's tables (write_docs.py)")
     args = parser.parse_args(argv)
+    if args.batch_size != "auto" and not (args.batch_size.isdigit() and int(args.batch_size) >= 1):
+        parser.error(f"--batch-size: a whole number of facts, at least 1, or auto, got {args.batch_size!r}")
+    args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     for name in ("limit", "facts", "decode_rows"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.baseline is not None and not (args.baseline / "selfens" / "__init__.py").is_file():
-        parser.error(
-            f"--baseline {args.baseline}: no selfens package there (expected {args.baseline}/selfens/__init__.py)"
-        )
-    if args.out is None:
-        args.out = Path("benchmarks/results_scale.json" if args.facts else "benchmarks/results.json")
+        if (getattr(args, name) or 1) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.baseline is not None:
+        args.baseline = ab.check_tree(args.baseline)
+    args.out = args.out or Path("benchmarks/results_scale.json" if args.facts else "benchmarks/results.json")
     return args
 
 
@@ -737,108 +511,73 @@ def plan_of(args: argparse.Namespace) -> Plan:
     return plan
 
 
+def child_argv(plan: Plan) -> list[str]:
+    """This script's arguments for the plan, but its methods and outputs (--baseline's processes)."""
+    argv = ["--model", plan.model, "--ns", *map(str, plan.ns), "--batch-size", str(plan.batch_size)]
+    argv += ["--facts", str(plan.sample)] if plan.sample else ["--limit", str(plan.limit)]
+    reuse = next(name for name, value in REUSE.items() if value == plan.reuse)
+    argv += ["--seed-n", str(plan.seed_n or 0), "--reuse", reuse, "--device", plan.device, "--dtype", plan.dtype]
+    return argv + (["--decode-rows", str(plan.decode_rows)] if plan.decode_rows is not None else [])
+
+
+RECORDED = ("package", "data", "stop_strings", "weights_dtype", "torch", "transformers", "threads", "gpu")
+
+
+def here(modules: dict) -> dict:
+    """Which package, model weights, stop strings and software this process ran with."""
+    import transformers
+
+    first = next(iter(modules.values()))
+    found = {"package": str(Path(selfens.__file__).resolve().parent), "stop_strings": list(first.hparams.stop_strings)}
+    found |= {"weights_dtype": str(first.hf_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+    found |= {"torch": torch.__version__, "transformers": transformers.__version__}
+    if first.hf_model.device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(first.hf_model.device)
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    command = shlex.join(["python", "benchmarks/bench_methods.py", *(sys.argv[1:] if argv is None else argv)])
     plan = plan_of(args)
-    started = Started(datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), os.getloadavg()[0])
-    if args.baseline is not None:
-        parts = Path(tempfile.mkdtemp(prefix="selfens-bench-baseline-"))  # each process's JSON and answers
-        for done, result in enumerate(against_baseline(plan, args.baseline.resolve(), parts), start=1):
-            write_results(args, plan, command, started, result, complete=done == len(plan.methods))
-    else:
+    trees = {"baseline": args.baseline, "new": ROOT} if args.baseline else {}
+    sitting = ab.Sitting("bench_methods.py", argv, trees)
+    if args.baseline is None:
         modules = build_modules(plan)
         rows, answers, data = benchmark(modules, plan)
         add_origin_ratio(rows)
-        first = next(iter(modules.values()))
-        settings = {
-            "stop_strings": list(first.hparams.stop_strings),
-            "weights_dtype": str(first.lm.dtype).removeprefix("torch."),
-            "package": str(Path(selfens.__file__).resolve().parent),
-        }
-        result = Result(rows, data, settings, {"new": answers})
-        write_results(args, plan, command, started, result, complete=True)
-    print(table(result.rows))
+        results = [(rows, {"new": answers}, {**here(modules), "data": data, "complete": True, "differences": []})]
+    else:  # each process's JSON, answers and log in a temporary folder
+        results = against_baseline(plan, trees, Path(tempfile.mkdtemp(prefix="selfens-bench-baseline-")))
+    for rows, answers, found in results:
+        write_results(args, plan, sitting.meta(**found), rows, answers)
+    print(table(rows))
     print(f"written to {args.out}")
     if args.docs is not None:
-        write_page(args, plan)
-    if result.differences:
+        write_docs.main(["--page", str(args.docs)])
+    if found["differences"]:
         print(
-            "the answers or EM differ from the baseline's:\n  " + "\n  ".join(result.differences[:10]), file=sys.stderr
+            "the answers or EM differ from the baseline's:\n  " + "\n  ".join(found["differences"][:10]),
+            file=sys.stderr,
         )
         raise SystemExit(1)
 
 
-class Started(NamedTuple):
-    """When the bench started: the date, the clock, the 1-minute load average."""
-
-    date: datetime.datetime
-    clock: float
-    load: float
-
-
-def write_results(args, plan: Plan, command: str, started: Started, result: Result, complete: bool) -> None:
-    """The JSON (`--out`) and the answers (`--answers-out`; against a baseline, the baseline's in
-    NAME.baseline.json). Against a baseline it is written after each method: `meta.complete` says
-    whether every method of the plan is in."""
-    meta = {
-        "schema": SCHEMA,
-        "command": command,
-        "date": started.date.isoformat(timespec="seconds"),
-        "total_wall_s": time.perf_counter() - started.clock,  # model loading and data setup included
-        "complete": complete,
-        "model": plan.model,
-        "device": plan.device,
-        "dtype": plan.dtype,
-        "weights_dtype": result.settings["weights_dtype"],
-        **machine(torch.device(plan.device)),
-        "package": result.settings["package"],  # which selfens ran (PYTHONPATH decides)
-        "ns": plan.ns,
-        "limit": plan.limit,
-        "facts": plan.sample,
-        "sample_seed": SAMPLE_SEED if plan.sample else None,
-        "data": result.data,
-        "batch_size": plan.batch_size,
-        "decode_rows": plan.decode_rows,  # --decode-rows; each row has the rows in flight it ran with
-        "methods": list(plan.methods),
-        "reuse": reuse_name(plan.reuse),
-        "num_shots": NUM_SHOTS,
-        "max_new_tokens": MAX_NEW_TOKENS,
-        "stop_strings": result.settings["stop_strings"],
-        "seed_n": plan.seed_n,
-        "seed_steps": SEED_STEPS,
-        "load_average": [round(started.load, 2), round(os.getloadavg()[0], 2)],  # 1-minute, at start and end
-    }
-    if result.sides is not None:  # where each side's package is, and each side's own rows
-        meta = {**meta, **result.sides, "differences": result.differences}
+def write_results(args, plan: Plan, meta: dict, rows: list[dict], answers: dict) -> None:
+    """The JSON (`--out`) and the answers (`--answers-out`; the baseline's in NAME.baseline.json)."""
+    settings = {"schema": SCHEMA, "model": plan.model, "device": plan.device, "dtype": plan.dtype, "ns": plan.ns}
+    settings |= {"limit": plan.limit, "facts": plan.sample, "sample_seed": SAMPLE_SEED if plan.sample else None}
+    settings |= {"batch_size": plan.batch_size, "decode_rows": plan.decode_rows, "methods": list(plan.methods)}
+    settings |= {"reuse": next(name for name, value in REUSE.items() if value == plan.reuse), "num_shots": NUM_SHOTS}
+    settings |= {"max_new_tokens": MAX_NEW_TOKENS, "seed_n": plan.seed_n, "seed_steps": SEED_STEPS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": result.rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"meta": {**settings, **meta}, "rows": rows}, indent=2) + "\n")
     if args.answers_out is not None:
         args.answers_out.parent.mkdir(parents=True, exist_ok=True)
-        args.answers_out.write_text(json.dumps(result.answers["new"], ensure_ascii=False) + "\n")
-        if "baseline" in result.answers:
-            baseline_answers = args.answers_out.with_name(args.answers_out.stem + ".baseline.json")
-            baseline_answers.write_text(json.dumps(result.answers["baseline"], ensure_ascii=False) + "\n")
-
-
-def write_page(args: argparse.Namespace, plan: Plan) -> None:
-    """The docs page from this run's JSON and, in the other sections, the recorded JSONs (not for --quick)."""
-    write_docs = _load("write_docs")
-    recorded = {} if args.quick else write_docs.recorded_paths()
-    if plan.sample:
-        main_json = recorded.pop("main", None)
-        if main_json is None:
-            raise SystemExit(f"--docs at scale needs the main run's JSON ({write_docs.MAIN_JSON}) for the page")
-        write_docs.write(main_json, args.docs, scale=args.out, demo=recorded.get("demo"))
-    else:
-        write_docs.write(args.out, args.docs, scale=recorded.get("scale"), demo=recorded.get("demo"))
-    print(f"docs written to {args.docs}")
-
-
-def _load(name: str):
-    """A sibling script (benchmarks/<name>.py), imported."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    return importlib.import_module(name)
+        args.answers_out.write_text(json.dumps(answers["new"], ensure_ascii=False) + "\n")
+        if "baseline" in answers:
+            args.answers_out.with_name(args.answers_out.stem + ".baseline.json").write_text(
+                json.dumps(answers["baseline"]) + "\n"
+            )
 
 
 if __name__ == "__main__":

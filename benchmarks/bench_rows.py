@@ -12,7 +12,7 @@ machine slows them alike); the table gives the median and the fastest of all tim
 does not inflate (with one thread, it is the step's compute). A
 bigger R costs more per step but less per row-step while the machine has idle compute; the knee
 is the R beyond which the next R lowers ms per row-step by no more than `--gain` (10%):
-`selfens.budget.CPU_ROW_KNEE` is set from it.
+`selfens.decoding.budget.CPU_ROW_KNEE` is set from it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from selfens.decode import Prompt, decode_one_token, prefill  # noqa: E402
-from selfens.lm import LanguageModel  # noqa: E402
-from selfens.models import EMBEDDED  # noqa: E402
+from selfens.decoding.loop import decode_one_token, prefill  # noqa: E402
+from selfens.decoding.prompt import Prompt  # noqa: E402
+from selfens.model.language_model import LanguageModel  # noqa: E402
+from selfens.model.registry import EMBEDDED  # noqa: E402
 
 ROWS = (1, 8, 16, 32, 64, 128, 256)
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     rows = sorted(set(args.rows))
 
-    model = LanguageModel(args.model).load().model
+    model = LanguageModel(args.model).load().hf_model
     kv = prefilled_kv(model, args.keys)
     times: dict[int, list[float]] = {r: [] for r in rows}
     for _ in range(args.repeats):  # fresh caches each repeat: the keys stay near --keys

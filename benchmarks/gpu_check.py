@@ -44,11 +44,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from selfens.attention.backend import attn_implementation  # noqa: E402
 from selfens.data import ParaRel, collate  # noqa: E402
 from selfens.data.base import prefix_batches  # noqa: E402
-from selfens.decode import Prompt, decode  # noqa: E402
-from selfens.lm import LanguageModel  # noqa: E402
+from selfens.decoding.loop import decode  # noqa: E402
+from selfens.decoding.prompt import Prompt, left_pad  # noqa: E402
 from selfens.methods import AttentionFusion, Origin  # noqa: E402
-from selfens.models import EMBEDDED, model_config, resolve_dtype  # noqa: E402
-from selfens.padding import left_pad  # noqa: E402
+from selfens.model.language_model import LanguageModel  # noqa: E402
+from selfens.model.registry import EMBEDDED, model_config, resolve_dtype  # noqa: E402
 
 GENERATE = "decode == generate"
 FLEX_ONE = "attention N=1 == origin (flex)"
@@ -106,8 +106,10 @@ def decode_vs_generate(origin, data: ParaRel, max_new_tokens: int = 8) -> float:
     prompts = [e.segments.prompt(0) for e in data.examples]
     ids, valid = left_pad(prompts, data.tokenizer.pad_token_id)
     ids, valid = ids.to(origin.device), valid.to(origin.device)
-    ours = decode(origin.lm, Prompt.left_padded(ids, valid), max_new_tokens=max_new_tokens, eos_ids=eos_ids).tokens
-    theirs = origin.lm.generate(
+    ours = decode(
+        origin.hf_model, Prompt.left_padded(ids, valid), max_new_tokens=max_new_tokens, eos_ids=eos_ids
+    ).tokens
+    theirs = origin.hf_model.generate(
         input_ids=ids,
         attention_mask=valid.long(),
         max_new_tokens=max_new_tokens,

@@ -5,34 +5,23 @@ compared fact by fact.
     python benchmarks/vs_lm_eval.py                           # configs/pararel/origin.yaml, 3 paired runs
     python benchmarks/vs_lm_eval.py --runs 5 --out /tmp/vs.json
 
-lm-eval lives in its own virtual environment, outside the repository, so that it cannot change
-selfens's packages; its transformers must be selfens's (checked):
+lm-eval lives in its own virtual environment, outside the repository; its transformers must be
+selfens's (checked; the error says how to install it).
 
-    python3 -m venv /work/lmeval && /work/lmeval/bin/pip install torch==2.13.0
-    /work/lmeval/bin/pip install 'lm-eval[hf]==0.4.13' transformers==$(.venv/bin/python -c "import transformers; print(transformers.__version__)")
+- The prompts are the token ids selfens's origin reads (`segments.prompt(0)` of the config's data,
+  set up as `selfens test` sets it up); their text goes verbatim into a JSONL file that an lm-eval
+  task reads (`generate_until`, no few-shot, no chat template). Every prompt is checked to tokenize
+  back to selfens's ids the way lm-eval tokenizes it, and lm-eval's logged contexts to be the prompts.
+- Both decode greedily in the config's dtype on the CPU (selfens in its config's batches, lm-eval in
+  batches of `--lm-eval-batch-size`), at most max_new_tokens, ending at EOS or a stop string.
+  selfens skips leading whitespace before looking for a stop string, lm-eval does not; lm-eval's
+  answer is cut and stripped as selfens cuts its own, and an answer that differs only because the
+  generation starts with a stop string is named as such (`likely_cause`).
+- Each run starts both commands as fresh processes, in alternating order: wall time to exit, their
+  CPU time, and the load average before the run.
 
-What each side reads and does:
-- The prompts are the ones selfens's origin reads: the config's data module, set up as `selfens test`
-  sets it up, gives each fact's `segments.prompt(0)` token ids; their decoded text goes verbatim
-  into a JSONL file that an lm-eval task (`generate_until`, `doc_to_text` the prompt, no few-shot,
-  no chat template) reads. lm-eval tokenizes a context with the tokenizer's default special tokens
-  (none when the text starts with the BOS text); every prompt is checked to give selfens's ids that
-  way, and the contexts lm-eval logged are checked to be the prompts. With SmolLM2 (no BOS added,
-  raw prompts) both read the same ids.
-- Both decode greedily in the config's dtype on the CPU (selfens in batches of its config's batch_size,
-  `auto` as shipped; lm-eval in batches of `--lm-eval-batch-size`, default 8), at most
-  max_new_tokens, ending at EOS or a stop string. One difference in the stop rule remains: selfens
-  skips leading whitespace before looking for a stop string, lm-eval cuts at the first one
-  anywhere. lm-eval's answer is then cut and stripped the way selfens cuts its own
-  (`LanguageModel.text`); an answer that differs only because the generation starts with a stop
-  string counts as a difference (with that as its `likely_cause`). On the demo's facts every
-  generation starts with a space, so that rule decides nothing there.
-- Each run starts both commands as fresh processes, in alternating order, each into a folder of its
-  own; wall time from start to exit, the CPU time they used, and the load average before the run
-  (on a shared machine other work slows both, and inflates CPU time too: threads wait for cores).
-
-Prints a table (run, seconds of each, their ratio, identical answers) and the median ratio, writes
-JSON (`--out`). Exits 1, naming the first differing facts, when the answers differ in any run.
+Prints a table and the median ratio, writes JSON (`--out`; write_docs.py renders it). Exits 1,
+naming the first differing facts, when the answers differ in any run.
 """
 
 from __future__ import annotations
@@ -105,9 +94,9 @@ def selfens_setup(config: Path, scratch: Path, lm_eval_batch_size: int) -> Setup
     """The facts and settings of an origin config, with the prompt ids selfens's origin reads."""
     import torch
 
-    from selfens.config import build, connect
+    from selfens.cli.lightning import build, connect
     from selfens.methods import Origin
-    from selfens.models import model_path, resolve_dtype
+    from selfens.model.registry import model_path, resolve_dtype
 
     # Parsed as `selfens test` parses it, not run (a logger folder, if any, goes to `scratch`).
     cli = build(["--config", str(config), "--trainer.logger.init_args.save_dir", str(scratch)], run=False)
@@ -189,37 +178,15 @@ def write_task(setup: Setup, folder: Path) -> Path:
 
 # -- the two commands -------------------------------------------------------------------------------
 def selfens_command(config: Path, save_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "selfens",
-        "test",
-        "--config",
-        str(config),
-        "--trainer.logger.init_args.save_dir",
-        str(save_dir),
-    ]
+    command = [sys.executable, "-m", "selfens", "test", "--config", str(config)]
+    return command + ["--trainer.logger.init_args.save_dir", str(save_dir)]
 
 
 def lm_eval_command(lm_eval: Path, setup: Setup, task_dir: Path, output: Path) -> list[str]:
-    return [
-        str(lm_eval),
-        "--model",
-        "hf",
-        "--model_args",
-        f"pretrained={setup.model_folder},dtype={setup.dtype}",
-        "--tasks",
-        TASK,
-        "--include_path",
-        str(task_dir),
-        "--batch_size",
-        str(setup.batch_size),
-        "--device",
-        "cpu",
-        "--log_samples",
-        "--output_path",
-        str(output),
-    ]
+    model = f"pretrained={setup.model_folder},dtype={setup.dtype}"
+    command = [str(lm_eval), "--model", "hf", "--model_args", model, "--tasks", TASK, "--include_path", str(task_dir)]
+    command += ["--batch_size", str(setup.batch_size), "--device", "cpu", "--log_samples"]
+    return command + ["--output_path", str(output)]
 
 
 def timed(command: list[str], log: Path) -> Timed:
@@ -362,17 +329,13 @@ def report_differences(rows: list[dict], folder: Path) -> None:
 
 
 def summary(rows: list[dict]) -> dict:
-    def median(key: str) -> float:
-        return round(statistics.median(r[key] for r in rows), 3)
-
-    return {
-        "median_selfens_s": median("selfens_s"),
-        "median_lm_eval_s": median("lm_eval_s"),
-        "median_ratio": median("ratio"),
-        "median_selfens_cpu_s": median("selfens_cpu_s"),
-        "median_lm_eval_cpu_s": median("lm_eval_cpu_s"),
-        "all_identical": all(not r["differences"] for r in rows),
+    medians = {
+        f"median_{k}": round(statistics.median(r[k] for r in rows), 3) for k in ("selfens_s", "lm_eval_s", "ratio")
     }
+    medians |= {
+        f"median_{k}": round(statistics.median(r[k] for r in rows), 3) for k in ("selfens_cpu_s", "lm_eval_cpu_s")
+    }
+    return medians | {"all_identical": all(not r["differences"] for r in rows)}
 
 
 def git_state() -> dict:
