@@ -182,7 +182,7 @@ def tiny_model_path(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny(tiny_model_path):
-    from selfens.models import load_model, load_tokenizer
+    from selfens.model.registry import load_model, load_tokenizer
 
     return load_model(tiny_model_path), load_tokenizer(tiny_model_path)
 
@@ -190,7 +190,7 @@ def tiny(tiny_model_path):
 @pytest.fixture(scope="session")
 def smollm():
     """The embedded SmolLM2-135M-Instruct (converted once into the cache)."""
-    from selfens.models import EMBEDDED, load_model, load_tokenizer
+    from selfens.model.registry import EMBEDDED, load_model, load_tokenizer
 
     return load_model(EMBEDDED), load_tokenizer(EMBEDDED)
 
