@@ -503,7 +503,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )
     if args.quick:
         sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import build_tiny_model
+        from helpers import build_tiny_model
 
         tiny = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="selfens-tiny-"))))
         # with --facts, the scale path on the tiny model; else a few facts at N in {1, 2}

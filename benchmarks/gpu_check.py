@@ -8,7 +8,7 @@ the model's EOS ids); attention fusion with N = 1 == origin (flex); flex == dens
 fusion, N = 5); a batch == each example alone (origin). Each is the share of examples whose answers
 agree; bf16 may flip a near-tie, so a check passes at `--min-agreement` (default 0.95) or more.
 
-The tiny models are those of the tests' architecture matrix (tests/conftest.py FAMILIES), built
+The tiny models are those of the tests' architecture matrix (tests/helpers.py FAMILIES), built
 here with head_dim 16: compiled FlexAttention (Triton) takes no head dimension below 16, and the
 tests' tiny models have 8. A model whose head_dim is still below 16 on CUDA gets its two flex checks
 SKIPped, with the reason. On the CPU, FlexAttention runs eagerly (selfens.attention.backend), at
@@ -181,9 +181,9 @@ def _with_flex_head_dim(settings: dict, heads: int = 4) -> dict:
 
 def flex_overrides(family: str) -> dict:
     """build_tiny_model overrides that give `family` head_dim 16 (the tests' tiny models have 8)."""
-    import conftest
+    import helpers
 
-    own = conftest.FAMILIES[family][2]
+    own = helpers.FAMILIES[family][2]
     if "text_config" in own:  # a multimodal wrapper: its language model's config
         text_class, text = own["text_config"]
         return {"text_config": (text_class, {**text, **_with_flex_head_dim(text)})}
@@ -192,16 +192,16 @@ def flex_overrides(family: str) -> dict:
 
 def build_tiny(folder: Path, family: str) -> str:
     """The tiny test model of `family`, with head_dim 16, saved in `folder`."""
-    import conftest
+    import helpers
 
-    return str(conftest.build_tiny_model(folder, family=family, **flex_overrides(family)))
+    return str(helpers.build_tiny_model(folder, family=family, **flex_overrides(family)))
 
 
 def default_models(folder: Path, quick: bool) -> dict[str, Callable[[], str]]:
     """name -> how to get its folder or registry name (built when its turn comes, in its try)."""
-    import conftest
+    import helpers
 
-    families = QUICK_FAMILIES if quick else tuple(conftest.FAMILIES)
+    families = QUICK_FAMILIES if quick else tuple(helpers.FAMILIES)
     models = {f"tiny {f}": (lambda f=f: build_tiny(folder / f, f)) for f in families}
     if not quick:
         models["embedded smollm2"] = lambda: EMBEDDED

@@ -86,7 +86,7 @@ MODELS: dict[str, ModelSpec] = {
     "qwen2.5_3b_it": ModelSpec("Qwen/Qwen2.5-3B-Instruct", chat=True, fill_style="mask"),
     "qwen2.5_7b_it": ModelSpec("Qwen/Qwen2.5-7B-Instruct", chat=True, fill_style="mask"),
     "mistral_7b_it": ModelSpec("mistralai/Mistral-7B-Instruct-v0.3", chat=True, fill_style="mask"),
-    # Families checked by tests/test_architectures.py on tiny models (sliding windows and Gemma 2's
+    # Families checked by tests/model/test_architectures.py on tiny models (sliding windows and Gemma 2's
     # soft-capping included); Gemma 2 has no SDPA and loads with eager.
     "qwen3_4b_it": ModelSpec("Qwen/Qwen3-4B-Instruct-2507", chat=True, fill_style="mask"),
     "gemma2_2b_it": ModelSpec("google/gemma-2-2b-it", chat=True, fill_style="mask"),

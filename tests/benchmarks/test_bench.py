@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their siblings (ab, write_docs)
 
 

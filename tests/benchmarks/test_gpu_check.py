@@ -9,14 +9,11 @@ import importlib.util
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import FAMILIES, build_tiny_model
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import FAMILIES, ROOT, build_tiny_model
 
 CHECKS = [
     "decode == generate",

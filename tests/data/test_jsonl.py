@@ -175,7 +175,7 @@ def test_errors_come_at_setup_before_decoding(tmp_path, tiny, tiny_model_path):
 
 
 def test_shipped_config_without_shots_file_fails_in_one_line(tiny_model_path, tmp_path, capsys):
-    from tests.test_cli import selfens_fails
+    from tests.helpers import selfens_fails
 
     config = Path(__file__).resolve().parents[2] / "configs" / "jsonl" / "origin.yaml"
     line = selfens_fails(

@@ -16,9 +16,8 @@ from selfens.data import DataError, JsonlQuestions, ParaRel, Record
 from selfens.data.base import longest_prompt
 from selfens.data.long_prompts import FitReport, PromptLimit, fit
 from selfens.prompting.formats import Shot
-from tests.test_cli import quiet, read_jsonl, run_folder, selfens
+from tests.helpers import ROOT, quiet, read_jsonl, run_folder, selfens
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 160  # the small context window of the tiny model below
 
 

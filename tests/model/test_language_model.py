@@ -89,7 +89,7 @@ def _cpu_threads():
 @pytest.mark.parametrize("family", ["gemma2", "llama"])
 def test_a_model_without_sdpa_is_said_to_run_eager(family, tmp_path):
     """Gemma 2 soft-caps its attention scores, which SDPA cannot: it runs eager, and the run says so."""
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
 
     path = str(build_tiny_model(tmp_path / family, family=family))
     origin = Origin(model=path)
@@ -106,7 +106,7 @@ def test_the_fingerprint_tells_weights_apart_not_dtypes(tiny_model_path, tmp_pat
     retrained checkpoint) differs; the same weights loaded in another dtype do not."""
     import shutil
 
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
 
     fp32 = LanguageModel(tiny_model_path).load("float32")
     bf16 = LanguageModel(tiny_model_path).load("bfloat16")

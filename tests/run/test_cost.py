@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens
+from tests.helpers import ROOT, logger_name, quiet, read_jsonl, run_folder, selfens
 
-ROOT = Path(__file__).resolve().parents[1]
 WEIGHTED = ROOT / "configs" / "pararel" / "weighted_avg.yaml"
 PER_PROMPT = ROOT / "configs" / "pararel" / "per_prompt.yaml"
 

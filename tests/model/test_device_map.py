@@ -4,14 +4,10 @@ ordinary load gives, and with DDP it is refused (one process per GPU vs one mode
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ORIGIN, logger_name, quiet, read_jsonl, run_folder, selfens
-from tests.test_distributed import _console_script, _free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ORIGIN, ROOT, console_script, free_port, logger_name, quiet, read_jsonl, run_folder, selfens
 
 
 def test_device_map_auto_gives_the_same_answers(tiny_model_path, tmp_path):
@@ -36,9 +32,9 @@ def test_device_map_auto_gives_the_same_answers(tiny_model_path, tmp_path):
 def test_device_map_with_ddp_is_refused(tiny_model_path, tmp_path):
     import os
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     command = [
-        *_console_script(),
+        *console_script(),
         "test",
         "--config",
         str(ORIGIN),

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_cli import read_jsonl, selfens, selfens_fails
-from tests.test_rescoring import scores
+from tests.helpers import ROOT, read_jsonl, scores, selfens, selfens_fails
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = [
     {"name": "origin", "class_path": "selfens.methods.Origin"},
     {"name": "avg", "class_path": "selfens.methods.LogitFusion", "init_args": {"fusion": "avg"}},
@@ -51,7 +49,7 @@ def study_config(folder: Path, paths: list[str], **changes) -> Path:
 
 @pytest.fixture(scope="module")
 def two_models(tiny_model_path, tmp_path_factory) -> list[str]:
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
 
     return [tiny_model_path, str(build_tiny_model(tmp_path_factory.mktemp("second"), seed=1))]
 

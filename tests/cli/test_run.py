@@ -16,9 +16,8 @@ import yaml
 
 from selfens.cli import run_plan as plan
 from selfens.cli.run_plan import CONFIGS, Choices
-from tests.test_cli import run_folder, selfens, selfens_fails
+from tests.helpers import ROOT, run_folder, selfens, selfens_fails
 
-ROOT = Path(__file__).resolve().parents[1]
 DOWN, ENTER, CLEAR = "\x1b[B", "\r", "\x15"  # arrow down, Enter, Ctrl-U (clears a prefilled answer)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,10 +13,18 @@ import torch
 from selfens.decoding import budget
 from selfens.decoding.budget import auto_batch_size, decode_rows, kv_bytes_per_token, row_bytes
 from selfens.errors import ConfigError
-from tests.conftest import build_tiny_model
-from tests.test_cli import PER_PROMPT, logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
+from tests.helpers import (
+    PER_PROMPT,
+    ROOT,
+    build_tiny_model,
+    logger_name,
+    quiet,
+    read_jsonl,
+    run_folder,
+    selfens,
+    selfens_fails,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 6
 
 
@@ -185,7 +192,7 @@ def test_auto_run_records_the_sizes_it_chose(tiny_model_path, tmp_path):
 
 
 def test_a_fixed_batch_size_is_recorded_as_given(tiny_model_path, tmp_path):
-    from tests.test_cli import ORIGIN
+    from tests.helpers import ORIGIN
 
     save_dir = tmp_path / "fixed"
     common = ["--model.init_args.model", tiny_model_path, "--data.init_args.limit", 3, *quiet()]
@@ -208,11 +215,11 @@ def test_a_bad_batch_size_is_one_line_naming_it(tiny_model_path, tmp_path, capsy
 @pytest.mark.slow
 def test_auto_batches_alike_on_two_processes(tiny_model_path, tmp_path):
     """Every process must batch alike (the sampler hands out whole batches): 7 examples, each once."""
-    from tests.test_distributed import _run
+    from tests.helpers import run_distributed
 
     args = ["--config", PER_PROMPT, "--model.init_args.model", tiny_model_path, "--data.init_args.limit", 7,
             "--data.init_args.batch_size", "auto"]  # fmt: skip
-    folder = _run("test", args, tmp_path / "ddp", devices=2)
+    folder = run_distributed("test", args, tmp_path / "ddp", devices=2)
     results = json.loads((folder / "results.json").read_text())
     assert results["world_size"] == 2 and results["num_examples"] == 7
     assert results["batch_size"] == auto_batch_size(5, results["decode_rows"], 7, 2)

@@ -18,8 +18,7 @@ import pytest
 
 from selfens.data.records import BOM, DataError, read_json_array, read_jsonl
 from selfens.errors import ConfigError
-from tests.test_cli import ORIGIN, selfens_fails
-from tests.test_errors import QUESTIONS, jsonl_args, own_data
+from tests.helpers import JSONL_QUESTIONS, ORIGIN, ROOT, jsonl_args, own_data, selfens_fails
 
 # -- data files ----------------------------------------------------------------------------------------
 
@@ -68,7 +67,7 @@ def test_a_carriage_return_does_not_cut_a_line(tmp_path):
     assert [(n, item["id"]) for n, item in read_jsonl(path)] == [(1, "a"), (2, "b")]
 
 
-MYRIADLAMA = Path(__file__).resolve().parent / "fixtures" / "myriadlama" / "facts.jsonl"
+MYRIADLAMA = ROOT / "tests" / "fixtures" / "myriadlama" / "facts.jsonl"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +97,7 @@ def test_repeated_ids_name_the_file_and_lines(tmp_path):
     from selfens.data import JsonlQuestions
     from selfens.data.base import check_unique_ids
 
-    lines = [{**QUESTIONS[k % 2], "id": f"q{k}"} for k in range(5)] + [{**QUESTIONS[0], "id": "q0"}]
+    lines = [{**JSONL_QUESTIONS[k % 2], "id": f"q{k}"} for k in range(5)] + [{**JSONL_QUESTIONS[0], "id": "q0"}]
     path = own_data(tmp_path, lines)
     records = JsonlQuestions(str(path)).load_records()
     with pytest.raises(DataError, match=rf"example id 'q0' is used twice \({path}:1 and {path}:6\); ids must be"):
@@ -213,7 +212,7 @@ def test_a_resumed_run_says_so_at_the_start(tmp_path, capsys):
 def test_a_failed_run_removes_the_folders_it_created(tiny_model_path, tmp_path, capsys):
     """Data that is not UTF-8 fails once the run has made its folders: one line, and no
     lightning_logs/<name>/ (nor the save_dir it made) left behind."""
-    path = own_data(tmp_path, [QUESTIONS[0]])
+    path = own_data(tmp_path, [JSONL_QUESTIONS[0]])
     line = '{"id": "b", "paraphrases": ["é"], "answers": ["x"]}'
     path.write_bytes(path.read_bytes() + line.encode("latin-1") + b"\n")
     save_dir = tmp_path / "logs"

@@ -18,10 +18,20 @@ import pytest
 
 from selfens.report.load import Run, collect
 from selfens.run.cost import cost_labels, cost_names
-from tests.test_cli import quiet, read_jsonl, selfens, selfens_fails
-from tests.test_rescoring import LIMIT, data_dir_with_gold, normalize, run, scores, standard_error
+from tests.helpers import (
+    ROOT,
+    RUN_LIMIT,
+    data_dir_with_gold,
+    normalize,
+    quiet,
+    read_jsonl,
+    run_config,
+    scores,
+    selfens,
+    selfens_fails,
+    standard_error,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 PARAREL = ROOT / "configs" / "pararel"
 METHODS = ("origin", "per_prompt", "avg", "attention")
 
@@ -40,7 +50,7 @@ def compared(tiny_model_path, tmp_path_factory):
     per-paraphrase answers, so that methods differ); avg with N = 3 (the same evaluation: N is the
     method's); avg with 2 shots (another evaluation); and origin and attention of a second model,
     its origin run first, so that pairing by data alone would cross the two models."""
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
 
     root = tmp_path_factory.mktemp("compare")
     other_model = str(build_tiny_model(root / "other_model", seed=1))
@@ -54,7 +64,7 @@ def compared(tiny_model_path, tmp_path_factory):
             "--model.init_args.model",
             tiny_model_path,
             "--data.init_args.limit",
-            LIMIT,
+            RUN_LIMIT,
             "--trainer.logger.init_args.save_dir",
             root / "first",
             *quiet(),
@@ -64,7 +74,7 @@ def compared(tiny_model_path, tmp_path_factory):
         common = (*SAME_PROMPTS, "--data.init_args.data_dir", data)
 
         def test(config: str, model: str, *extra):
-            run(PARAREL / f"{config}.yaml", model, root / "logs", "test", *common, *extra, name="cmp")
+            run_config(PARAREL / f"{config}.yaml", model, root / "logs", "test", *common, *extra, name="cmp")
 
         test("origin", other_model)
         for method in METHODS:

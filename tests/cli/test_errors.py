@@ -11,42 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ORIGIN, logger_name, quiet, run_folder, selfens, selfens_fails
+from tests.helpers import (
+    JSONL_QUESTIONS,
+    ORIGIN,
+    ROOT,
+    command,
+    jsonl_args,
+    logger_name,
+    own_data,
+    quiet,
+    run_folder,
+    selfens,
+    selfens_fails,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 ATTENTION = ROOT / "configs" / "pararel" / "attention.yaml"
-
-
-def own_data(tmp_path: Path, lines: list) -> Path:
-    path = tmp_path / "q.jsonl"
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
-
-def jsonl_args(path: Path, model: str, save_dir: Path, *extra) -> list:
-    """`selfens test` of origin on a user's own file, with the file's defaults (no num_paraphrases)."""
-    config = save_dir / "own.yaml"
-    config.write_text(
-        "model:\n  class_path: selfens.methods.Origin\n"
-        f"data:\n  class_path: selfens.data.JsonlQuestions\n  init_args:\n    path: {path}\n"
-        "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.TensorBoardLogger\n"
-        f"    init_args:\n      name: {logger_name(ORIGIN)}\n"
-    )
-    return command("test", config, model, save_dir, *quiet(), *extra)
-
-
-def command(name: str, config: Path, model: str, save_dir: Path, *extra) -> list:
-    """`selfens NAME --config CONFIG` with the model and run folder overridden."""
-    return [
-        name,
-        "--config",
-        config,
-        "--model.init_args.model",
-        model,
-        "--trainer.logger.init_args.save_dir",
-        save_dir,
-        *extra,
-    ]
 
 
 def assert_nothing_left(save_dir: Path, config: Path = ORIGIN) -> None:
@@ -54,74 +33,78 @@ def assert_nothing_left(save_dir: Path, config: Path = ORIGIN) -> None:
     assert not folder.exists() or not any(folder.iterdir()), f"a failed run left {sorted(folder.rglob('*'))}"
 
 
-QUESTIONS = [
-    {
-        "id": "a",
-        "paraphrases": ["where is tokyo?", "tokyo is in which country?", "in what country is tokyo?"],
-        "answers": ["Japan"],
-    },
-    {
-        "id": "b",
-        "paraphrases": ["capital of france?", "france's capital?", "which city is france's capital?"],
-        "answers": ["Paris"],
-    },
-]
+# Own data that cannot be read: (lines of the file, None: no file) -> what the one-line error says
+# (parts joined by '; ').
+DATA_ERRORS = {
+    "malformed line": (
+        [JSONL_QUESTIONS[0], JSONL_QUESTIONS[1], '{"id": "c", "paraphrases": ['],
+        "{path}:3: malformed JSON",
+    ),
+    "missing file": (None, "data file not found: {path}"),
+    "different paraphrase counts": (
+        [JSONL_QUESTIONS[0], {**JSONL_QUESTIONS[1], "paraphrases": JSONL_QUESTIONS[1]["paraphrases"][:2]}],
+        "{path}:2: 2 paraphrases, but line 1 has 3; num_paraphrases",
+    ),
+}
 
 
-def test_malformed_data_line(tiny_model_path, tmp_path, capsys):
-    path = own_data(tmp_path, [QUESTIONS[0], QUESTIONS[1], '{"id": "c", "paraphrases": ['])
+@pytest.mark.parametrize("case", DATA_ERRORS)
+def test_own_data_errors_name_the_file_and_line(case, tiny_model_path, tmp_path, capsys):
+    lines, expected = DATA_ERRORS[case]
+    path = own_data(tmp_path, lines) if lines is not None else tmp_path / "nowhere.jsonl"
     message = selfens_fails(capsys, *jsonl_args(path, tiny_model_path, tmp_path))
-    assert f"{path}:3: malformed JSON" in message
+    for part in expected.format(path=path).split("; "):
+        assert part in message, message
     assert_nothing_left(tmp_path)
 
 
-def test_missing_data_file(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(capsys, *jsonl_args(tmp_path / "nowhere.jsonl", tiny_model_path, tmp_path))
-    assert f"data file not found: {tmp_path / 'nowhere.jsonl'}" in message
-    assert_nothing_left(tmp_path)
+# Options the parser refuses before anything loads: (arguments after `selfens`) -> the whole message.
+OPTION_ERRORS = {
+    "misspelled model option": (
+        ["test", "--config", ORIGIN, "--model.init_args.max_new_tokenz", 3],
+        "selfens: error: model: unknown option 'max_new_tokenz'; did you mean max_new_tokens?",
+    ),
+    "misspelled trainer option": (
+        ["test", "--config", ORIGIN, "--trainer.devicez", 2],
+        "selfens: error: unknown option --trainer.devicez; did you mean --trainer.devices?",
+    ),
+    "value of the wrong type": (
+        ["test", "--config", ORIGIN, "--data.init_args.limit", "abc"],
+        "selfens: error: data.limit: expected int, got 'abc'",
+    ),
+    "missing config file": (
+        ["test", "--config", "{tmp}/nowhere.yaml"],
+        "selfens: error: config: File does not exist: '{tmp}/nowhere.yaml'",
+    ),
+    "misspelled key in a config file": (
+        ["test", "--config", "{tmp}/typo.yaml"],
+        "selfens: error: data: unknown option 'limt'; did you mean limit?",
+    ),
+    "unknown command": (["tset", "--config", ORIGIN], "selfens: error: unknown command 'tset'; did you mean test?"),
+}
 
 
-def test_lines_with_different_paraphrase_counts(tiny_model_path, tmp_path, capsys):
-    path = own_data(tmp_path, [QUESTIONS[0], {**QUESTIONS[1], "paraphrases": QUESTIONS[1]["paraphrases"][:2]}])
-    message = selfens_fails(capsys, *jsonl_args(path, tiny_model_path, tmp_path))
-    assert f"{path}:2: 2 paraphrases, but line 1 has 3" in message and "num_paraphrases" in message
+@pytest.mark.parametrize("case", OPTION_ERRORS)
+def test_option_errors_say_what_and_suggest(case, tmp_path, capsys):
+    args, expected = OPTION_ERRORS[case]
+    (tmp_path / "typo.yaml").write_text(ORIGIN.read_text().replace("limit:", "limt:"))
+    message = selfens_fails(capsys, *(str(a).format(tmp=tmp_path) for a in args))
+    assert message.startswith(expected.format(tmp=tmp_path)), message
 
 
-def test_misspelled_option_suggests_the_closest(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--model.init_args.max_new_tokenz", 3)
-    assert message == "selfens: error: model: unknown option 'max_new_tokenz'; did you mean max_new_tokens?"
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--trainer.devicez", 2)
-    assert message == "selfens: error: unknown option --trainer.devicez; did you mean --trainer.devices?"
+# Values refused once the run is built, before the model loads: (options) -> a part of the message.
+VALUE_ERRORS = {
+    "limit 0": (["--data.init_args.limit", 0], "limit must be at least 1"),
+    "devices 0": (["--trainer.devices", 0], "selfens: error: trainer: "),
+    "unknown dtype": (["--model.init_args.dtype", "float33"], "Unknown dtype 'float33'"),
+}
 
 
-def test_misspelled_key_in_a_config_file(tmp_path, capsys):
-    config = tmp_path / "typo.yaml"
-    config.write_text(ORIGIN.read_text().replace("limit:", "limt:"))
-    message = selfens_fails(capsys, "test", "--config", config)
-    assert message == "selfens: error: data: unknown option 'limt'; did you mean limit?"
-
-
-def test_missing_config_file(tmp_path, capsys):
-    message = selfens_fails(capsys, "test", "--config", tmp_path / "nowhere.yaml")
-    assert message == f"selfens: error: config: File does not exist: '{tmp_path / 'nowhere.yaml'}'"
-
-
-def test_unknown_command_suggests_the_closest(capsys):
-    message = selfens_fails(capsys, "tset", "--config", ORIGIN)
-    assert "unknown command 'tset'; did you mean test?" in message
-
-
-def test_bad_option_value(tiny_model_path, tmp_path, capsys):
-    message = selfens_fails(capsys, *command("test", ORIGIN, tiny_model_path, tmp_path, "--data.init_args.limit", 0))
-    assert "limit must be at least 1" in message
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--data.init_args.limit", "abc")
-    assert message == "selfens: error: data.limit: expected int, got 'abc'"
-    message = selfens_fails(capsys, "test", "--config", ORIGIN, "--trainer.devices", 0)
-    assert message.startswith("selfens: error: trainer: ")
-    message = selfens_fails(
-        capsys, *command("test", ORIGIN, tiny_model_path, tmp_path, "--model.init_args.dtype", "float33")
-    )
-    assert "Unknown dtype 'float33'" in message
+@pytest.mark.parametrize("case", VALUE_ERRORS)
+def test_bad_option_values_are_refused_and_leave_nothing(case, tiny_model_path, tmp_path, capsys):
+    extra, expected = VALUE_ERRORS[case]
+    message = selfens_fails(capsys, *command("test", ORIGIN, tiny_model_path, tmp_path, *extra))
+    assert expected in message
     assert_nothing_left(tmp_path)
 
 
@@ -175,7 +158,7 @@ def test_a_failing_command_prints_one_line(tmp_path):
 
 
 def test_own_data_uses_every_paraphrase_and_records_prompt_settings(tiny_model_path, tmp_path, capsys):
-    path = own_data(tmp_path, QUESTIONS)
+    path = own_data(tmp_path, JSONL_QUESTIONS)
     capsys.readouterr()
     selfens(*jsonl_args(path, tiny_model_path, tmp_path))
     run = run_folder(tmp_path / logger_name(ORIGIN))
@@ -207,7 +190,7 @@ def test_mostly_empty_predictions_warn(tiny_model_path, tmp_path, capsys):
     """Every visible character a stop string: every answer is cut to nothing, and the run says so."""
     import string
 
-    path = own_data(tmp_path, QUESTIONS)
+    path = own_data(tmp_path, JSONL_QUESTIONS)
     capsys.readouterr()
     stops = json.dumps([c for c in string.printable if not c.isspace()])
     selfens(*jsonl_args(path, tiny_model_path, tmp_path, "--model.init_args.stop_strings", stops))

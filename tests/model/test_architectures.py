@@ -27,16 +27,20 @@ from selfens.methods.attention import AttentionFusion
 from selfens.methods.base import EnsembleModule
 from selfens.methods.baselines import Origin
 from selfens.model.registry import eos_token_ids, load_tokenizer
-from tests.conftest import FAMILIES, REFUSED, WINDOW, build_refused_model, build_tiny_model
-from tests.methods.test_attention import (
-    CONFIGS,
-    MAX_NEW,
-    _reverse_block,
+from tests.helpers import (
+    ATTENTION_CONFIGS,
+    ATTENTION_MAX_NEW,
+    FAMILIES,
+    REFUSED,
+    WINDOW,
     assert_cached_equals_recomputed,
     assert_same_steps,
+    build_refused_model,
+    build_tiny_model,
     differs,
     first_step_logits,
-    run,
+    reverse_block,
+    run_attention,
     with_blocks,
 )
 
@@ -66,7 +70,7 @@ def module(family):
     def get(cls=AttentionFusion, **kwargs) -> EnsembleModule:
         key = (cls, tuple(sorted(kwargs.items())))
         if key not in built:
-            m = cls(model=family[1], max_new_tokens=MAX_NEW, stop_strings=[], **kwargs)
+            m = cls(model=family[1], max_new_tokens=ATTENTION_MAX_NEW, stop_strings=[], **kwargs)
             m.configure_model()
             m.eval()
             built[key] = m
@@ -91,7 +95,7 @@ def data(family):
         key = (config, n, shots, shared)
         if key not in _batches:
             tokenizer = load_tokenizer(family[1])
-            dm = ParaRel(num_paraphrases=n, num_shots=shots, limit=40 if shared else 4, **CONFIGS[config])
+            dm = ParaRel(num_paraphrases=n, num_shots=shots, limit=40 if shared else 4, **ATTENTION_CONFIGS[config])
             dm.connect(tokenizer, family[1])
             dm.setup("test")
             examples = dm.examples[:4]
@@ -139,8 +143,8 @@ ONE_PARAPHRASE = [
 @SHARED
 def test_one_paraphrase_equals_origin(module, data, layout, positions, config, mode, shared):
     batch, _ = data(config, n=1, shots=1, shared=shared)
-    _, decoded, steps = run(attention(module, layout=layout, positions=positions, first_token=mode), batch)
-    _, origin, origin_steps = run(module(Origin), batch)
+    _, decoded, steps = run_attention(attention(module, layout=layout, positions=positions, first_token=mode), batch)
+    _, origin, origin_steps = run_attention(module(Origin), batch)
     assert any(decoded.tokens) and decoded.tokens == origin.tokens
     for b in range(len(decoded.tokens)):
         assert_same_steps(steps[b], origin_steps[b])
@@ -169,8 +173,8 @@ def test_dense_equals_flex(module, data, positions, config, mode):
     settings = dict(layout="shared_prefix", positions=positions, first_token=mode)
     dense, flex = attention(module, "sdpa", **settings), attention(module, "flex", **settings)
     assert flex.hf_model.config._attn_implementation == "selfens_flex"
-    _, dense_decoded, dense_steps = run(dense, batch)
-    _, flex_decoded, flex_steps = run(flex, batch)
+    _, dense_decoded, dense_steps = run_attention(dense, batch)
+    _, flex_decoded, flex_steps = run_attention(flex, batch)
     assert any(dense_decoded.tokens) and flex_decoded.tokens == dense_decoded.tokens
     for b in range(len(dense_decoded.tokens)):
         assert_same_steps(flex_steps[b], dense_steps[b])
@@ -192,7 +196,7 @@ def test_each_block_is_fused_and_isolated(module, data, backend, positions):
 
     original, fused = block_end_logits(batch), first_step_logits(m, batch)
     for k in range(n):
-        changed = with_blocks(batch, dm, _reverse_block(k))
+        changed = with_blocks(batch, dm, reverse_block(k))
         logits = block_end_logits(changed)
         assert differs(first_step_logits(m, changed), fused).all(), f"changing block {k + 1} left the first step"
         assert differs(logits[:, k], original[:, k]).all()
@@ -202,10 +206,10 @@ def test_each_block_is_fused_and_isolated(module, data, backend, positions):
 
 # -- padding: a batch == each example alone, per attention implementation ---------------------------------
 def _assert_batch_equals_each_alone(m: EnsembleModule, batch: ParaphraseBatch, dm: ParaRel) -> None:
-    _, together, together_steps = run(m, batch)
+    _, together, together_steps = run_attention(m, batch)
     assert any(together.tokens)
     for b, i in enumerate(batch.index.tolist()):
-        _, alone, alone_steps = run(m, collate([dm.examples[i]], dm.tokenizer.pad_token_id))
+        _, alone, alone_steps = run_attention(m, collate([dm.examples[i]], dm.tokenizer.pad_token_id))
         assert together.tokens[b] == alone.tokens[0], f"example {b}"
         assert_same_steps(together_steps[b], alone_steps[0])
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import selfens, selfens_fails
+from tests.helpers import ROOT, selfens, selfens_fails
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "webquestions" / "avg.yaml"
 LINES = (
     "who wrote hamlet? || hamlet was written by whom? || which writer wrote hamlet?\nwhat is the capital of france?\n"

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from selfens.stats import paired_comparison, uncertainty
-from tests.test_cli import PER_PROMPT, logger_name, own_answers_data, read_jsonl, run_folder, selfens
+from tests.helpers import PER_PROMPT, logger_name, own_answers_data, read_jsonl, run_folder, selfens
 
 RUNS, N, RESAMPLES = 400, 200, 1000  # synthetic runs, examples per run, bootstrap resamples
 SEED = 0  # of the synthetic data; the bootstrap uses seed 0, as results.json does

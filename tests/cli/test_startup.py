@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ORIGIN
-from tests.test_rescoring import run
+from tests.helpers import ORIGIN, ROOT, run_config
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # The command, then the modules it imported, one JSON list on the last line of stdout.
 PROBE = """
@@ -89,7 +86,7 @@ def test_ask_help_does_not_load_torch_lightning_or_a_model():
 
 
 def test_report_reads_runs_without_lightning(tiny_model_path, tmp_path):
-    folder = run(ORIGIN, tiny_model_path, tmp_path / "logs", "test")
+    folder = run_config(ORIGIN, tiny_model_path, tmp_path / "logs", "test")
     modules = imported("report", folder, "--out", tmp_path / "report", "--resamples", 20)
     assert (tmp_path / "report" / "report.md").exists()
     # What a report needs is loaded (the bootstrap, the plots, TensorBoard's writer) ...

@@ -8,67 +8,16 @@ and counted twice. Each check runs the real console script in a subprocess, 2 de
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli import PER_PROMPT, QUESTIONS, own_answers_data, read_jsonl
+from tests.helpers import OWN_QUESTIONS, PER_PROMPT, own_answers_data, read_jsonl, run_distributed
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 7  # odd, and not a multiple of batch_size * world_size
 BATCH = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _console_script() -> list[str]:
-    script = Path(sys.executable).parent / "selfens"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "selfens"]
-
-
-def _run(stage: str, args: list, save_dir: Path, devices: int) -> Path:
-    """`selfens STAGE ARGS` in a fresh process on `devices` CPU processes; the run folder."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE"):
-        env.pop(var, None)
-    trainer = ["--trainer.accelerator", "cpu", "--trainer.devices", str(devices)]
-    if devices > 1:
-        trainer += ["--trainer.strategy", "ddp"]
-    command = [
-        *_console_script(),
-        stage,
-        *map(str, args),
-        *trainer,
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.logger.init_args.save_dir",
-        str(save_dir),
-    ]
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (
-        f"`{' '.join(command)}` exited {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-6000:]}"
-    )
-    folders = sorted(save_dir.glob("*/version_*"))
-    assert len(folders) == 1, f"expected one run folder under {save_dir}, found {folders}"
-    return folders[0]
 
 
 def _check_same(single: Path, ddp: Path, scored: bool) -> None:
@@ -111,8 +60,8 @@ def per_prompt_args(model: str) -> list:
 
 def test_ddp_test_matches_single_process_pararel(tiny_model_path, tmp_path):
     args = per_prompt_args(tiny_model_path)
-    single = _run("test", args, tmp_path / "one", devices=1)
-    ddp = _run("test", args, tmp_path / "two", devices=2)
+    single = run_distributed("test", args, tmp_path / "one", devices=1)
+    ddp = run_distributed("test", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=True)
     # Agreement is the one non-trivial metric here (the random model answers no ParaRel fact).
     assert json.loads((ddp / "results.json").read_text())["metrics"]["test/agreement"] > 0
@@ -120,10 +69,10 @@ def test_ddp_test_matches_single_process_pararel(tiny_model_path, tmp_path):
 
 def test_ddp_test_matches_single_process_nonzero_scores(tiny_model_path, tmp_path):
     """Gold answers taken from the model's own answers, so EM/F1/lemma are non-zero and differ by view."""
-    assert len(QUESTIONS) == LIMIT
+    assert len(OWN_QUESTIONS) == LIMIT
     _, args = own_answers_data(tiny_model_path, tmp_path, batch_size=BATCH)
-    single = _run("test", args, tmp_path / "one", devices=1)
-    ddp = _run("test", args, tmp_path / "two", devices=2)
+    single = run_distributed("test", args, tmp_path / "one", devices=1)
+    ddp = run_distributed("test", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=True)
     metrics = json.loads((ddp / "results.json").read_text())["metrics"]
     assert metrics["test/oracle/em"] == pytest.approx(1.0)
@@ -132,7 +81,7 @@ def test_ddp_test_matches_single_process_nonzero_scores(tiny_model_path, tmp_pat
 
 def test_ddp_predict_matches_single_process(tiny_model_path, tmp_path):
     args = per_prompt_args(tiny_model_path)
-    single = _run("predict", args, tmp_path / "one", devices=1)
-    ddp = _run("predict", args, tmp_path / "two", devices=2)
+    single = run_distributed("predict", args, tmp_path / "one", devices=1)
+    ddp = run_distributed("predict", args, tmp_path / "two", devices=2)
     _check_same(single, ddp, scored=False)
     assert all("scores" not in r for r in read_jsonl(ddp / "predictions.jsonl"))

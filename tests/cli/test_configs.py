@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from selfens.data.base import ParaphraseDataModule
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 # configs/paraphrase/ configure `selfens paraphrase` (tests/paraphrase), configs/study/ `selfens
 # study` (checked below); the rest evaluate a method.

@@ -17,65 +17,16 @@ from __future__ import annotations
 import collections
 import json
 import math
-import re
-import shutil
-import string
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens
+from tests.helpers import ROOT, RUN_BATCH, data_dir_with_gold, normalize, read_jsonl, run_config, scores, standard_error
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "pararel").rglob("*.yaml"))
-LIMIT, BATCH = 10, 3
-BUNDLED = ROOT / "selfens" / "resources" / "pararel"
 
 
 # -- an independent scorer ----------------------------------------------------------------------------
-
-
-def normalize(s: str) -> str:  # SQuAD v1.1 evaluate-v1.1.py
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def em(pred: str, gold: str) -> float:
-    return float(normalize(pred) == normalize(gold))
-
-
-def f1(pred: str, gold: str) -> float:
-    p, g = normalize(pred).split(), normalize(gold).split()
-    same = sum((collections.Counter(p) & collections.Counter(g)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-_NLP = None
-
-
-def lemmas(text: str) -> list[str]:
-    global _NLP
-    if _NLP is None:
-        import spacy
-
-        _NLP = spacy.blank("en")
-        _NLP.add_pipe("lemmatizer", config={"mode": "lookup"})
-        _NLP.initialize()
-    return [t.lemma_.lower() for t in _NLP(text.lower()) if not (t.is_punct or t.is_space)]
-
-
-def lemma(pred: str, gold: str) -> float:
-    p, g = lemmas(pred), lemmas(gold)
-    return float(bool(g) and any(p[i : i + len(g)] == g for i in range(len(p) - len(g) + 1)))
-
-
-def scores(pred: str, answers: list[str]) -> dict[str, float]:
-    return {name: max(fn(pred, a) for a in answers) for name, fn in (("em", em), ("f1", f1), ("lemma", lemma))}
 
 
 def rescore_columns(rows: list[dict], method: str) -> dict[str, list[float]]:
@@ -107,11 +58,6 @@ def rescore(rows: list[dict], method: str) -> dict[str, float]:
     return {key: math.fsum(v) / len(v) for key, v in rescore_columns(rows, method).items()}
 
 
-def standard_error(values: list[float]) -> float:
-    mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-
-
 def test_independent_scorer_on_known_cases():
     assert scores("The Eiffel Tower!", ["eiffel tower"]) == {"em": 1.0, "f1": 1.0, "lemma": 1.0}
     assert scores("Paris", ["the Paris"]) == {"em": 1.0, "f1": 1.0, "lemma": 0.0}
@@ -122,57 +68,6 @@ def test_independent_scorer_on_known_cases():
 # -- runs whose gold answers make EM, F1 and lemma differ -----------------------------------------------------
 
 
-def gold_from(answer: str, i: int) -> str:
-    """Example i's new gold answer, from the run's own answer. The first batch scores 0 everywhere."""
-    words = normalize(answer).split()
-    if i < BATCH or not words:
-        return "zyzzyva quokka"
-    # EM counts exact + article rows, lemma only exact ones, F1 adds a part of each extra row.
-    return [answer, f"the {answer}", f"the {answer}", f"{answer} zyzzyva"][i % 4]
-
-
-def data_dir_with_gold(folder: Path, rows: list[dict]) -> Path:
-    """A copy of the bundled ParaRel whose evaluated facts have gold answers from `rows`."""
-    target = folder / "pararel"
-    shutil.copytree(BUNDLED, target)
-    gold = {}
-    for i, row in enumerate(rows):
-        answer = (
-            row["per_paraphrase"][i % len(row["per_paraphrase"])]
-            if "per_paraphrase" in row and i % 2
-            else row["prediction"]
-        )
-        gold[row["id"]] = gold_from(answer, i)
-    for path in (target / "triples").glob("*.jsonl"):
-        facts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for fact in facts:
-            fact["obj_label"] = gold.get(f"{path.stem}/{fact['uuid']}", fact["obj_label"])
-        path.write_text("".join(json.dumps(f) + "\n" for f in facts))
-    return target
-
-
-def run(config: Path, model: str, folder: Path, stage: str, *extra, name: str | None = None) -> Path:
-    """`selfens STAGE` of a config on LIMIT facts, into `folder`; its run folder. `name`: the logger's
-    name (default: the config's)."""
-    extra = (*extra, "--trainer.logger.init_args.name", name) if name else extra
-    selfens(
-        stage,
-        "--config",
-        config,
-        "--model.init_args.model",
-        model,
-        "--data.init_args.limit",
-        LIMIT,
-        "--data.init_args.batch_size",
-        BATCH,
-        "--trainer.logger.init_args.save_dir",
-        folder,
-        *quiet(),
-        *extra,
-    )
-    return run_folder(folder / (name or logger_name(config)))
-
-
 def confidence_dir(config: Path, folder: Path) -> list:
     return ["--model.init_args.confidence_dir", folder / "confidence"] if "weighted" in config.name else []
 
@@ -180,9 +75,9 @@ def confidence_dir(config: Path, folder: Path) -> list:
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: str(c.relative_to(ROOT / "configs" / "pararel")))
 def test_results_equal_a_rescoring_of_predictions(config, tiny_model_path, tmp_path):
     extra = confidence_dir(config, tmp_path)
-    first = read_jsonl(run(config, tiny_model_path, tmp_path / "first", "predict", *extra) / "predictions.jsonl")
+    first = read_jsonl(run_config(config, tiny_model_path, tmp_path / "first", "predict", *extra) / "predictions.jsonl")
     data = data_dir_with_gold(tmp_path, first)
-    folder = run(config, tiny_model_path, tmp_path / "test", "test", "--data.init_args.data_dir", data, *extra)
+    folder = run_config(config, tiny_model_path, tmp_path / "test", "test", "--data.init_args.data_dir", data, *extra)
 
     rows = read_jsonl(folder / "predictions.jsonl")
     results = json.loads((folder / "results.json").read_text())
@@ -205,24 +100,24 @@ def test_results_equal_a_rescoring_of_predictions(config, tiny_model_path, tmp_p
 
 def test_resumed_run_equals_a_rescoring(tiny_model_path, tmp_path):
     config = ROOT / "configs" / "pararel" / "per_prompt.yaml"
-    first = read_jsonl(run(config, tiny_model_path, tmp_path / "first", "predict") / "predictions.jsonl")
+    first = read_jsonl(run_config(config, tiny_model_path, tmp_path / "first", "predict") / "predictions.jsonl")
     data = data_dir_with_gold(tmp_path, first)
-    full = run(config, tiny_model_path, tmp_path / "full", "test", "--data.init_args.data_dir", data)
+    full = run_config(config, tiny_model_path, tmp_path / "full", "test", "--data.init_args.data_dir", data)
     rows = read_jsonl(full / "predictions.jsonl")
 
     crashed = tmp_path / "crashed"  # a run killed after two batches
     crashed.mkdir()
-    kept = [{k: v for k, v in r.items() if k != "scores"} for r in rows[: 2 * BATCH]]
+    kept = [{k: v for k, v in r.items() if k != "scores"} for r in rows[: 2 * RUN_BATCH]]
     (crashed / "predictions.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
     # What the run wrote when it started: resuming checks it is this same run.
     identity = json.loads((full / "results.json").read_text())["identity"]
     (crashed / "identity.json").write_text(json.dumps(identity))
-    resumed = run(
+    resumed = run_config(
         config, tiny_model_path, tmp_path / "resumed", "test", "--data.init_args.data_dir", data, "--resume", crashed
     )
 
     results = json.loads((resumed / "results.json").read_text())
-    assert results["resumed_examples"] == 2 * BATCH
+    assert results["resumed_examples"] == 2 * RUN_BATCH
     resumed_rows = read_jsonl(resumed / "predictions.jsonl")
     assert results["metrics"] == pytest.approx(rescore(resumed_rows, "per_prompt"), abs=1e-12)
     assert results["metrics"] == json.loads((full / "results.json").read_text())["metrics"]

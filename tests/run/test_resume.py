@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
+from tests.helpers import logger_name, quiet, read_jsonl, run_folder, selfens, selfens_fails
 
 PER_PROMPT = Path("configs/pararel/per_prompt.yaml")
 
@@ -105,7 +105,7 @@ def interrupted_avg(tiny_model_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory) -> str:
-    from tests.conftest import build_tiny_model
+    from tests.helpers import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("other_llama"), seed=1))
 

@@ -14,8 +14,8 @@ from selfens.attention import dense_mask, pack, packed_mask_mod
 from selfens.attention.draw import extend_with_generated, mask_figure, mask_text
 from selfens.errors import ConfigError
 from selfens.prompting.segments import Segments
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Segments(instruction=[1, 2], shots=[[3], [4, 5]], blocks=[[6, 7], [8]], suffix=[9])
 SHORT = Segments(instruction=[1], shots=[], blocks=[[6], [8]], suffix=[])
 
@@ -135,7 +135,7 @@ def test_mask_command(tiny_model_path, tmp_path, capsys, clean_process):
 
 def test_mask_command_needs_attention(tiny_model_path, tmp_path, clean_process, capsys):
     """One line, status 2, like every other command's expected failure."""
-    from tests.test_cli import selfens_fails
+    from tests.helpers import selfens_fails
 
     config = str(ROOT / "configs/pararel/origin.yaml")
     args = ["mask", "--config", config, "--model.init_args.model", tiny_model_path, "--out", str(tmp_path / "m.png")]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from selfens.run.tensorboard import SHOWN, hparam_values, log_run, results_table, trial_id
-from tests.test_cli import quiet, selfens
+from tests.helpers import ROOT, quiet, selfens
 
-PARAREL = Path(__file__).resolve().parents[1] / "configs" / "pararel"
+PARAREL = ROOT / "configs" / "pararel"
 RUNS = {  # trial ID -> (config, N, shots)
     "demo/version_0": ("origin", 5, 4),
     "demo/version_1": ("origin", 5, 2),

@@ -16,10 +16,8 @@ import pytest
 
 from selfens.data import WebQuestions
 from selfens.paraphrase.filters import REASONS
-from tests.test_cli import selfens, selfens_fails
-from tests.test_distributed import _console_script, _free_port
+from tests.helpers import ROOT, console_script, free_port, selfens, selfens_fails
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "paraphrase" / "webquestions.yaml"
 FIELDS = {"index", "id", "original", "paraphrases", "rejected"}
 
@@ -114,14 +112,14 @@ def test_other_settings_are_refused(tiny_model_path, tmp_path, capsys):
 
 def _env() -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "TOKENIZERS_PARALLELISM": "false"})
+    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "TOKENIZERS_PARALLELISM": "false"})
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE"):
         env.pop(var, None)
     return env
 
 
 def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*_console_script(), *args], cwd=ROOT, env=_env(), capture_output=True, text=True, **kwargs)
+    proc = subprocess.run([*console_script(), *args], cwd=ROOT, env=_env(), capture_output=True, text=True, **kwargs)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -131,7 +129,7 @@ def test_a_killed_run_resumes_with_each_question_once(tiny_model_path, tmp_path)
     limit, output = 24, tmp_path / "wq.jsonl"
     args = paraphrase_args(tiny_model_path, output, limit)
     part = tmp_path / "wq.jsonl.parts" / "rank0.jsonl"
-    proc = subprocess.Popen([*_console_script(), *args], cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*console_script(), *args], cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if part.exists() and len(part.read_text().splitlines()) >= 4:

@@ -19,58 +19,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-ORIGIN = ROOT / "configs" / "pararel" / "origin.yaml"
-PER_PROMPT = ROOT / "configs" / "pararel" / "per_prompt.yaml"
+from tests.helpers import (
+    ORIGIN,
+    OWN_QUESTIONS,
+    PER_PROMPT,
+    ROOT,
+    logger_name,
+    own_answers_data,
+    quiet,
+    read_jsonl,
+    run_folder,
+    selfens,
+    selfens_fails,
+)
+
 LIMIT = 6
 VIEWS = ["majority", "mean", "oracle"] + [f"p{k}" for k in range(1, 6)]
 METRICS = ("em", "f1", "lemma")
-
-
-def selfens(*args) -> None:
-    """`selfens ARGS` in this process (LightningCLI warns if it also sees pytest's own argv)."""
-    from selfens.cli.main import main
-
-    saved_argv, saved_env = sys.argv, dict(os.environ)
-    sys.argv = ["selfens"]
-    try:
-        main([str(a) for a in args])
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)  # seed_everything leaves PL_GLOBAL_SEED behind
-
-
-def selfens_fails(capsys, *args) -> str:
-    """Run `selfens ARGS`, which must fail as a user sees it: exit status 2 and one error line on
-    stderr (no traceback). Returns that line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit:
-        selfens(*args)
-    assert exit.value.code == 2, f"exit status {exit.value.code}"
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("selfens: error:")]
-    assert len(errors) == 1, errors
-    return errors[0]
-
-
-def run_folder(parent: Path, k: int = 0) -> Path:
-    """The run folder `version_<k>-<method...>` under a logger's folder (a path that does not exist
-    when there is none)."""
-    found = sorted(parent.glob(f"version_{k}-*"))
-    assert len(found) <= 1, found
-    return found[0] if found else parent / f"version_{k}-(none)"
-
-
-def logger_name(config: Path) -> str:
-    return yaml.safe_load(config.read_text())["trainer"]["logger"]["init_args"]["name"]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def quiet() -> list[str]:
-    return ["--trainer.enable_progress_bar", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -213,84 +178,6 @@ def test_per_prompt_p1_equals_origin(runs):
 
 # -- per_prompt views with non-zero scores ---------------------------------------------------------
 
-# Very different wordings, so that the random tiny model answers them differently.
-QUESTIONS = [
-    [
-        "what does jamaican people speak?",
-        "which language is spoken in jamaica?",
-        "the capital of France is what city?",
-        "where is Tokyo located?",
-        "who works in Berlin?",
-    ],
-    [
-        "where was Allan Peiper born?",
-        "Paul Mounsey is originally from where?",
-        "what is the capital of Germany?",
-        "which city plays the country?",
-        "the a an of in",
-    ],
-    [
-        "capital city country language",
-        "born located capital",
-        "Predict the word",
-        "Answer the question",
-        "Tokyo Japan Paris",
-    ],
-    [
-        "what is the capital of France?",
-        "France capital?",
-        "name the capital of France",
-        "Paris is the capital of which country?",
-        "which country speaks Jamaican English?",
-    ],
-    ["is it?", "was it?", "who?", "when?", "from where?"],
-    ["the capital of Germany", "Berlin is located in", "Tokyo is located in", "the language of Jamaica", "Paris is in"],
-    ["speaks", "works in the city of", "plays for", "was born in", "is from"],
-]
-
-
-def own_answers_data(model: str, folder: Path, batch_size: int = 2) -> tuple[Path, list]:
-    """A JSONL file of QUESTIONS whose gold answers are the tiny model's own answers: example i's is
-    its paraphrase (i mod 5)'s answer (or the first non-empty one), so every view scores something.
-    Returns the file and the common CLI arguments of a per_prompt run on it."""
-    from selfens.metrics import normalize_answer
-
-    data = folder / "q.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"id": f"q{i}", "paraphrases": ps, "answers": ["unused"]}) + "\n"
-            for i, ps in enumerate(QUESTIONS)
-        )
-    )
-    args = [
-        "--config",
-        PER_PROMPT,
-        "--model.init_args.model",
-        model,
-        "--data",
-        "selfens.data.JsonlQuestions",
-        "--data.init_args.path",
-        data,
-        "--data.init_args.num_shots",
-        0,
-        "--data.init_args.format",
-        "completion",
-        "--data.init_args.prompt_style",
-        "raw",
-        "--data.init_args.batch_size",
-        batch_size,
-        *quiet(),
-    ]
-    selfens("predict", *args, "--trainer.logger.init_args.save_dir", folder / "first")
-    first = read_jsonl(run_folder(folder / "first" / logger_name(PER_PROMPT)) / "predictions.jsonl")
-    lines = []
-    for i, (row, paraphrases) in enumerate(zip(first, QUESTIONS)):
-        candidates = [p for p in row["per_paraphrase"][i % 5 :] + row["per_paraphrase"] if normalize_answer(p)]
-        assert candidates, f"the tiny model gave only empty answers for {row['id']}"
-        lines.append(json.dumps({"id": row["id"], "paraphrases": paraphrases, "answers": [candidates[0]]}) + "\n")
-    data.write_text("".join(lines))
-    return data, args
-
 
 @pytest.fixture(scope="module")
 def own_answers(tiny_model_path, tmp_path_factory):
@@ -343,7 +230,7 @@ def test_metrics_do_not_depend_on_batch_size(own_answers):
     mean/oracle/agreement metrics are float32 MeanMetric sums, whose rounding depends on grouping."""
     base_rows = read_jsonl(own_answers["run"] / "predictions.jsonl")
     base = json.loads((own_answers["run"] / "results.json").read_text())["metrics"]
-    for batch_size in (1, len(QUESTIONS)):
+    for batch_size in (1, len(OWN_QUESTIONS)):
         save_dir = own_answers["folder"] / f"batch{batch_size}"
         selfens(
             "test",

@@ -411,7 +411,7 @@ def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_few_seconds(mo
 
 
 def test_confidence_command_counts_prompts_instead_of_batches(tiny_model_path, tmp_path, capsys, monkeypatch):
-    from tests.test_cli import ROOT, selfens
+    from tests.helpers import ROOT, selfens
 
     monkeypatch.setattr("selfens.run.progress.EVERY", 0.0)
     capsys.readouterr()
