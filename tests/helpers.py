@@ -13,6 +13,7 @@ import socket
 import string
 import subprocess
 import sys
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
@@ -389,9 +390,9 @@ RUN_LIMIT, RUN_BATCH = 10, 3
 BUNDLED = ROOT / "selfens" / "resources" / "pararel"
 
 
-def normalize(s: str) -> str:  # SQuAD v1.1 evaluate-v1.1.py
+def normalize(s: str) -> str:  # SQuAD v1.1 evaluate-v1.1.py, punctuation widened to Unicode's (category P*)
     s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = "".join(ch for ch in s if ch not in set(string.punctuation) and unicodedata.category(ch)[0] != "P")
     s = re.sub(r"\b(a|an|the)\b", " ", s)
     return " ".join(s.split())
 

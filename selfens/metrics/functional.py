@@ -1,7 +1,8 @@
 """Answer-matching metrics for open-domain QA: one prediction against its gold aliases -> a score.
 
-``exact_match`` and ``f1_score`` reproduce the official SQuAD v1.1 script (evaluate-v1.1.py)
-exactly; ``lemma_match`` is a looser "gold lemmas appear in the prediction" check built on spaCy.
+``exact_match`` and ``f1_score`` follow the official SQuAD v1.1 script (evaluate-v1.1.py), with
+one widening: every Unicode punctuation character is stripped, not only ASCII's (``北京。`` matches
+``北京``); on ASCII text they are SQuAD's scores exactly. ``lemma_match`` is a looser "gold lemmas appear in the prediction" check built on spaCy.
 Their mean over a run is :class:`selfens.metrics.mean_score.MeanScore`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -27,7 +29,14 @@ __all__ = [
     "normalize_answer",
 ]
 
-_PUNCTUATION = frozenset(string.punctuation)
+_PUNCTUATION = frozenset(string.punctuation)  # SQuAD's: ASCII punctuation and symbols ($, +, <, ...)
+
+
+def _is_punctuation(ch: str) -> bool:
+    """SQuAD's ASCII set, or any Unicode punctuation (category P*: full-width and CJK marks, dashes, quotes)."""
+    return ch in _PUNCTUATION or unicodedata.category(ch).startswith("P")
+
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 BLANK_EN = "blank_en"
@@ -38,10 +47,14 @@ METRICS = ("em", "f1", "lemma")  # the scores of exact_match, f1_score and lemma
 def normalize_answer(text: str) -> str:
     """Lowercase, strip punctuation, drop the articles a/an/the, collapse whitespace.
 
-    Same steps, in the same order, as ``normalize_answer`` in SQuAD's evaluate-v1.1.py.
+    Same steps, in the same order, as ``normalize_answer`` in SQuAD's evaluate-v1.1.py; punctuation
+    is any Unicode punctuation besides SQuAD's ASCII set.
+
+    >>> normalize_answer("The Forbidden City。")
+    'forbidden city'
     """
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = "".join(ch for ch in text if not _is_punctuation(ch))
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

@@ -24,6 +24,14 @@ def lemmatizer() -> Lemmatizer:
         ("  New\tYork \n City ", "new york city"),  # whitespace collapsed
         ("the.", ""),  # "the." -> "the" -> removed
         ("", ""),
+        # Unicode punctuation (category P*) goes too: full-width and CJK marks, dashes, quotes.
+        ("北京。", "北京"),
+        ("「東京」、日本！", "東京日本"),
+        ("（巴黎）？", "巴黎"),
+        ("Québec — ‘city’…", "québec city"),
+        ("¿Madrid?", "madrid"),
+        ("$5 + 3", "5 3"),  # ASCII symbols are in SQuAD's set; Unicode symbols (category S*) stay:
+        ("£5 ≥ 3", "£5 ≥ 3"),
     ],
 )
 def test_normalize_answer(text: str, expected: str) -> None:
@@ -32,6 +40,8 @@ def test_normalize_answer(text: str, expected: str) -> None:
 
 def test_exact_match_after_normalisation() -> None:
     assert exact_match("The Eiffel Tower!", ["eiffel tower"]) == 1.0
+    assert exact_match("北京。", ["北京"]) == 1.0  # full-width full stop
+    assert f1_score("东京，日本", ["東京"]) == 0.0 and f1_score("東京 。日本", ["東京"]) == pytest.approx(2 / 3)
     assert exact_match("Eiffel Tower in Paris", ["Eiffel Tower"]) == 0.0
 
 
