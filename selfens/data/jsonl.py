@@ -47,7 +47,9 @@ class JsonlQuestions(ParaphraseDataModule):
                 f"JsonlQuestions: num_shots={num_shots} needs few-shot examples: set shots: FILE (a JSONL file in "
                 f"the questions' format), or num_shots: 0"
             )
-        super().__init__(num_paraphrases=num_paraphrases or 1, num_shots=num_shots, **kwargs)
+        super().__init__(
+            num_paraphrases=1 if num_paraphrases is None else num_paraphrases, num_shots=num_shots, **kwargs
+        )
         self.path, self.format, self.all_paraphrases = Path(path), format, num_paraphrases is None
         self.shots_path = Path(shots) if shots is not None else None
 

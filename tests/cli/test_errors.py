@@ -198,3 +198,11 @@ def test_mostly_empty_predictions_warn(tiny_model_path, tmp_path, capsys):
     results = json.loads((run / "results.json").read_text())
     assert results["warnings"] and "2 of 2 predictions are empty" in results["warnings"][0]
     assert "selfens: warning: 2 of 2 predictions are empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["pararel", "myriadlama", "webquestions", "jsonl"])
+def test_num_paraphrases_zero_is_refused_alike_by_every_dataset(dataset, capsys):
+    """No dataset reads 0 as 1 (own JSONL did): the same one-line refusal, before anything loads."""
+    config = ROOT / "configs" / dataset / "origin.yaml"
+    message = selfens_fails(capsys, "test", "--config", config, "--data.init_args.num_paraphrases", 0)
+    assert message.endswith("num_paraphrases must be at least 1, got 0"), message
