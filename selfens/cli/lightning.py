@@ -96,6 +96,7 @@ class BaseCLI(LightningCLI):
     when it asks for more CPU processes than there are cores."""
 
     def parse_arguments(self, parser, args) -> None:
+        quiet_lightning()  # before the seed is set: its line is part of the banner
         # `selfens mask ...` hands in what follows the command name: Lightning's warning that
         # sys.argv holds arguments too does not apply, so it is not given the chance.
         argv = sys.argv
@@ -107,7 +108,6 @@ class BaseCLI(LightningCLI):
             sys.argv = argv
 
     def instantiate_trainer(self, **kwargs):
-        quiet_lightning_adverts()
         trainer = super().instantiate_trainer(**kwargs)
         warning = cpu_oversubscribed(trainer.accelerator, trainer.num_devices, cpu_cores())
         if warning and rank_zero_only.rank == 0:
@@ -169,7 +169,16 @@ class SelfensCLI(BaseCLI):
     def _announce(self) -> None:
         folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call
         if self.trainer.is_global_zero:
+            if self.subcommand != "predict":
+                print(metrics_table(folder))
             announce(folder)
+
+    # The metrics are printed as the report prints them (percent, intervals), not as Lightning's table.
+    def test(self, **kwargs) -> None:
+        self.trainer.test(**{**kwargs, "verbose": False})
+
+    def validate(self, **kwargs) -> None:
+        self.trainer.validate(**{**kwargs, "verbose": False})
 
     def before_test(self) -> None:
         self._prepare()
@@ -180,7 +189,7 @@ class SelfensCLI(BaseCLI):
     def before_validate(self) -> None:
         self._prepare()
 
-    # After Lightning's own metrics table, so that the folder is the last line a user sees.
+    # The metrics, then the folder: the last line a user sees.
     def after_test(self) -> None:
         self._announce()
 
@@ -220,17 +229,34 @@ def named_logger(logger, config, module):
 _VERSION = re.compile(r"version_(\d+)")
 
 
-def quiet_lightning_adverts() -> None:
-    """Keep Lightning's tips for its cloud services (litlogger, litmodels) out of every run's output;
-    its other messages pass."""
+def metrics_table(folder: Path) -> str:
+    """A finished run's views as `selfens report` prints them: EM with its interval, F1, lemma (%)."""
+    from selfens.report.compare import view_rows
+    from selfens.report.load import collect
+    from selfens.report.terminal import run_labels, terminal_width, view_table
+
+    runs = collect([str(folder)])
+    return view_table(view_rows(runs, [], 1000, 0), [], run_labels(runs), terminal_width())
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banner (the seed; which accelerators exist, where none is used) and its tips
+    for its cloud services out of every run's output, so that a run's first lines are selfens's and
+    an error is the only line; its other messages pass."""
     from lightning_utilities.core import rank_zero
 
-    rank_zero.log.addFilter(_no_advert)  # the logger rank_zero_info writes to; added once
+    for log in (rank_zero.log, logging.getLogger("lightning.fabric.utilities.seed")):
+        if _not_banner not in log.filters:
+            log.addFilter(_not_banner)
 
 
-def _no_advert(record: logging.LogRecord) -> bool:
+_BANNER = re.compile(r"(\[rank: \d+\] )?Seed set to |GPU available: False|TPU available: False|HPU available: False")
+
+
+def _not_banner(record: logging.LogRecord) -> bool:
     message = record.getMessage()
-    return not (message.startswith("💡 Tip:") and ("litlogger" in message or "litmodels" in message))
+    advert = message.startswith("💡 Tip:") and ("litlogger" in message or "litmodels" in message)
+    return not (advert or _BANNER.match(message))
 
 
 def cpu_cores() -> int:

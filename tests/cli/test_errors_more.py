@@ -299,9 +299,30 @@ def test_commands_that_hand_in_their_arguments_get_no_lightning_warning(started)
     assert not [w for w in started["warnings"] if "args parameter is intended" in w], started["warnings"]
 
 
-def test_no_litlogger_advert_and_other_messages_pass(started):
+def test_no_litlogger_advert_and_no_banner(started):
     assert not [m for m in started["logged"] if "litlogger" in m or "litmodels" in m], started["logged"]
-    assert any(m.startswith("GPU available:") for m in started["logged"]), started["logged"]
+    assert not [m for m in started["logged"] if m.startswith(("GPU available: False", "TPU available: False"))]
+
+
+@pytest.mark.parametrize(
+    "message, shown",
+    [
+        ("Seed set to 0", False),
+        ("[rank: 1] Seed set to 0", False),
+        ("GPU available: False, used: False", False),
+        ("TPU available: False, using: 0 TPU cores", False),
+        ("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]", False),
+        ("GPU available: True (cuda), used: True", True),  # where a GPU is, the line says so
+        ("💡 Tip: another tip", True),
+        ("`Trainer.fit` stopped: `max_epochs=1` reached.", True),
+    ],
+)
+def test_the_banner_filter_passes_every_other_message(message, shown):
+    import logging
+
+    from selfens.cli.lightning import _not_banner
+
+    assert _not_banner(logging.LogRecord("lightning", logging.INFO, __file__, 1, message, None, None)) == shown
 
 
 def test_more_cpu_processes_than_cores_warn_in_one_line(started):
