@@ -3,16 +3,18 @@ with uncertainty, and each run compared with a baseline of the same evaluation.
 
 PATH is a run folder (holding results.json) or a folder searched for them, e.g.
 lightning_logs/demo-<time> or a study's folder (runs of `selfens predict`, without scores, are
-named and left out). Every number comes from the runs' predictions.jsonl (per-example scores): the
-95% intervals are percentile bootstraps over examples (seeded), the paired comparison resamples the
-same examples for both runs, and McNemar's exact test counts the examples that only one of the two
-gets right (EM). Prints, and writes, one summary table per model and dataset (each run against that
-model's baseline, with cost per fact). The printed tables fit the terminal: their key columns, each
-run named by its method and the settings that set it apart (`attention (seed)`); --wide prints
-every column. Writes report.md, report.csv, report.json (every column), report.tex (booktabs tables
-for a paper) and PNG plots (score against decode cost per model; score against N where runs differ
-in N) into --out (default: the first PATH), and the plots and tables for TensorBoard into
-<out>/report/ (`tensorboard --logdir <out>` lists it as the run "report")."""
+named and left out; a run whose results.json or predictions.jsonl cannot be read is skipped with a
+warning naming the file). Every number comes from the runs' predictions.jsonl (per-example scores):
+the 95% intervals are percentile bootstraps over examples (seeded), the paired comparison resamples
+the same examples for both runs, and McNemar's exact test counts the examples that only one of the
+two gets right (EM). Prints, and writes, one summary table per model and dataset (each run against
+that model's baseline, with cost per fact). The printed tables fit the terminal: their key columns,
+each run named by its method and the settings that set it apart (`attention (seed)`), and the lines
+around them wrapped; --wide prints every column. Writes report.md, report.csv, report.json (every
+column), report.tex (booktabs tables for a paper) and PNG plots (score against decode cost per
+model; score against N where runs differ in N) into --out (default: the first PATH), and the plots
+and tables for TensorBoard into <out>/report/ (`tensorboard --logdir <out>` lists it as the run
+"report")."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
-from selfens.report.load import ReportError, collect, setting_columns, unscored
+from selfens.report.load import ReportError, load, setting_columns
 from selfens.report.plots import write_plots
 from selfens.report.summary import summary_groups
 from selfens.report.tables import report_notes, report_sections, write_files
@@ -32,6 +34,7 @@ from selfens.report.terminal import (
     summary_table,
     terminal_width,
     view_table,
+    wrap,
 )
 
 
@@ -49,7 +52,7 @@ def main(argv: list[str]) -> None:
         "--width", type=int, default=None, help="fit the tables in this many columns (default: the terminal's)"
     )
     args = parser.parse_args(argv)
-    runs, predicted = collect(args.paths), unscored(args.paths)
+    runs, predicted = load(args.paths)
     if not runs:
         raise ReportError(_nothing_scored(args.paths, predicted))
     settings = setting_columns(runs)
@@ -59,26 +62,25 @@ def main(argv: list[str]) -> None:
     labels = run_labels(runs)
     print(view_table(rows, settings, labels, width))
     for folder, stage in predicted:
-        print(f"not scored ({stage} run): {folder}")
+        print(wrap(f"not scored ({stage} run): {folder}", width, indent="  "))
     if compared:
-        print(
-            f"\npaired comparison with {args.baseline} (main views, same examples; wins/losses on EM, McNemar exact test):"
-        )
+        caption = f"paired comparison with {args.baseline} (main views, same examples; wins/losses on EM, McNemar exact test):"
+        print(f"\n{wrap(caption, width)}")
         print(comparison_table(compared, rows, labels, width))
     for reason in skipped:
-        print(f"not compared: {reason}")
+        print(wrap(f"not compared: {reason}", width, indent="  "))
     groups = summary_groups(rows, compared)
     shown = groups if width is None else summary_groups(rows, compared, group_labels(runs, rows))
     for (model, dataset), cells in shown.items():
-        print(f"\n{model} · {dataset} (main views; Δ against {args.baseline} of the same evaluation; cost per fact):")
-        print(summary_table(cells, width))
+        print(f"\n{summary_table(model, dataset, args.baseline, cells, width)}")
     out = Path(args.out) if args.out else Path(args.paths[0])
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
     written = write_files(out, rows, settings, compared, skipped, bootstrap, groups)
     plots = write_plots(out, rows)
     sections, notes = report_sections(rows, settings, compared, groups), report_notes(skipped, bootstrap)
     board = write_board(out, sections, notes, plots)
-    print(f'selfens: report written to {", ".join(map(str, written + plots))}; TensorBoard: {board} (run "report")')
+    files = ", ".join(map(str, written + plots))
+    print(wrap(f'selfens: report written to {files}; TensorBoard: {board} (run "report")', width, indent="  "))
 
 
 def _nothing_scored(paths: list[str], predicted: list[tuple[Path, str]]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -104,26 +105,69 @@ def setting_columns(runs: list[Run]) -> list[str]:
 
 
 def collect(paths: list[str]) -> list[Run]:
-    """The scored runs under `paths` (runs of `predict` have no scores: `unscored` lists them)."""
-    runs = []
-    for folder, results in _results(paths):
-        if "metrics" not in results:
-            continue
-        rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text("utf-8").split("\n") if line]
-        runs.append(Run(folder, results, rows))
-    return runs
+    """The scored runs under `paths`."""
+    return load(paths)[0]
 
 
-def unscored(paths: list[str]) -> list[tuple[Path, str]]:
-    """(folder, stage) of each run under `paths` that has no scores (`selfens predict`'s)."""
-    return [
-        (folder, results.get("stage", "predict")) for folder, results in _results(paths) if "metrics" not in results
-    ]
+def load(paths: list[str]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The scored runs under `paths`, and (folder, stage) of each run without scores (`selfens
+    predict`'s). A run whose files cannot be read (e.g. cut short) is skipped with a warning that
+    names the file: one broken run does not stop the report of the others."""
+    runs, predicted = [], []
+    for f in _files(paths):
+        try:
+            results = _results(f)
+            if "metrics" not in results:
+                predicted.append((f.parent, results.get("stage", "predict")))
+            else:
+                runs.append(Run(f.parent, results, _rows(f.parent / "predictions.jsonl")))
+        except ReportError as error:
+            print(f"selfens: warning: skipped {error}", file=sys.stderr)
+    return runs, predicted
 
 
-def _results(paths: list[str]) -> Iterator[tuple[Path, dict]]:
-    """(folder, results.json) of each run under `paths`: a run folder, or a folder searched for them."""
+def _files(paths: list[str]) -> Iterator[Path]:
+    """The results.json of each run under `paths`: a run folder, or a folder searched for them."""
     for p in map(Path, paths):
-        files = [p / "results.json"] if (p / "results.json").exists() else sorted(p.rglob("results.json"))
-        for f in files:
-            yield f.parent, json.loads(f.read_text(encoding="utf-8"))
+        yield from [p / "results.json"] if (p / "results.json").exists() else sorted(p.rglob("results.json"))
+
+
+# What the report reads from a scored run's results.json (the rest it does without).
+NEEDED = ("model", "method", "dataset")
+
+
+def _results(path: Path) -> dict:
+    """results.json, which for a scored run must name what the report reads."""
+    try:
+        results = json.loads(_text(path))
+    except json.JSONDecodeError as error:
+        raise _malformed(path, error.lineno, error) from None
+    if not isinstance(results, dict):
+        raise ReportError(f"{path}: not a JSON object, so not the results.json of a selfens run")
+    missing = [k for k in NEEDED if k not in results] if "metrics" in results else []
+    if missing:
+        raise ReportError(f"{path}: no {', '.join(map(repr, missing))} in it, which a scored run's results.json names")
+    return results
+
+
+def _rows(path: Path) -> list[dict]:
+    """predictions.jsonl: one row per line."""
+    rows = []
+    for number, line in enumerate(_text(path).split("\n"), start=1):
+        try:
+            if line:
+                rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise _malformed(path, number, error) from None
+    return rows
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path}: {error.strerror if isinstance(error, OSError) else error}") from None
+
+
+def _malformed(path: Path, line: int, error: json.JSONDecodeError) -> ReportError:
+    return ReportError(f"{path}:{line}: malformed JSON ({error.msg}, column {error.colno})")

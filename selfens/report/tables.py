@@ -95,10 +95,11 @@ def _interval(ci) -> str:
 
 
 def format_table(header: list[str], cells: list[list[str]], left: int) -> str:
-    """A plain-text table; the first `left` columns are left-aligned, the rest right-aligned."""
+    """A plain-text table; the first `left` columns are left-aligned, the rest right-aligned (no
+    spaces at line ends, where the last cell is empty)."""
     widths = [max(len(c) for c in col) for col in zip(header, *cells)]
     line = lambda row: "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in cells])
+    return "\n".join(line(row).rstrip() for row in [header, ["-" * w for w in widths], *cells])
 
 
 def markdown_table(header: list[str], cells: list[list[str]]) -> str:

@@ -1,10 +1,12 @@
 """The report on a terminal: each table's key columns first, each run named by its method and the
 settings that set it apart from the other runs (`attention (seed)`), and the columns of lower
-priority dropped (or the run's name cut) rather than wrapped. `width=None` prints every column."""
+priority dropped (or the run's name cut) rather than wrapped; captions and notes are wrapped to the
+width. `width=None` prints every column, and wraps nothing."""
 
 from __future__ import annotations
 
 import shutil
+import textwrap
 from collections import Counter
 
 from selfens.report.load import Run
@@ -36,6 +38,14 @@ KEYED = ("first_fusion",)
 def terminal_width() -> int:
     """The terminal's columns; COLUMNS, or else 100, where stdout is not a terminal."""
     return shutil.get_terminal_size((100, 24)).columns
+
+
+def wrap(text: str, width: int | None, indent: str = "") -> str:
+    """A caption or note in `width` columns, its later lines indented by `indent`; a path is not
+    broken (one wider than `width` stays whole on a line of its own)."""
+    if width is None:
+        return text
+    return textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def run_labels(runs: list[Run]) -> dict[str, str]:
@@ -87,7 +97,7 @@ def view_table(rows: list[dict], settings: list[str], labels: dict[str, str], wi
         header = view_header(settings)
         return format_table(header, view_cells(rows, settings), left=header.index("EM"))
     cells = [[labels[r["run"]], r["view"], str(r["N"]), *score_cells(r), str(r["n"]), *cost_cells(r)] for r in rows]
-    return fit_table(VIEW_COLUMNS, cells, left=2, key=6, width=width)
+    return fit_table(VIEW_COLUMNS, cells, left=2, key=6, width=width, spare=("lemma", "F1"))
 
 
 def comparison_table(compared: list[dict], rows: list[dict], labels: dict[str, str], width: int | None) -> str:
@@ -104,28 +114,48 @@ def comparison_table(compared: list[dict], rows: list[dict], labels: dict[str, s
     return fit_table(COMPARISON_COLUMNS, cells, left=1, key=4, width=width)
 
 
-def summary_table(cells: list[list[str]], width: int | None) -> str:
-    """A model's and dataset's summary: method, N, EM, F1, lemma, ΔEM, p; then the cost per fact."""
-    if width is None:
-        return format_table(SUMMARY_HEADER, cells, left=1)
-    return fit_table(SUMMARY_COLUMNS, cells, left=1, key=7, width=width)
+def summary_table(model: str, dataset: str, baseline: str, cells: list[list[str]], width: int | None) -> str:
+    """A model's and dataset's summary under its caption: method, N, EM, F1, lemma, ΔEM, p; then the
+    cost per fact, which the caption names where the table has room for it."""
+    header = SUMMARY_HEADER
+    if width is not None:
+        header, cells = _fit(SUMMARY_COLUMNS, cells, key=7, width=width, spare=("lemma", "F1"))
+    cost = "; cost per fact" if any(h.endswith("/fact") for h in header) else ""
+    caption = f"{model} · {dataset} (main views; Δ against {baseline} of the same evaluation{cost}):"
+    return f"{wrap(caption, width)}\n{format_table(header, cells, left=1)}"
 
 
-def fit_table(header: list[str], cells: list[list[str]], left: int, key: int, width: int) -> str:
+def fit_table(
+    header: list[str], cells: list[list[str]], left: int, key: int, width: int, spare: tuple[str, ...] = ()
+) -> str:
     """`format_table` in `width` columns: the first `key` columns always, the others while they fit
-    (dropped from the right), and the first column cut (…) where the key columns alone are wider."""
-    shown = len(header)
-    while shown > key and _table_width(header[:shown], cells) > width:
-        shown -= 1
-    header, cells = header[:shown], [row[:shown] for row in cells]
+    (dropped from the right); where the key columns alone are wider, the first column cut (…) and,
+    where cutting it is not enough, the `spare` ones of them dropped, in their order."""
+    return format_table(*_fit(header, cells, key, width, spare), left)
+
+
+def _fit(
+    header: list[str], cells: list[list[str]], key: int, width: int, spare: tuple[str, ...] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """The header and cells of `fit_table`."""
+    kept = list(range(len(header)))
+    table = lambda: ([header[i] for i in kept], [[row[i] for i in kept] for row in cells])
+    while len(kept) > key and _table_width(*table()) > width:
+        kept.pop()
+    cuttable = max(0, max((len(row[0]) for row in cells), default=0) - max(len(header[0]), _SHORTEST))
+    for column in spare:
+        if _table_width(*table()) - cuttable <= width:
+            break
+        kept.remove(header.index(column))
+    header, cells = table()
     excess = _table_width(header, cells) - width
     if excess > 0:
         first = max(len(header[0]), max((len(row[0]) for row in cells), default=0) - excess, _SHORTEST)
         cells = [[_cut(row[0], first), *row[1:]] for row in cells]
-    return format_table(header, cells, left)
+    return header, cells
 
 
-_SHORTEST = 8  # a run's name is not cut shorter than this: past it the table wraps
+_SHORTEST = 8  # a run's name is not cut shorter than this: past it the spare columns go, then the table wraps
 
 
 def _table_width(header: list[str], cells: list[list[str]]) -> int:

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -376,6 +377,69 @@ def test_the_printed_tables_fit_the_terminal(compared, capsys, tmp_path, monkeyp
     assert named == sorted([*tiny, "origin", "attention"])
 
 
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_every_printed_line_fits_the_width(compared, capsys, tmp_path, monkeypatch, width):
+    """Captions, notes and the files written are wrapped too (a path wider than the width stays
+    whole, alone on its line); no line ends in spaces; a summary's caption names the cost per fact
+    only where its table has a cost column (at 100, not at 60 or 80)."""
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "200" if width == 80 else str(width))
+    selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, *(["--width", 80] if width == 80 else []))
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if len(line) > width and " " in line.strip()] == []
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []
+    summaries = [block.splitlines() for block in out.split("\n\n") if " · ParaRel (" in block]
+    assert len(summaries) == 2
+    for lines in summaries:
+        header = next(i for i, line in enumerate(lines) if line.startswith("method "))
+        caption = " ".join(lines[:header])
+        assert caption.endswith("of the same evaluation; cost per fact):" if width == 100 else "evaluation):")
+        assert ("/fact" in lines[header]) == (width == 100), lines[header]
+
+
+def broken(damage: str, folder: Path) -> Path:
+    """Damage a copied run as `damage` says; returns the damaged file."""
+    path = folder / ("predictions.jsonl" if damage.startswith("predictions") else "results.json")
+    text = path.read_text(encoding="utf-8")
+    if damage == "predictions gone":
+        path.unlink()
+    elif damage == "predictions cut short":  # its last line
+        path.write_text(text[:-30], encoding="utf-8")
+    elif damage == "results cut short":
+        path.write_text(text[: len(text) // 2], encoding="utf-8")
+    else:  # results without dataset
+        path.write_text(json.dumps({k: v for k, v in json.loads(text).items() if k != "dataset"}), encoding="utf-8")
+    return path
+
+
+# How the warning goes on after the damaged file's path.
+SAID = {
+    "results cut short": r":\d+: malformed JSON \(.+, column \d+\)",
+    "results without dataset": r": no 'dataset' in it, which a scored run's results\.json names",
+    "predictions cut short": r":10: malformed JSON \(.+, column \d+\)",  # RUN_LIMIT rows
+    "predictions gone": r": No such file or directory",
+}
+
+
+@pytest.mark.parametrize("damage", SAID)
+def test_a_run_that_cannot_be_read_is_skipped_with_a_warning(compared, capsys, tmp_path, damage):
+    """One line on stderr names the file (and the line and column of malformed JSON); the other runs
+    are reported. Alone, the run leaves nothing to report: the one-line error says so."""
+    runs = tmp_path / "runs"
+    for name in ("origin", "avg"):
+        shutil.copytree(compared[name], runs / "cmp" / compared[name].name)
+    path = broken(damage, runs / "cmp" / compared["avg"].name)
+    capsys.readouterr()
+    selfens("report", runs, "--out", tmp_path / "out", "--resamples", 10)
+    printed = capsys.readouterr()
+    assert re.fullmatch(f"selfens: warning: skipped {re.escape(str(path))}{SAID[damage]}\n", printed.err), printed.err
+    views = json.loads((tmp_path / "out" / "report.json").read_text())["views"]
+    assert {v["run"] for v in views} == {short(compared["origin"])}
+
+    error = selfens_fails(capsys, "report", path.parent, "--out", tmp_path / "alone")
+    assert error.startswith("selfens: error: no scored runs (results.json with metrics) under ")
+
+
 def test_runs_of_predict_are_named_and_left_out(compared, capsys, tmp_path):
     """`compared` predicted first (its gold answers come from that run): alone it is refused with
     what to do; beside the scored runs it is named, and they are reported."""
@@ -385,7 +449,7 @@ def test_runs_of_predict_are_named_and_left_out(compared, capsys, tmp_path):
     assert f"selfens test --config {predicted / 'config.yaml'}" in error
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
-    selfens("report", compared["root"], "--out", tmp_path)
+    selfens("report", compared["root"], "--out", tmp_path, "--wide")  # --wide: the line is not wrapped
     out = capsys.readouterr().out
     assert f"not scored (predict run): {predicted}\n" in out
     reported = {v["run"] for v in json.loads((tmp_path / "report.json").read_text())["views"]}

@@ -54,6 +54,17 @@ def test_a_name_is_cut_no_shorter_than_eight_characters():
     assert table.splitlines()[2].startswith("attenti… ")
 
 
+def test_spare_key_columns_go_where_cutting_the_name_is_not_enough():
+    """F1 is a key column here, but spare: at 45 columns cutting the name makes room, at 40 (cut to
+    eight characters, it would need 41) F1 goes, and the name is cut only as far as then needed."""
+    kept = fit_table(HEADER, CELLS, left=1, key=4, width=45, spare=("F1",))
+    assert kept.splitlines()[0].split()[-1] == "F1" and widest(kept) == 45
+    assert kept.splitlines()[2].startswith("attention (… ")
+    dropped = fit_table(HEADER, CELLS, left=1, key=4, width=40, spare=("F1",))
+    assert "F1" not in dropped.splitlines()[0] and widest(dropped) == 40
+    assert dropped.splitlines()[2].startswith("attention (sh… ")
+
+
 def run(folder: str, method: str, model: str = "org/tiny", **settings) -> Run:
     """A run as results.json records it (its method settings among its settings)."""
     own = {k: v for k, v in settings.items() if k in ("fusion", "layout", "positions", "first_fusion")}
