@@ -108,6 +108,7 @@ def model_spec(name: str) -> ModelSpec:
     if name in MODELS:
         return MODELS[name]
     if Path(name).is_dir():
+        _check_model_folder(Path(name))
         chat = (Path(name) / "chat_template.jinja").exists() or _has_chat_template(Path(name))
         return ModelSpec(str(Path(name).resolve()), chat=chat, fill_style="mask" if chat else "completion")
     known = ", ".join(sorted(MODELS))
@@ -115,6 +116,36 @@ def model_spec(name: str) -> ModelSpec:
         f"Unknown model {name!r}: not a registry name and not a local folder. "
         f"Known names: {known}. Or pass the path of a folder saved with `save_pretrained`."
     )
+
+
+# What `from_pretrained` reads from a local folder: one of each kind.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A local model folder holds a config, a tokenizer and weights: what is missing is said in one line
+    before anything loads (transformers would fail deep inside loading, or only after the data)."""
+    has = lambda names: any((folder / name).is_file() for name in names)  # noqa: E731
+    missing = [
+        what
+        for what, found in (
+            ("config.json", has(["config.json"])),
+            (f"tokenizer ({', '.join(TOKENIZER_FILES[:3])})", has(TOKENIZER_FILES)),
+            (f"weights ({' or '.join(WEIGHT_FILES[::2])})", has(WEIGHT_FILES) or any(folder.glob("*.safetensors"))),
+        )
+        if not found
+    ]
+    if missing:
+        raise ConfigError(
+            f"model folder {folder} is not a whole model: it has no {', no '.join(missing)}. Save one with "
+            f"model.save_pretrained(FOLDER) and tokenizer.save_pretrained(FOLDER), or name a registry model"
+        )
 
 
 def _has_chat_template(folder: Path) -> bool:
