@@ -34,6 +34,10 @@ from selfens.model.registry import model_spec
 
 LOCAL = "local folder"
 DEFAULT_METHODS = ("origin", "avg")
+NO_ORIGIN = (
+    "selfens: warning: origin is not among the methods: the report will have no baseline to compare them with "
+    "(add origin, or run it later on the same data and model)"
+)
 
 
 class NotATerminal(SelfensError):
@@ -76,6 +80,8 @@ def ask() -> Choices:
     data = plan.data_section(dataset)[0]["init_args"]
     own = own_file(data) if dataset == OWN_FILE else {}
     methods = checkbox("Methods", {name: METHODS[name] for name in plan.method_names()}, DEFAULT_METHODS)
+    if "origin" not in methods:
+        print(NO_ORIGIN, file=sys.stderr)
     what = "phrasings per question that each method reads; origin reads the first"
     n = number("N", what, data.get("num_paraphrases"), every=dataset == OWN_FILE)
     settings = method_settings(dataset, methods)
@@ -96,7 +102,8 @@ def own_file(shipped: dict) -> dict:
     path = questionary.path(
         'JSONL file (one {"id", "paraphrases", "answers"} a line; Tab completes):',
         default=shipped.get("path", ""),
-        validate=_is_file,
+        validate=_is_questions,
+        validate_while_typing=False,  # it reads the file
     ).unsafe_ask()
     own = {"path": str(Path(path).expanduser())}
     shown = shipped.get("format", "qa")  # JsonlQuestions' default
@@ -105,7 +112,8 @@ def own_file(shipped: dict) -> dict:
         shots = questionary.path(
             "Few-shot file (solved questions in the same format, shown before each question; none: no examples):",
             default=shipped["shots"],
-            validate=lambda text: text.strip() == "none" or _is_file(text),
+            validate=lambda text: text.strip() == "none" or _is_questions(text, shots=True),
+            validate_while_typing=False,
         ).unsafe_ask()
         own.update({"shots": None, "num_shots": 0} if shots.strip() == "none" else {"shots": shots})
     return own
@@ -233,8 +241,23 @@ def _is_count(text: str, every: bool) -> bool | str:
     return "a whole number of at least 1" + (", or all" if every else "")
 
 
-def _is_file(text: str) -> bool | str:
-    return Path(text).expanduser().is_file() or f"{text!r} is not a file"
+def _is_questions(text: str, shots: bool = False) -> bool | str:
+    """Whether `text` names a questions file that JsonlQuestions reads (with `shots`: as few-shot
+    examples, the first phrasing and answer of each line), checked by its own reader, so that a
+    malformed line is asked about here rather than found once the run starts."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        return f"{text!r} is not a file"
+    from selfens.data.jsonl import read_questions  # loads Lightning (seconds), once a file is given
+    from selfens.data.records import DataError, Record
+
+    try:
+        lines = list(read_questions(path))
+        for where, _, (qid, paraphrases, answers) in lines:
+            Record(qid, paraphrases[:1] if shots else paraphrases, answers).check(where)
+    except DataError as error:
+        return str(error)
+    return bool(lines) or f"{text!r} has no questions (one JSON object a line)"
 
 
 def _is_model(text: str) -> bool | str:

@@ -14,7 +14,14 @@ def load_hub_dataset(repo_id: str, split: str, instead: str):
     import datasets
 
     if hub_reachable():
-        return datasets.load_dataset(repo_id, split=split)
+        from datasets.exceptions import DatasetNotFoundError
+
+        try:
+            return datasets.load_dataset(repo_id, split=split)
+        except DatasetNotFoundError:
+            raise DataError(
+                f"{repo_id} is no dataset on the Hugging Face hub (or one you may not read: `hf auth login`)"
+            ) from None
     try:
         with _datasets_offline():
             return datasets.load_dataset(repo_id, split=split)

@@ -68,7 +68,7 @@ class JsonlQuestions(ParaphraseDataModule):
     def load_records(self) -> list[Record]:
         shots = self._draw_shots()
         records, first = [], None  # first: (line, count) that every line must match
-        for where, number, (qid, paraphrases, answers) in _read(self.path):
+        for where, number, (qid, paraphrases, answers) in read_questions(self.path):
             count = len(paraphrases)
             if self.all_paraphrases:
                 first = first or (number, count)
@@ -93,7 +93,7 @@ class JsonlQuestions(ParaphraseDataModule):
             return []
         if not self.shots_path.exists():
             raise DataError(f"shots file not found: {self.shots_path} (shots: names a JSONL file of solved questions)")
-        pool = list(_read(self.shots_path))
+        pool = list(read_questions(self.shots_path))
         if len(pool) < self.num_shots:
             raise DataError(
                 f"{self.shots_path}: {len(pool)} few-shot examples, fewer than num_shots={self.num_shots}; "
@@ -106,7 +106,7 @@ class JsonlQuestions(ParaphraseDataModule):
         return shots
 
 
-def _read(path: Path) -> Iterator[tuple[str, int, tuple[str, list, list]]]:
+def read_questions(path: Path) -> Iterator[tuple[str, int, tuple[str, list, list]]]:
     """(where, line number, (id, paraphrases, answers)) of each line of a questions file."""
     for number, item in read_jsonl(path):
         where = f"{path}:{number}"

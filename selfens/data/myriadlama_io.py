@@ -25,18 +25,40 @@ def read_dataset(path: str, split: str):
     local = Path(path).expanduser()
     if local.exists():
         dataset = _read_local(local, split)
-    elif path.startswith((".", "/", "~")) or local.suffix in _BUILDERS or not _HUB_LIKE.fullmatch(path):
+    elif _local_path(path):
         raise DataError(
             f"MyriadLAMA data not found: {path} (expected a parquet or jsonl file, a folder of them, a "
             f"folder written by save_to_disk, or the hub id {HUB_ID})"
         )
     else:
-        dataset = load_hub_dataset(
-            path,
-            split,
-            f"where there is a network, run `hf download {path} --repo-type dataset --local-dir DIR` and pass path: DIR",
-        )
+        try:
+            dataset = load_hub_dataset(
+                path,
+                split,
+                f"where there is a network, run `hf download {path} --repo-type dataset --local-dir DIR` and pass "
+                f"path: DIR",
+            )
+        except DataError as error:
+            if path == HUB_ID:
+                raise
+            raise DataError(
+                f"MyriadLAMA data not found: {path} is no file or folder here; as a hub id, {error}"
+            ) from None
     return _checked_schema(dataset, path)
+
+
+def _local_path(path: str) -> bool:
+    """Whether `path`, which does not exist, names a local file or folder rather than a hub id: one that
+    starts with `.`, `/` or `~`, names a data file (`.jsonl`, ...), is not `owner/name`, or whose
+    `owner` is a folder here (`data/myriadlama` next to a data/ folder). Any other `owner/name` may be
+    either: it is looked up on the hub, and its error says that it is no file or folder here either."""
+    name = Path(path)
+    return (
+        path.startswith((".", "/", "~"))
+        or name.suffix in _BUILDERS
+        or not _HUB_LIKE.fullmatch(path)
+        or name.parent.is_dir()
+    )
 
 
 def arrow_columns(dataset, path: str):

@@ -6,6 +6,7 @@ into a pseudo-terminal writes them, runs them, reports, and prints commands that
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -243,3 +244,89 @@ def test_in_a_terminal(tiny_model_path, tmp_path, monkeypatch):
 def answer(child, question: str, keys: str) -> None:
     child.expect_exact(question)
     child.send(keys)
+
+
+# -- checked as they are answered --------------------------------------------------------------------
+
+UP = "\x1b[A"
+QUESTION = {"id": "q", "paraphrases": ["What is the capital of France?", "France's capital?"], "answers": ["Paris"]}
+
+
+def terminal() -> dict:
+    """The environment of a session in a pseudo-terminal (see test_in_a_terminal)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+        "NO_COLOR": "1",
+        "TERM": "xterm",
+    }
+
+
+def jsonl_file(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "lines, said",
+    [
+        (
+            [json.dumps(QUESTION), '{"id": "r" "paraphrases": ["Q?"]}'],
+            "{}:2: malformed JSON (Expecting ',' delimiter, column 12)",
+        ),
+        (
+            [json.dumps(QUESTION), '{"id": "r", "paraphrases": ["Q?"]}'],
+            "{}:2: missing field 'answers' (fields present: ['id', 'paraphrases'])",
+        ),
+        ([json.dumps({**QUESTION, "answers": [""]})], "{}:1: record 'q' needs a non-empty list of non-empty answers"),
+        ([], "'{}' has no questions (one JSON object a line)"),
+    ],
+)
+def test_a_questions_file_is_read_when_it_is_named(tmp_path, lines, said):
+    """By JsonlQuestions' own reader, as the run would read it: each line's error is the run's."""
+    from selfens.cli.run import _is_questions
+
+    path = jsonl_file(tmp_path / "q.jsonl", *lines)
+    assert _is_questions(str(path)) == said.format(path)
+    assert _is_questions(str(tmp_path / "none.jsonl")) == f"'{tmp_path / 'none.jsonl'}' is not a file"
+    assert _is_questions(str(jsonl_file(tmp_path / "good.jsonl", json.dumps(QUESTION)))) is True
+
+
+def test_a_few_shot_file_needs_only_the_first_phrasing():
+    from selfens.cli.run import _is_questions
+
+    assert _is_questions(str(CONFIGS / "jsonl" / "shots.jsonl"), shots=True) is True
+    assert _is_questions(str(CONFIGS / "jsonl" / "questions.jsonl")) is True
+
+
+@pytest.mark.slow
+def test_a_bad_file_is_asked_again_and_a_run_without_origin_warned_of(tmp_path):
+    """In a pseudo-terminal: a malformed questions file is refused with the run's error and asked for
+    again; methods without origin are accepted, with a warning."""
+    pexpect = pytest.importorskip("pexpect")
+    bad = jsonl_file(tmp_path / "bad.jsonl", json.dumps(QUESTION), '{"id": "r", "paraphrases": ["Q?"]}')
+    good = jsonl_file(tmp_path / "good.jsonl", json.dumps(QUESTION))
+    child = pexpect.spawn(
+        sys.executable, ["-m", "selfens", "run"], cwd=tmp_path, env=terminal(), encoding="utf-8", dimensions=(50, 200)
+    )
+    child.logfile_read = screen = io.StringIO()
+    child.timeout = 120
+    try:
+        answer(child, "Dataset:", UP + ENTER)  # the last: a JSONL file of your own
+        answer(child, "JSONL file", CLEAR + str(bad) + ENTER)
+        child.expect_exact(f"{bad}:2: missing field 'answers'")
+        child.send(CLEAR + str(good) + ENTER)
+        if child.expect_exact(["Prompt format:", pexpect.TIMEOUT], timeout=20) == 1:
+            child.send(ENTER)  # the first Enter closed the path completion menu
+            child.expect_exact("Prompt format:")
+        child.send(ENTER)
+        answer(child, "Few-shot file", CLEAR + "none" + ENTER)
+        answer(child, "Methods:", " " + ENTER)  # origin off: avg alone
+        child.expect_exact("selfens: warning: origin is not among the methods")
+        answer(child, "N:", "\x03")  # Ctrl-C
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 130, screen.getvalue()[-3000:]
