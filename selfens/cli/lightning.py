@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Optional
@@ -23,7 +24,7 @@ from selfens.cli.commands import COMMANDS
 from selfens.data.base import ParaphraseDataModule
 from selfens.errors import ConfigError, SelfensError
 from selfens.methods.base import EnsembleModule
-from selfens.run.resume import Resume
+from selfens.run.resume import Resume, run_options
 from selfens.run.writer import RunWriter, announce, new_folders
 
 TRAINER_DEFAULTS = {
@@ -53,6 +54,8 @@ class SelfensParser(LightningArgumentParser):
 
 def explain_parse_error(message: str, parser) -> str:
     """The gist of a jsonargparse error, with the closest valid name to a misspelled one."""
+    if message.startswith(("Problems parsing config:", "Unexpected config:")):
+        return _bad_config(message)
     own = [s for a in parser._actions for s in a.option_strings]
     unknown = re.search(r"nrecognized arguments: (\S+)", message)
     if unknown:
@@ -83,6 +86,59 @@ def explain_parse_error(message: str, parser) -> str:
             f"{name}.{inner.group(1)}: {inner.group(2)}" if inner and " " not in inner.group(1) else f"{name}: {reason}"
         )
     return " ".join(line.strip() for line in message.strip().splitlines()[:2])
+
+
+_YAML_MARK = re.compile(r'\s+in ".*", line (\d+), column (\d+)')
+
+
+def _bad_config(message: str) -> str:
+    """A config file that is not YAML, as `file:line:column: problem` (PyYAML's problem and where it
+    is, which editors jump to, with where the construct it was in starts), or that is not a mapping."""
+    (where, real), body = _config_file(), message.split(":", 1)[1].strip()
+    if message.startswith("Unexpected config:"):  # valid YAML, but not `key: value` lines
+        import yaml
+
+        value = yaml.safe_load(body)
+        got = "nothing" if value is None else "a list" if isinstance(value, list) else "a single value"
+        return f"{where}: expected a mapping of options (key: value lines), got {got}"
+    said = []  # PyYAML's lines (its context, then its problem), each with (line, column) where it has one
+    for line in body.splitlines():
+        mark = _YAML_MARK.match(line)
+        if mark and said and said[-1][1] is None:
+            said[-1] = (said[-1][0], tuple(map(int, mark.groups())))
+        elif not line.startswith(" "):
+            said.append((line, None))
+    marked = [k for k, (_, at) in enumerate(said) if at]
+    if not marked:
+        return f"{where}: not valid YAML: {' '.join(body.split())}"
+    (problem, (line, column)), context = said[marked[-1]], said[: marked[-1]]
+    unnamed = problem == "found character that cannot start any token"  # libyaml's words; PyYAML's name it
+    if unnamed and (found := _character(real, line, column)):
+        problem = f"found character {found!r} that cannot start any token"
+    explained = f"{where}:{line}:{column}: {problem}"
+    if context and context[0][1]:  # e.g. the open bracket of a list that was never closed
+        explained += f" ({context[0][0]} that starts at line {context[0][1][0]}, column {context[0][1][1]})"
+    return explained
+
+
+def _config_file() -> tuple[str, str | None]:
+    """The config file that jsonargparse is reading (from its private record): as given, and its real
+    path (jsonargparse reads it in its folder); ("config", None) for a config given as text."""
+    try:
+        from jsonargparse._util import config_load_stack
+
+        real, given = config_load_stack.get()[-1]
+        return given, real
+    except (ImportError, IndexError, ValueError):
+        return "config", None
+
+
+def _character(path: str | None, line: int, column: int) -> str | None:
+    """The character at `line` and `column` (from 1) of the text file at `path`, if there is one."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()[line - 1][column - 1]
+    except (TypeError, OSError, ValueError, IndexError):
+        return None
 
 
 def _closest(name: str, choices: list[str]) -> str:
@@ -139,7 +195,10 @@ class SelfensCLI(BaseCLI):
 
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         section = self.config[self.subcommand] if self.subcommand else self.config
-        config["trainer"]["logger"] = named_logger(config["trainer"].get("logger"), section.trainer.logger, self.model)
+        logger = named_logger(config["trainer"].get("logger"), section.trainer.logger, self.model)
+        if getattr(logger, "root_dir", None):
+            check_writable(Path(logger.root_dir))
+        config["trainer"]["logger"] = logger
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, TypeError, ValueError) as error:
@@ -155,6 +214,7 @@ class SelfensCLI(BaseCLI):
         folder = self.config[self.subcommand].get("resume")
         resume = Resume.load(folder) if folder else None
         if resume is not None:  # the run writer checks the whole identity (the model's too) before decoding
+            resume.stage, resume.options = self.subcommand, run_options(self.config[self.subcommand].as_dict())
             self.model.resume(resume)
             self.datamodule.resume(resume)
             self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
@@ -169,11 +229,12 @@ class SelfensCLI(BaseCLI):
     def _announce(self) -> None:
         folder = Path(self.trainer.log_dir or ".")  # every rank: log_dir is a collective call
         if self.trainer.is_global_zero:
-            if self.subcommand != "predict":
+            if self.subcommand != "predict" and self.config_init[self.subcommand].get("verbose", True):
                 print(metrics_table(folder))
             announce(folder)
 
-    # The metrics are printed as the report prints them (percent, intervals), not as Lightning's table.
+    # The metrics are printed as the report prints them (percent, intervals; `--verbose false`: not at
+    # all), not as Lightning's table.
     def test(self, **kwargs) -> None:
         self.trainer.test(**{**kwargs, "verbose": False})
 
@@ -227,6 +288,23 @@ def named_logger(logger, config, module):
 
 
 _VERSION = re.compile(r"version_(\d+)")
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse a folder that runs cannot be written to (read-only, immutable, full, under a file) before
+    anything loads: where it exists, a byte is written in it; where not, in the nearest folder above."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe) as written:
+            written.write(b"0")
+            written.flush()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write runs to {folder}: {error.strerror or error} ({probe}); set "
+            f"trainer.logger.init_args.save_dir to a folder you can write to"
+        ) from None
 
 
 def metrics_table(folder: Path) -> str:

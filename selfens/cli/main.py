@@ -14,6 +14,7 @@ import warnings
 from selfens.cli import on_terminal
 from selfens.cli.commands import COMMANDS, LIGHTNING, entry_point
 from selfens.errors import SelfensError
+from selfens.run.interrupt import Interrupted, stop_on_signals
 
 NOT_A_TERMINAL = (
     "selfens: no terminal here to ask on: run a config, e.g. selfens test --config configs/pararel/origin.yaml "
@@ -58,21 +59,29 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{NOT_A_TERMINAL}")
         return
     try:
-        command = COMMANDS.get(args[0])
-        if command is None or command.entry == LIGHTNING:
-            # Lightning's subcommands, and the parser's own message (with a suggestion) for an unknown one.
-            if argv is None:
-                sys.argv[1:] = args  # LightningCLI reads sys.argv itself
-            entry_point("test")(None if argv is None else args)
-        else:
-            entry_point(args[0])(args[1:])
+        with stop_on_signals():
+            _run(args, from_argv=argv is None)
         _leave_process_group()
+    except Interrupted as stop:
+        print(stop.message(args), file=sys.stderr)
+        raise SystemExit(stop.exit_status) from None
     except Exception as error:
         expected = _expected(error)
         if expected is None or debug:
             raise
         print(f"selfens: error: {expected}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _run(args: list[str], from_argv: bool) -> None:
+    command = COMMANDS.get(args[0])
+    if command is None or command.entry == LIGHTNING:
+        # Lightning's subcommands, and the parser's own message (with a suggestion) for an unknown one.
+        if from_argv:
+            sys.argv[1:] = args  # LightningCLI reads sys.argv itself
+        entry_point("test")(None if from_argv else args)
+    else:
+        entry_point(args[0])(args[1:])
 
 
 def _leave_process_group() -> None:

@@ -27,6 +27,7 @@ from selfens.paraphrase.module import Paraphraser
 from selfens.paraphrase.summary import summary
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, end_cut_line, rows_by_index, write_atomic, write_rows
+from selfens.run.interrupt import Interrupted
 from selfens.run.progress import Progress, instead_of_bar
 from selfens.run.resume import Resume
 
@@ -51,6 +52,11 @@ class ParaphraseWriter(Callback):
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         append_rows(self.rank_file, outputs)
+
+    def on_exception(self, trainer, module, exception):
+        if isinstance(exception, Interrupted) and trainer.is_global_zero and self.parts.is_dir():
+            exception.folder, exception.done = str(self.parts), len(finished_rows(self.output))
+            exception.total = len(trainer.datamodule.examples)  # re-running the command adds the rest
 
     def on_predict_end(self, trainer, module):
         trainer.strategy.barrier()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import shlex
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ import yaml
 from selfens.cli.report import main as report
 from selfens.errors import ConfigError, SelfensError
 from selfens.run.identity import RunIdentity, load_identity
+from selfens.run.interrupt import Interrupted
 from selfens.run.resume import finished_rows
 from selfens.study.grid import Cell, Study, load_study
 
@@ -78,8 +81,8 @@ def main(argv: list[str]) -> None:
         prog="selfens study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", required=True, help="a study config, e.g. configs/study/pararel.yaml")
-    args = parser.parse_args(argv)
-    study = load_study(args.config)
+    args, rest = parser.parse_known_args(argv)
+    study = load_study(args.config, data_overrides(rest, parser))
     from lightning.pytorch.utilities import rank_zero_only
 
     from selfens.model.language_model import LanguageModel
@@ -89,21 +92,58 @@ def main(argv: list[str]) -> None:
         check_cells(study)
         models = {name: LanguageModel(name) for name in study.models}  # tokenizers now, weights per model
         plans = {name: plan(study, models[name]) for name in study.models}
-        done = sum(p.facts for ps in plans.values() for p in ps if (p.folder / "results.json").exists())
+        done = sum(_done(p) for ps in plans.values() for p in ps)
         progress = StudyProgress(len(study.cells), sum(p.facts for ps in plans.values() for p in ps), done)
-        k = 0
-        for name, planned in plans.items():
-            load(models[name], planned)
-            states = [p.state() for p in planned]  # every cell of this model checked before one runs
-            for p, state in zip(planned, states):
-                k += 1
-                if state == "finished":
-                    continue
-                progress.start_cell(k, p.cell)
-                run_cell(p, models[name], state == "interrupted", progress)
-                progress.end_cell()
+        try:
+            run_cells(plans, models, progress)
+        except Interrupted as stop:  # a cell's folder and --resume are the study's to handle: run it again
+            stop.folder, stop.done, stop.total = str(study.folder), None, None
+            stop.resume = shlex.join(["selfens", "study", *argv])
+            raise
     if rank_zero_only.rank == 0:  # under DDP every process runs the study; one writes its report
         report([str(study.folder)])
+
+
+def run_cells(plans: dict[str, list[Planned]], models: dict, progress) -> None:
+    k = 0
+    for name, planned in plans.items():
+        load(models[name], planned)
+        states = [p.state() for p in planned]  # every cell of this model checked before one runs
+        for p, state in zip(planned, states):
+            k += 1
+            if state == "finished":
+                continue
+            progress.start_cell(k, p.cell)
+            run_cell(p, models[name], state == "interrupted", progress)
+            progress.end_cell()
+
+
+def _done(p: Planned) -> int:
+    """The facts a cell has finished: all of a finished cell, the kept rows of an interrupted one."""
+    return p.facts if (p.folder / "results.json").exists() else len(finished_rows_or_none(p.folder))
+
+
+OVERRIDE = re.compile(r"--data\.init_args\.(\w+)(?:=(.*))?$")
+
+
+def data_overrides(rest: list[str], parser: argparse.ArgumentParser) -> dict:
+    """`--data.init_args.KEY VALUE` (or KEY=VALUE) pairs, values read as YAML (`5`, `null`), as `selfens
+    test` takes them: every cell's data gets them, e.g. a small try of a shipped study."""
+    overrides, k = {}, 0
+    while k < len(rest):
+        match = OVERRIDE.match(rest[k])
+        if match is None:
+            parser.error(
+                f"unknown argument {rest[k]}: besides --config, a study takes data overrides (--data.init_args.KEY VALUE)"
+            )
+        key, value = match.group(1), match.group(2)
+        if value is None:
+            if k + 1 == len(rest):
+                parser.error(f"{rest[k]} needs a value")
+            value, k = rest[k + 1], k + 1
+        overrides[key] = yaml.safe_load(value)
+        k += 1
+    return overrides
 
 
 def check_cells(study: Study) -> None:

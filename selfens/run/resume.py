@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from selfens.errors import ConfigError
 from selfens.run.cost import RunCost
 from selfens.run.files import rows_by_index
-from selfens.run.identity import RunIdentity, _as_saved, load_identity
+from selfens.run.identity import RunIdentity, _as_saved, differences, load_identity
 
 
 @dataclass
@@ -24,6 +26,9 @@ class Resume:
     rows: list[dict]  # the finished examples' predictions.jsonl rows, in index order
     cost: RunCost  # what the interrupted run spent on them
     skipped: list[str] = field(default_factory=list)  # `file:line` of lines that could not be read
+    # This run's options (`data.limit` -> 20) and command, to say which differ from the folder's config.yaml.
+    options: dict = field(default_factory=dict)
+    stage: str = "test"
 
     @classmethod
     def load(cls, folder: str | Path) -> Resume:
@@ -75,9 +80,15 @@ class Resume:
 
     def _refuse(self, differ: list[str]) -> None:
         if differ:
+            options = differences(saved_options(Path(self.folder)), self.options) if self.options else []
+            said = f"; the options that differ: {'; '.join(options)}" if options else ""
+            config = Path(self.folder) / "config.yaml"
+            again = (
+                f"selfens {self.stage} --config {config} --resume {self.folder}" if config.exists() else "its config"
+            )
             raise ConfigError(
-                f"cannot resume from {self.folder}: it is another run ({'; '.join(differ)}: its value first). "
-                f"Resume with the settings it ran with, or start a new run"
+                f"cannot resume from {self.folder}: it is another run ({'; '.join(differ)}: its value first){said}. "
+                f"Resume with the settings it ran with ({again}), or start a new run"
             )
 
     def check_ids(self, ids: list[str]) -> None:
@@ -100,13 +111,35 @@ def finished_rows(folder: str | Path, skipped: Optional[list[str]] = None) -> li
     """The rows of a run folder (merged or per-rank files), one per example index, in index order.
     A line cut short by a crash is dropped (and added to `skipped`): that example is decoded again."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"cannot resume from {folder}: no such folder (a run folder is lightning_logs/<name>/version_<k>-<method>)"
+        )
     files = sorted(folder.glob("predictions*.jsonl"))
-    if not folder.is_dir() or not files:
+    if not files:
         raise ConfigError(
             f"cannot resume from {folder}: no predictions*.jsonl there (expected a run folder such as "
             f"lightning_logs/<name>/version_<k>-<method>)"
         )
     return rows_by_index(files, skipped)
+
+
+def saved_options(folder: Path) -> dict:
+    """The model's and data's options a run folder's config.yaml records (`data.limit` -> 40); {} without one."""
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        return run_options(config)
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return {}
+
+
+def run_options(config: dict) -> dict:
+    """`data.limit` -> 40, ... from a run's config (its model and data init_args)."""
+    return {
+        f"{part}.{key}": value
+        for part in ("model", "data")
+        for key, value in ((config.get(part) or {}).get("init_args") or {}).items()
+    }
 
 
 def finished_cost(folder: str | Path) -> RunCost:

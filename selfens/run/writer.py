@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -27,6 +28,7 @@ from selfens.metrics.views import score_columns
 from selfens.run.cost import RunCost
 from selfens.run.files import append_rows, write_atomic, write_rows
 from selfens.run.identity import IDENTITY_FILE, RunIdentity
+from selfens.run.interrupt import Interrupted
 from selfens.run.resume import Resume, finished_rows
 from selfens.run.tensorboard import log_run, summary_writer
 from selfens.stats import LEVEL, uncertainty
@@ -53,11 +55,15 @@ class RunWriter(Callback):
         if self.resume is not None:
             self.resume.check_identity(self.identity)
             module.score_resumed(stage)
-            if trainer.is_global_zero:
-                done, total = len(self.resume.rows), len(self.data.examples)
-                print(f"selfens: resuming {self.resume.folder}: {done} of {total} examples done", flush=True)
         self.stage, self.started = stage, time.time()
         self.folder = Path(trainer.log_dir or ".")
+        if self.resume is not None and trainer.is_global_zero:
+            done, total = len(self.resume.rows), len(self.data.examples)
+            print(
+                f"selfens: resuming {self.resume.folder}: {done} of {total} examples done; this run's folder "
+                f"{self.folder} will hold all {total} (the folder resumed from stays as it is)",
+                flush=True,
+            )
         self.rank_file = self.folder / f"predictions.rank{trainer.global_rank}.jsonl"
         self.cost_file = self.folder / f"cost.rank{trainer.global_rank}.json"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -184,6 +190,8 @@ class RunWriter(Callback):
         self._finish(trainer, module)
 
     def on_exception(self, trainer, module, exception):
+        if isinstance(exception, Interrupted) and self.started is not None and trainer.is_global_zero:
+            self._say_how_to_resume(exception)
         # A run that failed before decoding anything leaves no empty version folder behind (it
         # would show in TensorBoard); one that failed later keeps its rows, for --resume.
         if self.started is not None or not trainer.is_global_zero or trainer.logger is None:
@@ -196,6 +204,14 @@ class RunWriter(Callback):
         for created in self.created:  # deepest first: e.g. lightning_logs/<name>, then lightning_logs
             with suppress(OSError):  # rmdir removes only an empty folder: one another run writes to stays
                 created.rmdir()
+
+    def _say_how_to_resume(self, stop: Interrupted) -> None:
+        """What the interrupted run kept (every process's rows on disk), and the command that resumes it:
+        the config this run saved, and its folder."""
+        stop.folder, stop.total = str(self.folder), len(self.data.examples)
+        stop.done = len(finished_rows(self.folder))
+        config = self.folder / "config.yaml"
+        stop.resume = shlex.join(["selfens", self.stage, "--config", str(config), "--resume", str(self.folder)])
 
 
 _SET_UP_FILES = {"config.yaml", "hparams.yaml", IDENTITY_FILE}

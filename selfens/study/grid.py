@@ -66,14 +66,17 @@ def model_key(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).name if "/" in model else model)
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, data_overrides: dict | None = None) -> Study:
     """The study at `path`, with every cell's config; the structure is checked here, the cells' classes
-    and options by `check_cells`."""
+    and options by `check_cells`. `data_overrides` (init_args) go into every cell's data, and make it
+    another study, in a folder of its own (`study-pararel-limit5`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study config {path} does not exist (e.g. configs/study/pararel.yaml)")
     try:
         spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError(_yaml_fault(path, error)) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
     where = str(path)
@@ -85,12 +88,17 @@ def load_study(path: str | Path) -> Study:
     data = spec.get("data")
     if not isinstance(data, dict) or "class_path" not in data:
         raise ConfigError(f"{where}: data: a data module (class_path, init_args), e.g. selfens.data.ParaRel")
+    if data_overrides:
+        data = {**data, "init_args": {**(data.get("init_args") or {}), **data_overrides}}
     if "num_paraphrases" in (data.get("init_args") or {}):
         raise ConfigError(f"{where}: data.init_args.num_paraphrases: the study sets N per cell; use N: [...]")
     trainer = spec.get("trainer") or {}
     if "logger" in trainer:
         raise ConfigError(f"{where}: trainer.logger: the study names every cell's run folder; leave it out")
     folder = Path(spec.get("folder") or f"lightning_logs/study-{path.stem}")
+    if data_overrides:
+        tried = (re.sub(r"[^A-Za-z0-9_.]+", "_", f"{key}{value}") for key, value in data_overrides.items())
+        folder = folder.with_name("-".join([folder.name, *tried]))
     defaults = spec.get("defaults") or {}
     entries = spec.get("methods")
     if not isinstance(entries, list) or not entries:
@@ -114,6 +122,16 @@ def load_study(path: str | Path) -> Study:
     if idle:
         raise ConfigError(f"{where}: model {idle[0]!r} has no cell: no method entry runs on it")
     return Study(path, folder, models, cells)
+
+
+def _yaml_fault(path: Path, error: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem as `path:line:column: problem` (where editors jump to), with where the construct
+    it was in starts, as `selfens test` names a config's."""
+    at, start = error.problem_mark, error.context_mark
+    fault = f"{path}:{at.line + 1}:{at.column + 1}: {error.problem}"
+    if error.context and start and (start.line, start.column) != (at.line, at.column):
+        fault += f" ({error.context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return fault
 
 
 def _cell_config(entry, defaults, model, n, data, trainer, folder: Path) -> dict:

@@ -200,7 +200,10 @@ def test_a_resumed_run_says_so_at_the_start(tmp_path, capsys):
     trainer = SimpleNamespace(log_dir=str(tmp_path / "new"), global_rank=0, is_global_zero=True, world_size=1)
     capsys.readouterr()
     RunWriter(data, Resume.load(old)).on_test_start(trainer, module)
-    assert capsys.readouterr().out.splitlines() == [f"selfens: resuming {old}: 12 of 40 examples done"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"selfens: resuming {old}: 12 of 40 examples done; this run's folder {tmp_path / 'new'} will hold all 40 "
+        f"(the folder resumed from stays as it is)"
+    ]
     trainer.is_global_zero, trainer.global_rank = False, 1
     RunWriter(data, Resume.load(old)).on_test_start(trainer, module)
     assert capsys.readouterr().out == "", "rank 0 alone says it"

@@ -130,8 +130,14 @@ def test_resume_of_another_run_is_refused_by_name(
     assert message.startswith(f"selfens: error: cannot resume from {interrupted_avg}: it is another run (")
     for field in named:
         assert field in message
-    # Only what was changed is named; and the refused run left no folder behind.
-    assert message.count(" vs ") == len(named)
+    # Only what was changed is named (in the identity, then as the options given); and the refused
+    # run left no folder behind.
+    identity, options = message.split("; the options that differ: ")
+    assert identity.count(" vs ") == len(named)
+    changed = change[0].removeprefix("--").replace(".init_args", "")
+    assert options.startswith(f"{changed}: ") and options.count(" vs ") == 1, options
+    config = interrupted_avg / "config.yaml"
+    assert options.endswith(f"(selfens test --config {config} --resume {interrupted_avg}), or start a new run")
     assert not (tmp_path / logger_name(AVG)).exists() or not any((tmp_path / logger_name(AVG)).iterdir())
 
 
@@ -148,9 +154,20 @@ def test_a_folder_without_an_identity_is_not_resumed(interrupted_avg, tiny_model
     assert "records no run identity" in message and "start a new run" in message
 
 
-def test_resume_from_a_folder_without_predictions(tiny_model_path, tmp_path, capsys):
+@pytest.mark.parametrize("made, said", [(True, "no predictions*.jsonl there"), (False, "no such folder")])
+def test_resume_from_a_folder_without_predictions(made, said, tiny_model_path, tmp_path, capsys):
+    if made:
+        (tmp_path / "nothing").mkdir()
     message = selfens_fails(capsys, *_args(tiny_model_path, tmp_path, "--resume", tmp_path / "nothing"))
-    assert "no predictions" in message
+    assert message.startswith(f"selfens: error: cannot resume from {tmp_path / 'nothing'}: {said}")
+
+
+def test_resume_with_another_limit_names_the_option(interrupted_avg, tiny_model_path, tmp_path, capsys):
+    """The examples differ only as hashes; the config the folder ran with says why."""
+    message = selfens_fails(
+        capsys, *_args(tiny_model_path, tmp_path, "--data.init_args.limit", 3, "--resume", interrupted_avg, config=AVG)
+    )
+    assert "examples: " in message and "; the options that differ: data.limit: 6 vs 3." in message
 
 
 def test_rows_with_unicode_line_separators_are_kept(tmp_path):

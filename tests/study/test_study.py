@@ -247,3 +247,60 @@ def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
     (claim,) = [line for line in text.splitlines() if line.startswith("- attention") and "(N = 3)" in line]
     assert f"EM {diff:+.1f} points" in claim and f"on {len(avg)} facts" in claim
     assert (tmp_path / "out-report_cost.png").exists()
+
+
+def test_data_overrides_try_a_study_small_in_a_folder_of_its_own(two_models, tmp_path):
+    config = study_config(tmp_path, two_models[:1], methods=METHODS[:1])
+    selfens("study", "--config", config, "--data.init_args.limit", 2, "--data.init_args.seed=1")
+    assert not (tmp_path / "out").exists()  # the whole study's folder is not touched
+    (folder,) = sorted(p.parent for p in (tmp_path / "out-limit2-seed1").rglob("results.json"))
+    assert len(read_jsonl(folder / "predictions.jsonl")) == 2
+    assert yaml.safe_load((folder / "config.yaml").read_text())["data"]["init_args"]["limit"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (
+            ["--trainer.devices", "2"],
+            "unknown argument --trainer.devices: besides --config, a study takes data overrides",
+        ),
+        (["--data.init_args.limit"], "--data.init_args.limit needs a value"),
+        (["--data.init_args.num_paraphrases", "3"], "the study sets N per cell"),
+    ],
+    ids=["not data", "no value", "num_paraphrases"],
+)
+def test_other_overrides_are_refused(args, said, two_models, tmp_path, capsys):
+    config = study_config(tmp_path, two_models[:1], methods=METHODS[:1])
+    with pytest.raises(SystemExit) as ended:
+        selfens("study", "--config", config, *args)
+    assert ended.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_study_at_once_and_says_how_to_go_on(two_models, tmp_path):
+    config = study_config(
+        tmp_path,
+        two_models[:1],
+        methods=METHODS[:1],
+        data={**DATA, "init_args": {**DATA["init_args"], "batch_size": 1}},
+    )
+    command = [sys.executable, "-m", "selfens", "study", "--config", str(config)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cell = tmp_path / "out" / Path(two_models[0]).name / "origin-N3"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(cell.glob("predictions.rank*.jsonl"))
+        if parts and 1 <= len(read_jsonl(parts[0])) < 6:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines()[-2:] == [
+        f"selfens: stopped by SIGTERM; what finished is kept in {tmp_path / 'out'}",
+        f"selfens: to go on, run: selfens study --config {config}",
+    ]
+    selfens("study", "--config", config)
+    assert sorted(r["index"] for r in read_jsonl(cell / "predictions.jsonl")) == list(range(6))
