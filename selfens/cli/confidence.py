@@ -2,8 +2,9 @@
 
 Runs the config's data through the model without decoding the fused answers, filling the cache
 (resumable: what is cached is skipped), so that later `selfens test` runs of weighted methods
-sample nothing. Progress is counted in prompts (an example's N phrasings are N prompts), with an
-estimate of the time left, on stderr (`--trainer.enable_progress_bar false`: none).
+sample nothing. Progress is counted in prompts (an example's N phrasings are N prompts) and, with
+`confidence: sampling`, in sampled answers (K a prompt, counted as each finishes), with an estimate
+of the time left, on stderr (`--trainer.enable_progress_bar false`: none).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> None:
     settings = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
     job = ConfidencePass(**{**settings, "model": model.language_model})
     connect(data, job)
-    job.progress = prompt_progress(run.trainer, data)
+    job.progress = prompt_progress(run.trainer, data, job.hparams)
     run.trainer.callbacks.append(RunWriter(data, None, new_folders(run.trainer.log_dir)))
     run.trainer.predict(job, datamodule=data, return_predictions=False)
     if job.progress is not None:
@@ -50,10 +51,15 @@ def main(argv: list[str]) -> None:
         print(f"confidences ({job.hparams.confidence}) cached in {job.confidence.cache.path}")
 
 
-def prompt_progress(trainer, data) -> Optional[Progress]:
-    """A line counting the prompts (a batch of B examples is B x N prompts, each sampled K times:
-    minutes)."""
+def prompt_progress(trainer, data, hparams) -> Optional[Progress]:
+    """A line counting the prompts and, when each is sampled K times, the samples, paced by them: a
+    batch of B examples is B x N prompts, whose samples decode together in chunks (minutes) and
+    finish a few at each step."""
     from selfens.run.progress import instead_of_bar
 
     data.setup("predict")
-    return instead_of_bar(trainer, "confidence", {"prompts": len(data.examples) * data.num_paraphrases})
+    prompts = len(data.examples) * data.num_paraphrases
+    if hparams.confidence != "sampling":
+        return instead_of_bar(trainer, "confidence", {"prompts": prompts})
+    totals = {"prompts": prompts, "samples": prompts * hparams.num_samples}
+    return instead_of_bar(trainer, "confidence", totals, pace="samples")

@@ -20,7 +20,7 @@ import torch
 
 from selfens.decoding.prompt import Prompt
 from selfens.decoding.result import DecodeCost, Decoded
-from selfens.decoding.sampling import per_prompt_sampler
+from selfens.decoding.sampling import Choose, per_prompt_sampler
 from selfens.errors import SelfensError
 from selfens.run.files import append_rows, read_lines
 
@@ -120,6 +120,35 @@ class _Rows:
         return out
 
 
+class _Counted:
+    """Counts the samples of one decode in `progress` ("samples"; None: not counted) as they finish.
+    The decode loop asks its sampling rule for each step's tokens, naming the examples decoding;
+    examples join in order, so those below the last one named that are named no more have finished."""
+
+    def __init__(self, progress: Optional[Progress]):
+        self.progress, self.joined, self.done = progress, 0, 0
+
+    def choosing(self, choose: Choose) -> Choose:
+        """`choose`, counting the samples finished at each step."""
+        if self.progress is None:
+            return choose
+
+        def counting(logits: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
+            self.joined = max(self.joined, int(examples.max()) + 1)
+            done = self.joined - len(examples)
+            if done > self.done:
+                self.progress.count(samples=done - self.done)  # the others go on: not in the pace yet
+            self.done = done
+            return choose(logits, examples)
+
+        return counting
+
+    def end(self, samples: int) -> None:
+        """The decode of `samples` is over (its last step's were not named): all are done, in the pace."""
+        if self.progress is not None:
+            self.progress.advance(samples=samples - self.done)
+
+
 class MissingConfidence(SelfensError, RuntimeError):
     """A weighted method needs confidences that are not cached, and may not compute them."""
 
@@ -154,8 +183,8 @@ class Confidence:
     ) -> tuple[torch.Tensor, DecodeCost]:
         """Confidences of the single prompts of `prompts` (one Prompt, or several: e.g. one per prompt
         prefix), rows in order across them -> ([rows], what computing them cost). The missing ones of
-        all the prompts are computed together; each is counted in `progress` ("prompts"), a cached one
-        as skipped."""
+        all the prompts are computed together; each is counted in `progress` ("prompts"; with
+        `sampling` also its K "samples", as each finishes), a cached one as skipped."""
         prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
         keys = [self.cache.key(self.settings, ids) for prompt in prompts for ids in _token_rows(prompt)]
         missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None and key not in keys[:i]]
@@ -166,7 +195,7 @@ class Confidence:
                 f"or set model.init_args.compute_confidence: true."
             )
         if progress is not None:
-            progress.skip(prompts=len(keys) - len(missing))
+            progress.skip(**self._units(len(keys) - len(missing)))
         spent = DecodeCost()
         if missing:
             spent = self._compute(_Rows(prompts, missing), [keys[i] for i in missing], progress)
@@ -183,12 +212,21 @@ class Confidence:
             return spent
         k = self.settings.num_samples
         for chunk in chunks(len(keys), max(1, self.max_rows // k)):
-            sampled = self._samples(rows.prompts(chunk), [keys[row] for row in chunk])
+            counted = _Counted(progress)  # a chunk takes minutes: its samples are counted as they finish
+            sampled = self._samples(rows.prompts(chunk), [keys[row] for row in chunk], counted)
             spent.add(sampled.cost)
+            counted.end(len(chunk) * k)
             for i, row in enumerate(chunk):  # example i * k + j is copy j of the chunk's prompt i
                 texts = [self.text(t) for t in sampled.tokens[i * k : (i + 1) * k]]
                 self._record(keys[row], agreement(texts, answers[row], self.lemmatizer), answers[row], progress)
         return spent
+
+    def _units(self, prompts: int) -> dict[str, int]:
+        """What `prompts` prompts count in a progress: "prompts", and with `sampling` "samples" (K each)."""
+        units = {"prompts": prompts}
+        if self.settings.measure == "sampling":
+            units["samples"] = prompts * self.settings.num_samples
+        return units
 
     def _record(self, key: str, value: float, answer: str, progress: Optional[Progress]) -> None:
         """Cache one prompt's value (at once: an interrupted run keeps it) and count the prompt done."""
@@ -196,16 +234,18 @@ class Confidence:
         if progress is not None:
             progress.advance(prompts=1)
 
-    def _samples(self, prompts: list[Prompt], keys: list[str]) -> Decoded:
+    def _samples(self, prompts: list[Prompt], keys: list[str], counted: Optional[_Counted] = None) -> Decoded:
         """K sampled answers of each row of `prompts` (example i * K + j: copy j of row i, rows in
-        order across the prompts), in one decode. Each row draws from its own generator, seeded from
-        its cache key, so a value does not depend on batching or on which process computed it."""
+        order across the prompts), in one decode, `counted` as they finish. Each row draws from its
+        own generator, seeded from its cache key, so a value does not depend on batching or on which
+        process computed it."""
         s = self.settings
         device = prompts[0].input_ids.device
         generators = [torch.Generator(device=device).manual_seed(int(key[:15], 16) + s.seed) for key in keys]
+        choose = per_prompt_sampler(s.temperature, s.top_k, s.top_p, generators, s.num_samples)
         return self.generate(
             prompts,
-            choose=per_prompt_sampler(s.temperature, s.top_k, s.top_p, generators, s.num_samples),
+            choose=counted.choosing(choose) if counted is not None else choose,
             max_new_tokens=s.max_new_tokens,
             copies=s.num_samples,
         )

@@ -14,10 +14,10 @@ class ConfidencePass(LogitFusion):
     """The confidences of a weighted LogitFusion config alone: a row of N values per example."""
 
     predict_stage = "confidence"
-    progress: Optional[Progress] = None  # the prompts done of all, handed in by `selfens confidence`
+    progress: Optional[Progress] = None  # the prompts (and samples) done of all, handed in by `selfens confidence`
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
-        # Each prompt is counted as it is done (a batch can take minutes).
+        # Each prompt (and sample) is counted as it is done (a batch can take minutes).
         cost = DecodeCost()
         with self.prefills_kept():  # the K samples read the prompts the greedy answers did
             values = self.confidences(batch, cost, self.progress).tolist()  # [B][N]

@@ -18,8 +18,9 @@ class Progress:
 
     The estimate of the time left paces one unit (`pace`, the first by default): the time so far over
     the `pace` units done in this session (`advance`), times those left; units done before or found
-    done at no cost (`skip`, e.g. a cached value) count as done but not in the pace. Before the first
-    paced unit the estimate is `~? left`. On a terminal the line is rewritten in place at most every
+    done at no cost (`skip`, e.g. a cached value) count as done but not in the pace, and units done
+    while others are under way (`count`) join the pace at the next `advance`. Before the first paced
+    unit the estimate is `~? left`. On a terminal the line is rewritten in place at most every
     `tty_every` seconds; elsewhere a plain line is written at most every `every` seconds. Only rank 0
     shows it (under DDP every process counts its own share; `processes` scales it to the whole).
 
@@ -44,7 +45,8 @@ class Progress:
         self.label, self.totals = label, dict(totals)
         self.done = {unit: (done or {}).get(unit, 0) for unit in self.totals}
         self.pace = pace or next(iter(self.totals))
-        self.paced = 0  # `pace` units done in this session
+        self.paced = 0  # `pace` units done in this session, as of the last `advance`
+        self.pending = 0  # `pace` units `count`ed since
         self.processes = processes
         self.every = EVERY if every is None else every
         self.tty_every = TTY_EVERY if tty_every is None else tty_every
@@ -54,9 +56,19 @@ class Progress:
         self.shown: Optional[float] = None
 
     def advance(self, **counts: int) -> None:
-        """Units done now, by this process (scaled by `processes`); shown if it is time."""
+        """Units done now, by this process (scaled by `processes`); shown if it is time. The pace is
+        measured now, with the units `count`ed since the last advance."""
         self._count(counts)
-        self.paced += counts.get(self.pace, 0) * self.processes
+        self.paced += self.pending + counts.get(self.pace, 0) * self.processes
+        self.pending = 0
+        self.show()
+
+    def count(self, **counts: int) -> None:
+        """Units done now while others are still under way (e.g. samples of a decode that goes on):
+        counted and shown, but in the pace only from the next `advance`. Early in the work, units
+        partly done and costs paid once (e.g. a prefill) would make the pace look far slower."""
+        self._count(counts)
+        self.pending += counts.get(self.pace, 0) * self.processes
         self.show()
 
     def skip(self, **counts: int) -> None:

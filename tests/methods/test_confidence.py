@@ -79,9 +79,9 @@ def test_cache_is_written_then_read_without_sampling(tiny_model_path, small, tmp
     sampled = []
     sample = Confidence._samples
 
-    def spy(self, prompt, keys):
+    def spy(self, prompt, keys, *counted):
         sampled.extend(keys)
-        return sample(self, prompt, keys)
+        return sample(self, prompt, keys, *counted)
 
     monkeypatch.setattr(Confidence, "_samples", spy)
     out1 = first.decode(batch)
@@ -375,23 +375,68 @@ def lines_of(progress: Progress) -> list[str]:
     return [line for line in re.split(r"\r\033\[K|\n", text) if line]
 
 
-def test_progress_counts_each_prompt_with_an_estimate_after_the_first(tiny_model_path, small, tmp_path):
+def sample_progress(prompts: int, samples: int, **kwargs) -> Progress:
+    """`selfens confidence`'s progress: prompts and their samples, paced by the samples."""
+    return Progress("confidence", {"prompts": prompts, "samples": samples}, pace="samples", **kwargs)
+
+
+def test_progress_counts_prompts_and_samples_with_an_estimate_once_a_decode_is_done(tiny_model_path, small, tmp_path):
     m = module(tiny_model_path, tmp_path)
     total = len(small.ids) * N
-    progress = Progress("confidence", {"prompts": total}, every=0.0, stream=io.StringIO())
-    m.confidence(m.single_prompts(small), progress)
+    progress = sample_progress(total, total * SAMPLES, every=0.0, stream=io.StringIO())
+    m.confidence(m.single_prompts(small), progress)  # one decode of the samples (max_rows 512)
     shown = lines_of(progress)
-    assert [re.search(r"prompts (\d+) of (\d+)", line).groups() for line in shown] == [
-        ("0", str(total)),  # the cached ones of the batch (none), said before the first is sampled
-        *[(str(k), str(total)) for k in range(1, total + 1)],
+    counts = [
+        tuple(map(int, re.search(r"prompts (\d+) of \d+, samples (\d+) of \d+", line).groups())) for line in shown
     ]
-    assert shown[0].endswith("~? left") and all(re.search(r"~\d+m\d\ds left$", line) for line in shown[1:])
+    assert counts[0] == (0, 0)  # the cached ones of the batch (none), said before the first is sampled
+    assert counts == sorted(counts) and counts[-1] == (total, total * SAMPLES)
+    assert [p for p, _ in counts[-total:]] == list(range(1, total + 1))  # each prompt, once its samples are done
+    # Samples finished while others decode are not in the pace: the estimate comes once the decode is done.
+    assert all(line.endswith("~? left") for line, (_, s) in zip(shown, counts) if s < total * SAMPLES)
+    assert all(re.search(r"~\d+m\d\ds left$", line) for line, (_, s) in zip(shown, counts) if s == total * SAMPLES)
 
     # Read again, every value is cached: counted as done, not in the pace of the estimate.
-    again = Progress("confidence", {"prompts": total}, every=0.0, stream=io.StringIO())
+    again = sample_progress(total, total * SAMPLES, every=0.0, stream=io.StringIO())
     m.confidence(m.single_prompts(small), again)
     (line,) = lines_of(again)
-    assert re.fullmatch(rf"confidence: prompts {total} of {total}, \d+m\d\ds elapsed, ~\? left", line)
+    assert re.fullmatch(
+        rf"confidence: prompts {total} of {total}, samples {total * SAMPLES} of {total * SAMPLES}, "
+        rf"\d+m\d\ds elapsed, ~\? left",
+        line,
+    )
+
+
+def test_samples_are_counted_while_their_decode_runs(tiny_model_path, small, tmp_path):
+    """A chunk of samples decodes for minutes: its samples are counted as they finish, so progress is
+    shown before the decode is done; the values are the ones computed without progress."""
+    m = module(tiny_model_path, tmp_path / "counted")
+    m.decode_rows = 2 * SAMPLES  # 2 prompts' copies at a time: samples finish at several steps of one decode
+    total = len(small.ids) * N
+    sampling, generate = False, m.confidence.generate
+
+    def watched(prompts, **kwargs):
+        nonlocal sampling
+        sampling = "choose" in kwargs
+        try:
+            return generate(prompts, **kwargs)
+        finally:
+            sampling = False
+
+    reports = []  # (samples done, whether their decode was running) at each report
+
+    class Recorded(Progress):
+        def show(self, force: bool = False, end: str = "") -> None:
+            reports.append((self.done["samples"], sampling))
+
+    m.confidence.generate = watched
+    progress = Recorded("confidence", {"prompts": total, "samples": 10**6}, pace="samples")  # room for an overcount
+    values, _ = m.confidence(m.single_prompts(small), progress)
+    during = [done for done, running in reports if running]
+    assert during and during[0] > 0 and during == sorted(during)  # the first report with samples done: mid-decode
+    assert during[-1] < total * SAMPLES and reports[-1][0] == total * SAMPLES  # each counted once
+    plain, _ = module(tiny_model_path, tmp_path / "plain").confidence(m.single_prompts(small))
+    assert torch.equal(values, plain)
 
 
 def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_few_seconds(monkeypatch):
@@ -430,6 +475,8 @@ def test_confidence_command_counts_prompts_instead_of_batches(tiny_model_path, t
     assert total == 2 * 5  # 2 facts, N = 5 (the config's)
     done = [d for d, _ in counts]  # a line a batch (its cached prompts, none here), one a prompt, the close
     assert done == sorted(done) and set(done) == set(range(total + 1)) and done[-1] == total
+    closing = [line for line in said.err.splitlines() if line.startswith("confidence: ")][-1]
+    assert f", samples {total * SAMPLES} of {total * SAMPLES}, " in closing  # K = num_samples a prompt
     assert "Predicting" not in said.err + said.out  # Lightning's bar of batches is off
 
 
