@@ -13,6 +13,7 @@ import socket
 import string
 import subprocess
 import sys
+import time
 import unicodedata
 from dataclasses import replace
 from pathlib import Path
@@ -693,3 +694,16 @@ def reference_decode(m: AttentionFusion, segments, pad_id: int) -> tuple[list[in
         valid = torch.cat([valid, torch.tensor([[True]])], 1)
         pos = torch.cat([pos, torch.tensor([[next_pos]])], 1)
     return tokens, steps
+
+
+def signal_mid_run(process: subprocess.Popen, folder: Path, signum: int, rows: int = 1, timeout: float = 300) -> None:
+    """Send `signum` to `process` once the run in `folder` has written at least `rows` rows, and
+    fewer than all (it must stop mid-run); fails if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(folder.glob("predictions.rank*.jsonl"))
+        if parts and len(read_jsonl(parts[0])) >= rows:
+            process.send_signal(signum)
+            return
+        time.sleep(0.01)
+    pytest.fail(f"{folder}: the run ended (or wrote fewer than {rows} rows in {timeout} s) before it could be stopped")

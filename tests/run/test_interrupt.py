@@ -8,12 +8,11 @@ import os
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ORIGIN, ROOT, console_script, read_jsonl, run_folder
+from tests.helpers import ORIGIN, ROOT, console_script, read_jsonl, run_folder, signal_mid_run
 
 LIMIT = 24
 
@@ -35,11 +34,6 @@ def start(tiny_model_path: str, save_dir: Path) -> subprocess.Popen:
     )
 
 
-def rows_written(save_dir: Path) -> int:
-    files = list(save_dir.glob("*/*/predictions.rank0.jsonl"))
-    return sum(1 for _ in files[0].open()) if files else 0
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stopped_run_says_how_to_resume_and_the_resumed_run_is_whole(signum, tiny_model_path, tmp_path):
@@ -48,10 +42,7 @@ def test_a_stopped_run_says_how_to_resume_and_the_resumed_run_is_whole(signum, t
     expected = read_jsonl(run_folder(tmp_path / "whole" / "pararel_origin") / "predictions.jsonl")
 
     run = start(tiny_model_path, tmp_path / "logs")
-    deadline = time.time() + 300
-    while rows_written(tmp_path / "logs") < 2 and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    run.send_signal(signum)
+    signal_mid_run(run, tmp_path / "logs" / "pararel_origin" / "version_0-origin", signum, rows=2)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signum, err
     folder = run_folder(tmp_path / "logs" / "pararel_origin")

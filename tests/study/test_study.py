@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import ROOT, read_jsonl, scores, selfens, selfens_fails
+from tests.helpers import ROOT, read_jsonl, scores, selfens, selfens_fails, signal_mid_run
 
 METHODS = [
     {"name": "origin", "class_path": "selfens.methods.Origin"},
@@ -141,13 +140,7 @@ def test_a_killed_study_resumes_each_cell_and_example_once(two_models, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     second = tmp_path / "out" / Path(two_models[0]).name / "avg-N3"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        parts = list(second.glob("predictions.rank*.jsonl"))
-        if parts and 1 <= len(read_jsonl(parts[0])) < 6:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
+    signal_mid_run(process, second, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the study ended before it could be killed mid-cell"
     kept = len(read_jsonl(second / "predictions.rank0.jsonl"))
@@ -289,13 +282,7 @@ def test_sigterm_stops_a_study_at_once_and_says_how_to_go_on(two_models, tmp_pat
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cell = tmp_path / "out" / Path(two_models[0]).name / "origin-N3"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        parts = list(cell.glob("predictions.rank*.jsonl"))
-        if parts and 1 <= len(read_jsonl(parts[0])) < 6:
-            process.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.01)
+    signal_mid_run(process, cell, signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, err
     assert err.splitlines()[-2:] == [
