@@ -190,11 +190,13 @@ def build_tiny_model(folder: Path, seed: int = 0, family: str = "llama", **overr
 
 
 def build_refused_model(folder: Path, family: str) -> Path:
-    """A model folder of a REFUSED family: its config and the tokenizer, no weights (it is refused first)."""
+    """A model folder of a REFUSED family: its config, the tokenizer and an empty weights file (it is
+    refused by its architecture before any weights load; a folder without one is refused as no model)."""
     tokenizer = build_tokenizer()
     config_class, settings = REFUSED[family]
     tiny_config(config_class, tokenizer, **settings).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    (Path(folder) / "model.safetensors").write_bytes(b"")
     return folder
 
 
