@@ -3,6 +3,7 @@ in which a decode numbers the examples of prefix groups."""
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field, fields
 
@@ -36,6 +37,12 @@ class Decoded:
     # model's probability of its own token (the cheap confidence measure).
     token_probs: list[list[float]]
     cost: DecodeCost = field(default_factory=DecodeCost)
+
+    def logprobs(self) -> list[tuple[float, int]]:
+        """Per example: (the sum of the log-probabilities of its generated tokens, their count), under
+        the distribution each token was chosen from (the model's for one prompt; the fused one)."""
+        # A probability that underflowed to 0 in float32 counts as the smallest one, not as -inf (JSON).
+        return [(math.fsum(math.log(max(p, 1e-45)) for p in probs), len(probs)) for probs in self.token_probs]
 
     def reordered(self, order: list[int]) -> Decoded:
         """The examples put back in another order: position i of the decode answered `order[i]`, in

@@ -156,7 +156,7 @@ class AttentionFusion(EnsembleModule):
             fuse=first_row,
             fuse_first=bind(self.first_fusion, None) if self.first_token == "block_ends" else None,
         )
-        return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
+        return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost, logprobs=decoded.logprobs())
 
     def _log_mask(self, batch: ParaphraseBatch) -> None:
         """Draw the first example's mask into TensorBoard, once per run."""

@@ -40,6 +40,10 @@ class Output:
     extra: list[dict] = field(default_factory=list)  # [B] method-specific fields for predictions.jsonl
     cost: DecodeCost = field(default_factory=DecodeCost)
     confidence_cost: DecodeCost = field(default_factory=DecodeCost)  # weighted methods' confidences
+    # [B] (sum of the answer tokens' log-probabilities, their count) under the distribution that chose
+    # them; per_paraphrase_logprobs: [B][N] each paraphrase's own answer's
+    logprobs: Optional[list[tuple[float, int]]] = None
+    per_paraphrase_logprobs: Optional[list[list[tuple[float, int]]]] = None
 
 
 class EnsembleModule(L.LightningModule):
@@ -339,6 +343,11 @@ class EnsembleModule(L.LightningModule):
             }
             if out.per_paraphrase is not None:
                 row["per_paraphrase"] = out.per_paraphrase[b]
+            if out.logprobs is not None:
+                row["answer_logprob"], row["answer_tokens"] = out.logprobs[b]
+            if out.per_paraphrase_logprobs is not None:
+                row["per_paraphrase_logprob"] = [lp for lp, _ in out.per_paraphrase_logprobs[b]]
+                row["per_paraphrase_tokens"] = [n for _, n in out.per_paraphrase_logprobs[b]]
             if out.extra:
                 row.update(out.extra[b])
             if scored:

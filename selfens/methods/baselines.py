@@ -22,7 +22,7 @@ class Origin(EnsembleModule):
 
     def decode(self, batch: ParaphraseBatch) -> Output:
         decoded = self.generate_by_prefix(batch, lambda examples: self.single_prompts(batch, [0], examples))
-        return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost)
+        return Output([self.text(t) for t in decoded.tokens], cost=decoded.cost, logprobs=decoded.logprobs())
 
 
 class PerPrompt(EnsembleModule):
@@ -54,4 +54,8 @@ class PerPrompt(EnsembleModule):
         per_paraphrase = [texts[b * n : (b + 1) * n] for b in range(len(batch.ids))]
         votes = [majority(answers) for answers in per_paraphrase]
         extra = [{"agreement": share} for _, share in votes]
-        return Output([answer for answer, _ in votes], per_paraphrase, extra, decoded.cost)
+        logprobs = decoded.logprobs()
+        per_logprobs = [logprobs[b * n : (b + 1) * n] for b in range(len(batch.ids))]
+        return Output(
+            [answer for answer, _ in votes], per_paraphrase, extra, decoded.cost, per_paraphrase_logprobs=per_logprobs
+        )

@@ -165,5 +165,9 @@ class LogitFusion(EnsembleModule):
                 for row in weights.tolist()
             ]
         return Output(
-            [self.text(t) for t in decoded.tokens], extra=extra, cost=decoded.cost, confidence_cost=confidence_cost
+            [self.text(t) for t in decoded.tokens],
+            extra=extra,
+            cost=decoded.cost,
+            confidence_cost=confidence_cost,
+            logprobs=decoded.logprobs(),
         )
