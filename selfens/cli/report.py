@@ -23,12 +23,14 @@ from pathlib import Path
 
 from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
+from selfens.report.diagnostics import calibration_table, diagnostic_sections, sensitivity_table
 from selfens.report.load import ReportError, load, setting_columns
-from selfens.report.plots import write_plots
+from selfens.report.plots import plot_reliability, write_plots
 from selfens.report.summary import summary_groups
-from selfens.report.tables import report_notes, report_sections, write_files
+from selfens.report.tables import format_table, report_notes, report_sections, write_files
 from selfens.report.terminal import (
     comparison_table,
+    fit_table,
     group_labels,
     run_labels,
     summary_table,
@@ -73,14 +75,32 @@ def main(argv: list[str]) -> None:
     shown = groups if width is None else summary_groups(rows, compared, group_labels(runs, rows))
     for (model, dataset), cells in shown.items():
         print(f"\n{summary_table(model, dataset, args.baseline, cells, width)}")
+    print_diagnostics(runs, labels, width)
     out = Path(args.out) if args.out else Path(args.paths[0])
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
-    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups)
+    diagnostics = diagnostic_sections(runs, labels)
+    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics)
     plots = write_plots(out, rows)
-    sections, notes = report_sections(rows, settings, compared, groups), report_notes(skipped, bootstrap)
+    reliability = plot_reliability(out / "report_reliability.png", runs, labels)
+    plots += [reliability] if reliability is not None else []
+    sections = report_sections(rows, settings, compared, groups, diagnostics)
+    notes = report_notes(skipped, bootstrap)
     board = write_board(out, sections, notes, plots)
     files = ", ".join(map(str, written + plots))
     print(wrap(f'selfens: report written to {files}; TensorBoard: {board} (run "report")', width, indent="  "))
+
+
+def print_diagnostics(runs: list, labels: dict[str, str], width: int | None) -> None:
+    """The sensitivity and calibration tables, their key columns first where the terminal is narrow."""
+    header, cells = sensitivity_table(runs, labels)
+    if cells:
+        print(f"\n{wrap('sensitivity to the phrasing (per_prompt runs; %, 95% CI over facts):', width)}")
+        print(fit_table(header, cells, left=2, key=4, width=width) if width else format_table(header, cells, left=2))
+    header, cells = calibration_table(runs, labels)
+    print(
+        f"\n{wrap('calibration (%, 95% CI over examples; confidence: the answer probability, or agreement):', width)}"
+    )
+    print(fit_table(header, cells, left=2, key=3, width=width) if width else format_table(header, cells, left=2))
 
 
 def _nothing_scored(paths: list[str], predicted: list[tuple[Path, str]]) -> str:

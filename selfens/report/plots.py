@@ -1,8 +1,12 @@
-"""The report's pictures, from its view rows: score against cost, and score against N."""
+"""The report's pictures: score against cost and against N (from its view rows), and the reliability
+diagram (from the runs' recorded calibration)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from selfens.report.diagnostics import recorded
+from selfens.report.load import Run
 
 
 def write_plots(out: Path, rows: list[dict]) -> list[Path]:
@@ -72,6 +76,36 @@ def plot_n(path: Path, rows: list[dict]) -> Path:
         ax.set_ylabel("EM % (95% bootstrap CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Path | None:
+    """Accuracy against confidence in equal-width bins, one line per run, one panel per model; None
+    where no run recorded its calibration."""
+    calibrated = [(run, found) for run in runs if (found := recorded(run, "calibration"))]
+    if not calibrated:
+        return None
+    plt = _pyplot()
+    models = list(dict.fromkeys(run.model for run, _ in calibrated))
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        ax.plot([0, 100], [0, 100], color="grey", linestyle=":", label="calibrated")
+        for run, found in ((r, f) for r, f in calibrated if r.model == model):
+            bins = [b for b in found["reliability"] if b["count"]]
+            ece = found["ece"]["value"]
+            ax.plot(
+                [100 * b["confidence"] for b in bins],
+                [100 * b["accuracy"] for b in bins],
+                marker="o",
+                label=f"{labels[run.name]} ({run.label}, ECE {100 * ece:.1f})",
+            )
+        ax.set_title(f"{model}: reliability ({calibrated[0][1].get('bins', '?')} equal-width bins)")
+        ax.set_xlabel("confidence % (answer probability; per_prompt: agreement)")
+        ax.set_ylabel("EM % of the answers in the bin")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, path)
 
 

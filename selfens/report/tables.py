@@ -109,10 +109,15 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
 
 
 def report_sections(
-    rows: list[dict], settings: list[str], compared: list[dict], groups: dict[tuple[str, str], list[list[str]]]
+    rows: list[dict],
+    settings: list[str],
+    compared: list[dict],
+    groups: dict[tuple[str, str], list[list[str]]],
+    diagnostics: list[tuple[str, str, str]] = (),
 ) -> list[tuple[str, str, str]]:
     """The report's tables in markdown, as (TensorBoard tag, heading, table): the summary per model
-    and dataset, every run and view, and the paired comparison where there is one."""
+    and dataset, every run and view, the paired comparison where there is one, and `diagnostics`
+    (sensitivity, calibration: `selfens.report.diagnostics`)."""
     sections = [
         (f"summary/{model}/{dataset}", f"{model} · {dataset}", markdown_table(SUMMARY_HEADER, cells))
         for (model, dataset), cells in groups.items()
@@ -121,7 +126,7 @@ def report_sections(
     if compared:
         table = markdown_table(COMPARISON_HEADER, comparison_cells(compared))
         sections.append(("comparisons", "Paired comparison (main views, same examples)", table))
-    return sections
+    return sections + list(diagnostics)
 
 
 def report_notes(skipped: list[str], bootstrap: str) -> list[str]:
@@ -141,13 +146,14 @@ def write_files(
     skipped: list[str],
     bootstrap: str,
     groups: dict[tuple[str, str], list[list[str]]],
+    diagnostics: list[tuple[str, str, str]] = (),
 ) -> list[Path]:
     """report.md, report.csv, report.json and report.tex in `out`; `bootstrap` says how the
     intervals were drawn; `groups`: the summary tables per model and dataset."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
     md = ["# selfens report", ""]
-    for _, heading, table in report_sections(rows, settings, compared, groups):
+    for _, heading, table in report_sections(rows, settings, compared, groups, diagnostics):
         md += [f"## {heading}", "", table, ""]
     md += report_notes(skipped, bootstrap)
     written[0].write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from selfens.metrics.views import score_columns
 from selfens.run.cost import RunCost
+from selfens.run.diagnostics import diagnostics
 from selfens.run.files import append_rows, write_atomic, write_rows
 from selfens.run.identity import IDENTITY_FILE, RunIdentity
 from selfens.run.interrupt import Interrupted
@@ -119,7 +120,7 @@ class RunWriter(Callback):
             "model": record["model"],
             "dataset": data["dataset"],
             "num_examples": len(rows),
-            **({"metrics": metrics, "uncertainty": self._uncertainty(module, rows)} if metrics is not None else {}),
+            **({"metrics": metrics, **self._statistics(module, rows)} if metrics is not None else {}),
             "cost": cost.to_dict(),  # this run's
             "carried_cost": carried.to_dict(),  # spent by the run it resumed
             "total_cost": (cost + carried).to_dict(),
@@ -144,11 +145,20 @@ class RunWriter(Callback):
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         }
 
-    def _uncertainty(self, module, rows) -> dict:
-        """Standard error and 95% bootstrap interval of every metric, from the per-example scores."""
+    def _statistics(self, module, rows) -> dict:
+        """Standard error and 95% bootstrap interval of every metric, from the per-example scores; and
+        the diagnostics (prompt sensitivity, calibration) with theirs."""
         resamples, seed = module.hparams.bootstrap_resamples, UNCERTAINTY_SEED
         columns = score_columns([r for r in rows if "scores" in r], self.stage, module.main_view)
-        return {"resamples": resamples, "seed": seed, "level": LEVEL, "metrics": uncertainty(columns, resamples, seed)}
+        return {
+            "uncertainty": {
+                "resamples": resamples,
+                "seed": seed,
+                "level": LEVEL,
+                "metrics": uncertainty(columns, resamples, seed),
+            },
+            "diagnostics": diagnostics(rows, module.main_view, resamples, seed),
+        }
 
     def _tensorboard(self, trainer, module, rows, metrics, results) -> None:
         writer = summary_writer(trainer.logger)

@@ -175,6 +175,7 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
         "report.tex",
         "report_cost.png",
         "report_n.png",  # the runs differ in N
+        "report_reliability.png",
         "report",  # for TensorBoard
     }
     markdown = (tmp_path / "report.md").read_text()
@@ -319,11 +320,14 @@ def test_wide_prints_the_tables_of_report_md(compared, capsys, tmp_path):
     """--wide: every column, as report.md has them (the whole run table and the comparison)."""
     capsys.readouterr()
     selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, "--wide")
-    views, comparison, *summaries = printed_tables(capsys.readouterr().out)
+    views, comparison, *summaries, sensitivity, calibration = printed_tables(capsys.readouterr().out)
     markdown = (tmp_path / "report.md").read_text()
     split = lambda table: [re.split(r"\s{2,}", line.strip()) for i, line in enumerate(table) if i != 1]
     assert split(views) == markdown_rows(markdown, "Every run and view")
     assert split(comparison) == markdown_rows(markdown, "Paired comparison (main views, same examples)")
+    sensitivity_heading = "Sensitivity to the phrasing (per_prompt runs; %, 95% CI over facts)"
+    assert split(sensitivity) == markdown_rows(markdown, sensitivity_heading)
+    assert split(calibration) == markdown_rows(markdown, "Calibration of each run's answers (%, 95% CI over examples)")
     assert len(summaries) == 2 and len(views) == 2 + len(json.loads((tmp_path / "report.json").read_text())["views"])
 
 
@@ -352,10 +356,10 @@ def test_the_printed_tables_fit_the_terminal(compared, capsys, tmp_path, monkeyp
     monkeypatch.setenv("COLUMNS", columns)
     selfens("report", compared["root"] / "logs" / "cmp", "--out", tmp_path, *options)
     tables = printed_tables(capsys.readouterr().out)
-    assert len(tables) == 4  # runs and views, the comparison, one summary per model
+    assert len(tables) == 6  # runs and views, the comparison, one summary per model, sensitivity, calibration
     for table in tables:
         assert max(len(line) for line in table) <= width, "\n".join(table)
-    views, comparison, *summaries = tables
+    views, comparison, *summaries, _, _ = tables
     assert views[0].split()[:6] == ["run", "view", "N", "EM", "[95%", "CI]"] and "layout" not in views[0]
     report = json.loads((tmp_path / "report.json").read_text())
     labels = expected_labels(compared)
@@ -467,13 +471,13 @@ def test_the_report_is_a_tensorboard_run_of_its_own(compared, capsys, tmp_path):
     assert len(list((tmp_path / "report").glob("events.out.tfevents.*"))) == 1
     acc = EventAccumulator(str(tmp_path / "report"), size_guidance={"tensors": 0, "images": 0})
     acc.Reload()
-    assert set(acc.Tags()["images"]) == {"plots/report_cost", "plots/report_n"}
-    for png in ("report_cost", "report_n"):
+    assert set(acc.Tags()["images"]) == {"plots/report_cost", "plots/report_n", "plots/report_reliability"}
+    for png in ("report_cost", "report_n", "report_reliability"):
         (image,) = acc.Images(f"plots/{png}")
         height, width, _ = matplotlib.image.imread(tmp_path / f"{png}.png").shape
         assert (image.height, image.width) == (height, width)
     models = sorted({Path(json.loads((f / "results.json").read_text())["model"]).name for f in compared["runs"]})
-    tags = {f"summary/{m}/ParaRel" for m in models} | {"views", "comparisons", "notes"}
+    tags = {f"summary/{m}/ParaRel" for m in models} | {"views", "comparisons", "sensitivity", "calibration", "notes"}
     assert set(acc.Tags()["tensors"]) == {f"{tag}/text_summary" for tag in tags}
     text = lambda tag: acc.Tensors(f"{tag}/text_summary")[0].tensor_proto.string_val[0].decode()
     markdown = (tmp_path / "report.md").read_text()

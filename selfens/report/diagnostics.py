@@ -1,0 +1,84 @@
+"""The report's diagnostics, from what each run recorded (results.json's `diagnostics`): how much the
+answers of a `per_prompt` run depend on the phrasing, how well each run's confidence matches how often
+it is right, and the reliability diagram. A run written before runs recorded them shows `–`, not 0."""
+
+from __future__ import annotations
+
+from selfens.report.load import Run
+from selfens.report.tables import markdown_table
+
+SENSITIVITY = {  # results.json key -> column
+    "consistency": "consistency",
+    "consistent_facts": "consistent facts",
+    "knowledgeable_consistency": "knowl. cons.",
+    "unknowledgeable_consistency": "unknowl. cons.",
+    "group_accuracy": "group acc.",
+    "oracle": "oracle",
+    "maxp": "MaxP",
+    "avgp": "AvgP",
+    "cps": "CPS",
+    "spread": "spread",
+    "original_gap": "orig. gap",
+}
+CALIBRATION = {"ece": "ECE", "brier": "Brier", "overconfidence": "over-conf."}
+MISSING = "–"
+
+
+def sensitivity_table(runs: list[Run], labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """A row per `per_prompt` run (the runs that decode every phrasing alone): each metric in %, with
+    its 95% interval over facts."""
+    header = ["run", "model", "N", *SENSITIVITY.values()]
+    cells = [
+        [
+            labels[run.name],
+            run.model,
+            str(run.settings.get("N", "")),
+            *_cells(recorded(run, "sensitivity"), SENSITIVITY),
+        ]
+        for run in runs
+        if run.method == "per_prompt"
+    ]
+    return header, cells
+
+
+def calibration_table(runs: list[Run], labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """A row per run: ECE, Brier score and over-confidence (mean confidence − accuracy) in %, each with
+    its 95% interval over examples; then what its confidence is, and over how many answers."""
+    header = ["run", "model", *CALIBRATION.values(), "confidence", "n"]
+    cells = []
+    for run in runs:
+        found = recorded(run, "calibration")
+        kind, n = (found.get("confidence", MISSING), str(found.get("n", MISSING))) if found else (MISSING, MISSING)
+        cells.append([labels[run.name], run.model, *_cells(found, CALIBRATION), kind, n])
+    return header, cells
+
+
+def diagnostic_sections(runs: list[Run], labels: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The two tables in markdown, as (TensorBoard tag, heading, table), where a run has a row."""
+    sections = []
+    header, cells = sensitivity_table(runs, labels)
+    if cells:
+        heading = "Sensitivity to the phrasing (per_prompt runs; %, 95% CI over facts)"
+        sections.append(("sensitivity", heading, markdown_table(header, cells)))
+    header, cells = calibration_table(runs, labels)
+    heading = "Calibration of each run's answers (%, 95% CI over examples)"
+    sections.append(("calibration", heading, markdown_table(header, cells)))
+    return sections
+
+
+def recorded(run: Run, part: str) -> dict | None:
+    """The run's recorded diagnostics `part` ("sensitivity", "calibration"); None if it has none."""
+    return (run.results.get("diagnostics") or {}).get(part)
+
+
+def _cells(found: dict | None, columns: dict[str, str]) -> list[str]:
+    return [_value(found.get(key)) if found else MISSING for key in columns]
+
+
+def _value(stat: dict | None) -> str:
+    """`45.2 [41.0, 49.3]` (%); `–` where undefined (e.g. consistency at N = 1)."""
+    if not stat or stat.get("value") is None:
+        return MISSING
+    ci = stat.get("ci95")
+    interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+    return f"{100 * stat['value']:.1f}{interval}"

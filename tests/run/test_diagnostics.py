@@ -1,0 +1,96 @@
+"""A run's diagnostics come back from its predictions.jsonl by independent code: a per_prompt run's
+sensitivity to the phrasing, and every run's calibration (answer probability, or agreement);
+`selfens report` shows them, and a run that did not record them as missing, not as zero."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+
+import pytest
+
+from tests.helpers import ROOT, normalize, read_jsonl, run_config, selfens
+
+PARAREL = ROOT / "configs" / "pararel"
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("diagnostics")
+    return {
+        method: run_config(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "test", name=method)
+        for method in ("per_prompt", "origin", "avg")
+    }
+
+
+def recorded(folder) -> tuple[dict, list[dict]]:
+    return json.loads((folder / "results.json").read_text())["diagnostics"], read_jsonl(folder / "predictions.jsonl")
+
+
+def test_sensitivity_comes_back_from_the_answers(runs):
+    found, rows = recorded(runs["per_prompt"])
+    answers = [[normalize(a) for a in r["per_paraphrase"]] for r in rows]
+    right = [[r["scores"][f"p{k + 1}"]["em"] for k in range(len(a))] for r, a in zip(rows, answers)]
+    pairs = [[x == y for x, y in itertools.combinations(a, 2)] for a in answers]
+    accuracy = [sum(col) / len(col) for col in zip(*right)]
+    expected = {
+        "consistency": sum(sum(p) / len(p) for p in pairs) / len(pairs),
+        "consistent_facts": sum(len(set(a)) == 1 for a in answers) / len(answers),
+        "group_accuracy": sum(all(r) for r in right) / len(right),
+        "oracle": sum(any(r) for r in right) / len(right),
+        "maxp": max(accuracy),
+        "avgp": sum(accuracy) / len(accuracy),
+        "spread": max(accuracy) - min(accuracy),
+        "original_gap": accuracy[0] - sum(accuracy[1:]) / len(accuracy[1:]),
+    }
+    expected["cps"] = (1 - (expected["maxp"] - expected["avgp"])) * expected["maxp"]
+    for name, value in expected.items():
+        assert found["sensitivity"][name]["value"] == pytest.approx(value, abs=1e-12), name
+    assert 0 < expected["consistency"] < 1, "the tiny model's phrasings must disagree for this test to test"
+
+
+@pytest.mark.parametrize("method", ["origin", "avg", "per_prompt"])
+def test_calibration_comes_back_from_the_confidences(method, runs):
+    found, rows = recorded(runs[method])
+    main = "majority" if method == "per_prompt" else method
+    conf = [r["agreement"] if method == "per_prompt" else math.exp(r["answer_logprob"]) for r in rows]
+    right = [r["scores"][main]["em"] for r in rows]
+    bins = found["calibration"]["bins"]
+    ece = 0.0
+    for b in range(bins):
+        inside = [(c, y) for c, y in zip(conf, right) if (b / bins <= c < (b + 1) / bins) or (b == bins - 1 and c == 1)]
+        if inside:
+            ece += (
+                len(inside)
+                / len(rows)
+                * abs(sum(y for _, y in inside) / len(inside) - sum(c for c, _ in inside) / len(inside))
+            )
+    calibration = found["calibration"]
+    assert calibration["ece"]["value"] == pytest.approx(ece, abs=1e-12)
+    assert calibration["brier"]["value"] == pytest.approx(sum((c - y) ** 2 for c, y in zip(conf, right)) / len(rows))
+    assert calibration["overconfidence"]["value"] == pytest.approx((sum(conf) - sum(right)) / len(rows))
+    assert calibration["n"] == len(rows) and calibration["confidence"] == (
+        "agreement" if method == "per_prompt" else "answer probability"
+    )
+
+
+def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path, capsys):
+    old = tmp_path / "logs" / "old" / "version_9-origin"
+    shutil.copytree(runs["origin"], old)
+    results = json.loads((old / "results.json").read_text())
+    del results["diagnostics"]  # as a run of an older selfens wrote it
+    (old / "results.json").write_text(json.dumps(results))
+    for method, folder in runs.items():
+        shutil.copytree(folder, tmp_path / "logs" / method / folder.name)
+    capsys.readouterr()
+    selfens("report", tmp_path / "logs", "--wide")
+    out = capsys.readouterr().out
+    assert "sensitivity to the phrasing" in out and "calibration (" in out
+    calibration = out.split("calibration (", 1)[1].splitlines()
+    line = next(line for line in calibration if "old/version_9" in line)
+    assert line.split()[-5:] == ["–"] * 5  # ECE, Brier, over-confidence, confidence, n: missing, not 0
+    markdown = (tmp_path / "logs" / "report.md").read_text()
+    assert "## Sensitivity to the phrasing" in markdown and "## Calibration of each run's answers" in markdown
+    assert (tmp_path / "logs" / "report_reliability.png").stat().st_size > 0
