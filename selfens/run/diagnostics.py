@@ -32,7 +32,10 @@ def diagnostics(rows: list[dict], main_view: str, resamples: int, seed: int) -> 
 def answer_confidence(row: dict) -> float | None:
     """How sure the method was of its answer: the answer's probability under the distribution that
     chose it, or for a vote the share of phrasings that gave it; None for a row that records neither
-    (e.g. kept from a run of an older selfens)."""
+    (e.g. kept from a run of an older selfens), or for an answer of no tokens (the end came first: the
+    probability of that end is not recorded, and 1 would be wrong)."""
     if "answer_logprob" in row:
+        if not row.get("answer_tokens"):
+            return None
         return min(1.0, math.exp(row["answer_logprob"]))  # a float32 probability may pass 1 by a hair
     return row.get("agreement")

@@ -94,3 +94,13 @@ def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path,
     markdown = (tmp_path / "logs" / "report.md").read_text()
     assert "## Sensitivity to the phrasing" in markdown and "## Calibration of each run's answers" in markdown
     assert (tmp_path / "logs" / "report_reliability.png").stat().st_size > 0
+
+
+def test_an_answer_of_no_tokens_or_no_record_has_no_confidence():
+    from selfens.run.diagnostics import answer_confidence
+
+    assert answer_confidence({"answer_logprob": 0.0, "answer_tokens": 0}) is None  # the end came first
+    assert answer_confidence({"prediction": "x"}) is None  # a row of an older selfens
+    assert answer_confidence({"answer_logprob": math.log(0.25), "answer_tokens": 2}) == pytest.approx(0.25)
+    assert answer_confidence({"agreement": 0.6}) == 0.6
+    assert answer_confidence({"answer_logprob": 1e-9, "answer_tokens": 1}) == 1.0  # float32 rounding, capped
