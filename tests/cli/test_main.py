@@ -270,6 +270,7 @@ def test_report(runs, capsys, tmp_path):
         "report.json",
         "report.tex",
         "report_cost.png",
+        "report_reliability.png",
         "report",  # for TensorBoard
     }
 
