@@ -47,6 +47,8 @@ def log_run(writer, results: dict, folder: Path) -> None:
         writer.add_scalar(tag, value, global_step=0)  # the values of the HParams metric columns
         if value or not tag.startswith("cost/"):  # work the method does not do (confidence) gets no chart
             writer.add_scalar(by_n(tag), value, global_step=results["settings"]["N"])
+    for tag, value in diagnostic_numbers(results).items():
+        writer.add_scalar(tag, value, global_step=results["settings"]["N"])
     file_writer = writer._get_file_writer()  # raw summaries, as Lightning's log_hyperparams writes them
     for summary in hparams_summaries(hparam_values(results), list(headline), trial_id(folder, results["label"])):
         file_writer.add_summary(summary)
@@ -64,6 +66,17 @@ def headline_numbers(results: dict) -> dict[str, float]:
     """The common metrics (`test/em` ...: every method's own answer) and the total cost (`cost/...`)."""
     common = {name: results["metrics"][name] for name in metrics_of(results)}
     return {**common, **{f"cost/{k}": v for k, v in results["total_cost"].items()}}
+
+
+def diagnostic_numbers(results: dict) -> dict[str, float]:
+    """The run's diagnostics where defined, at step N: `sensitivity/consistency`, `calibration/ece`, ..."""
+    found = results.get("diagnostics") or {}
+    return {
+        f"{part}/{name}": stat["value"]
+        for part, stats in found.items()
+        for name, stat in stats.items()
+        if isinstance(stat, dict) and stat.get("value") is not None
+    }
 
 
 def by_n(tag: str) -> str:

@@ -122,6 +122,13 @@ def test_scalars_also_at_step_n(logdir):
         assert acc.Scalars("cost/prefill_tokens")[-1].step == 0
         assert "cost/confidence_seconds" in acc.Tags()["scalars"]
         assert "cost_by_N/confidence_seconds" not in acc.Tags()["scalars"], "no chart of work origin/avg do not do"
+        # The diagnostics, at step N, equal to results.json's.
+        (ece,) = acc.Scalars("calibration/ece")
+        assert (ece.step, ece.value) == (n, pytest.approx(results["diagnostics"]["calibration"]["ece"]["value"]))
+        sensitivity = results["diagnostics"].get("sensitivity", {})
+        assert {t for t in acc.Tags()["scalars"] if t.startswith("sensitivity/")} == {
+            f"sensitivity/{name}" for name, stat in sensitivity.items() if stat["value"] is not None
+        }
 
 
 def test_hparams_table_ticks_what_tells_runs_apart(logdir, tiny_model_path):
