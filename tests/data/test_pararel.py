@@ -422,7 +422,7 @@ def test_facts_qualifying_at_n10_are_counted_and_logged(caplog):
     ],
 )
 def test_qualifying_totals(fill_style, n, total):
-    """The totals the README gives (num_shots 4: 4 few-shot facts per relation are not evaluated)."""
+    """The totals docs/design.md gives (num_shots 4: 4 few-shot facts per relation are not evaluated)."""
     assert sum(ParaRel(num_paraphrases=n, fill_style=fill_style).qualifying().values()) == total
 
 
