@@ -24,6 +24,7 @@ from pathlib import Path
 from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
 from selfens.report.diagnostics import calibration_table, diagnostic_sections, sensitivity_table
+from selfens.report.groups import group_rows, group_section, plot_groups, write_groups
 from selfens.report.load import ReportError, load, setting_columns
 from selfens.report.plots import plot_reliability, write_plots
 from selfens.report.summary import summary_groups
@@ -78,11 +79,16 @@ def main(argv: list[str]) -> None:
     print_diagnostics(runs, labels, width)
     out = Path(args.out) if args.out else Path(args.paths[0])
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
-    diagnostics = diagnostic_sections(runs, labels)
+    grouped = group_rows(runs, compared, args.resamples, args.seed)
+    diagnostics = diagnostic_sections(runs, labels) + ([group_section(grouped)] if grouped else [])
     written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics)
+    written += [write_groups(out / "report_groups.csv", grouped)] if grouped else []
     plots = write_plots(out, rows)
-    reliability = plot_reliability(out / "report_reliability.png", runs, labels)
-    plots += [reliability] if reliability is not None else []
+    extra = [
+        plot_reliability(out / "report_reliability.png", runs, labels),
+        plot_groups(out / "report_groups.png", grouped),
+    ]
+    plots += [plot for plot in extra if plot is not None]
     sections = report_sections(rows, settings, compared, groups, diagnostics)
     notes = report_notes(skipped, bootstrap)
     board = write_board(out, sections, notes, plots)

@@ -253,7 +253,7 @@ def _is_questions(text: str, shots: bool = False) -> bool | str:
 
     try:
         lines = list(read_questions(path))
-        for where, _, (qid, paraphrases, answers) in lines:
+        for where, _, (qid, paraphrases, answers), _ in lines:
             Record(qid, paraphrases[:1] if shots else paraphrases, answers).check(where)
     except DataError as error:
         return str(error)

@@ -208,7 +208,8 @@ class ParaphraseDataModule(L.LightningDataModule):
             else:
                 record, found = fit(record, segments, limit, self.long_prompts, self.fit_report)
             if found is not None:
-                examples.append(Example(len(examples), record.id, record.paraphrases, record.answers, found))
+                group = record.meta.get("group", record.meta.get("relation"))
+                examples.append(Example(len(examples), record.id, record.paraphrases, record.answers, found, group))
                 kept.append(record)
         if self.fit_report is not None:
             for warning in self.fit_report.warnings():

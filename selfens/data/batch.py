@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ class Example:
     paraphrases: list[str]
     answers: list[str]
     segments: Segments
+    group: Optional[str] = None  # the example's group (ParaRel: its relation), for results per group
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ParaphraseBatch:
     segments: list[Segments]  # [B] token pieces, for packing
     input_ids: Tensor  # [B, N, L] each paraphrase's single prompt, left-padded
     valid: Tensor  # [B, N, L] bool, False on padding
+    groups: list[Optional[str]] = field(default_factory=list)  # [B] each example's group, if its data has one
 
     @property
     def num_paraphrases(self) -> int:
@@ -65,4 +68,5 @@ def collate(examples: list[Example], pad_id: int) -> ParaphraseBatch:
         segments=[e.segments for e in examples],
         input_ids=input_ids.view(len(examples), n, length),
         valid=valid.view(len(examples), n, length),
+        groups=[e.group for e in examples],
     )

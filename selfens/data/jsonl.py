@@ -68,7 +68,7 @@ class JsonlQuestions(ParaphraseDataModule):
     def load_records(self) -> list[Record]:
         shots = self._draw_shots()
         records, first = [], None  # first: (line, count) that every line must match
-        for where, number, (qid, paraphrases, answers) in read_questions(self.path):
+        for where, number, (qid, paraphrases, answers), group in read_questions(self.path):
             count = len(paraphrases)
             if self.all_paraphrases:
                 first = first or (number, count)
@@ -81,6 +81,8 @@ class JsonlQuestions(ParaphraseDataModule):
             elif count < self.num_paraphrases:
                 raise DataError(f"{where}: {count} paraphrases, fewer than num_paraphrases={self.num_paraphrases}")
             record = Record(qid, paraphrases[: self.num_paraphrases], answers, [s for _, s in shots])
+            if group is not None:
+                record.meta["group"] = group
             record.check(where)
             _check_apart(record, where, shots)
             records.append(record)
@@ -100,18 +102,22 @@ class JsonlQuestions(ParaphraseDataModule):
                 f"add lines or lower num_shots"
             )
         shots = []
-        for where, _, (qid, paraphrases, answers) in random.Random(self.seed).sample(pool, self.num_shots):
+        for where, _, (qid, paraphrases, answers), _ in random.Random(self.seed).sample(pool, self.num_shots):
             Record(qid, paraphrases[:1], answers).check(where)  # a shot shows the first paraphrase and answer
             shots.append((where, Shot(paraphrases[0], answers[0])))
         return shots
 
 
-def read_questions(path: Path) -> Iterator[tuple[str, int, tuple[str, list, list]]]:
-    """(where, line number, (id, paraphrases, answers)) of each line of a questions file."""
+def read_questions(path: Path) -> Iterator[tuple[str, int, tuple[str, list, list], Optional[str]]]:
+    """(where, line number, (id, paraphrases, answers), group) of each line of a questions file; a
+    line's optional `group` (e.g. a topic) gets results of its own in the report."""
     for number, item in read_jsonl(path):
         where = f"{path}:{number}"
         paraphrases, answers = require(item, "paraphrases", list, where), require(item, "answers", list, where)
-        yield where, number, (str(item.get("id", number)), paraphrases, answers)
+        group = item.get("group")
+        if group is not None and not isinstance(group, str):
+            raise DataError(f"{where}: group must be a string (a name for the question's group), got {group!r}")
+        yield where, number, (str(item.get("id", number)), paraphrases, answers), group
 
 
 def _check_apart(record: Record, where: str, shots: list[tuple[str, Shot]]) -> None:

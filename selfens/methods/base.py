@@ -341,6 +341,8 @@ class EnsembleModule(L.LightningModule):
                 "answers": batch.answers[b],
                 "paraphrases": batch.paraphrases[b],
             }
+            if batch.groups and batch.groups[b] is not None:
+                row["group"] = batch.groups[b]
             if out.per_paraphrase is not None:
                 row["per_paraphrase"] = out.per_paraphrase[b]
             if out.logprobs is not None:

@@ -18,7 +18,7 @@ def write_plots(out: Path, rows: list[dict]) -> list[Path]:
     return written
 
 
-def _pyplot():
+def pyplot():
     """pyplot without a display (imported here: only a report that writes plots needs matplotlib)."""
     import matplotlib
 
@@ -44,7 +44,7 @@ def _em_error(r: dict) -> list[list[float]]:
 def plot_cost(path: Path, rows: list[dict]) -> Path:
     """EM of each run's main view (with its 95% interval) against its decode seconds per fact, one
     panel per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, panels = _panels(plt, rows)
     for ax, model, runs in panels:
         for r in runs:
@@ -57,12 +57,12 @@ def plot_cost(path: Path, rows: list[dict]) -> Path:
         ax.set_ylabel("EM % (95% bootstrap CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_n(path: Path, rows: list[dict]) -> Path:
     """EM against N, one line per method (label), one panel per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, panels = _panels(plt, rows)
     for ax, model, runs in panels:
         for label in sorted({r["label"] for r in runs}):
@@ -76,7 +76,7 @@ def plot_n(path: Path, rows: list[dict]) -> Path:
         ax.set_ylabel("EM % (95% bootstrap CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Path | None:
@@ -85,7 +85,7 @@ def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Pat
     calibrated = [(run, found) for run in runs if (found := recorded(run, "calibration"))]
     if not calibrated:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     models = list(dict.fromkeys(run.model for run, _ in calibrated))
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 5), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -106,10 +106,10 @@ def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Pat
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
-def _save(plt, fig, path: Path) -> Path:
+def save_figure(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -271,6 +271,8 @@ def test_report(runs, capsys, tmp_path):
         "report.tex",
         "report_cost.png",
         "report_reliability.png",
+        "report_groups.csv",  # ParaRel: per relation
+        "report_groups.png",
         "report",  # for TensorBoard
     }
 

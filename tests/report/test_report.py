@@ -176,6 +176,8 @@ def test_report_numbers_come_back_from_predictions(compared, capsys, tmp_path):
         "report_cost.png",
         "report_n.png",  # the runs differ in N
         "report_reliability.png",
+        "report_groups.csv",  # ParaRel: per relation
+        "report_groups.png",
         "report",  # for TensorBoard
     }
     markdown = (tmp_path / "report.md").read_text()
@@ -471,13 +473,25 @@ def test_the_report_is_a_tensorboard_run_of_its_own(compared, capsys, tmp_path):
     assert len(list((tmp_path / "report").glob("events.out.tfevents.*"))) == 1
     acc = EventAccumulator(str(tmp_path / "report"), size_guidance={"tensors": 0, "images": 0})
     acc.Reload()
-    assert set(acc.Tags()["images"]) == {"plots/report_cost", "plots/report_n", "plots/report_reliability"}
+    assert set(acc.Tags()["images"]) == {
+        "plots/report_cost",
+        "plots/report_n",
+        "plots/report_reliability",
+        "plots/report_groups",
+    }
     for png in ("report_cost", "report_n", "report_reliability"):
         (image,) = acc.Images(f"plots/{png}")
         height, width, _ = matplotlib.image.imread(tmp_path / f"{png}.png").shape
         assert (image.height, image.width) == (height, width)
     models = sorted({Path(json.loads((f / "results.json").read_text())["model"]).name for f in compared["runs"]})
-    tags = {f"summary/{m}/ParaRel" for m in models} | {"views", "comparisons", "sensitivity", "calibration", "notes"}
+    tags = {f"summary/{m}/ParaRel" for m in models} | {
+        "views",
+        "comparisons",
+        "sensitivity",
+        "calibration",
+        "groups",
+        "notes",
+    }
     assert set(acc.Tags()["tensors"]) == {f"{tag}/text_summary" for tag in tags}
     text = lambda tag: acc.Tensors(f"{tag}/text_summary")[0].tensor_proto.string_val[0].decode()
     markdown = (tmp_path / "report.md").read_text()

@@ -104,3 +104,8 @@ def test_an_answer_of_no_tokens_or_no_record_has_no_confidence():
     assert answer_confidence({"answer_logprob": math.log(0.25), "answer_tokens": 2}) == pytest.approx(0.25)
     assert answer_confidence({"agreement": 0.6}) == 0.6
     assert answer_confidence({"answer_logprob": 1e-9, "answer_tokens": 1}) == 1.0  # float32 rounding, capped
+
+
+def test_pararel_rows_name_their_relation(runs):
+    rows = read_jsonl(runs["origin"] / "predictions.jsonl")
+    assert [r["group"] for r in rows] == [r["id"].split("/")[0] for r in rows]
