@@ -81,7 +81,8 @@ def main(argv: list[str]) -> None:
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
     grouped = group_rows(runs, compared, args.resamples, args.seed)
     diagnostics = diagnostic_sections(runs, labels) + ([group_section(grouped)] if grouped else [])
-    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics)
+    details = {"diagnostics": {run.name: run.results.get("diagnostics") for run in runs}, "groups": grouped}
+    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics, details)
     written += [write_groups(out / "report_groups.csv", grouped)] if grouped else []
     plots = write_plots(out, rows)
     extra = [

@@ -147,9 +147,11 @@ def write_files(
     bootstrap: str,
     groups: dict[tuple[str, str], list[list[str]]],
     diagnostics: list[tuple[str, str, str]] = (),
+    details: dict | None = None,
 ) -> list[Path]:
     """report.md, report.csv, report.json and report.tex in `out`; `bootstrap` says how the
-    intervals were drawn; `groups`: the summary tables per model and dataset."""
+    intervals were drawn; `groups`: the summary tables per model and dataset; `details` join
+    report.json (e.g. each run's diagnostics, the rows per group)."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
     md = ["# selfens report", ""]
@@ -157,7 +159,13 @@ def write_files(
         md += [f"## {heading}", "", table, ""]
     md += report_notes(skipped, bootstrap)
     written[0].write_text("\n".join(md) + "\n", encoding="utf-8")
-    summary = {"views": rows, "comparisons": compared, "not_compared": skipped, "bootstrap": bootstrap}
+    summary = {
+        "views": rows,
+        "comparisons": compared,
+        "not_compared": skipped,
+        "bootstrap": bootstrap,
+        **(details or {}),
+    }
     written[2].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with written[1].open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

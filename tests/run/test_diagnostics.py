@@ -91,6 +91,13 @@ def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path,
     calibration = out.split("calibration (", 1)[1].splitlines()
     line = next(line for line in calibration if "old/version_9" in line)
     assert line.split()[-5:] == ["–"] * 5  # ECE, Brier, over-confidence, confidence, n: missing, not 0
+    report = json.loads((tmp_path / "logs" / "report.json").read_text())
+    recorded_here = {name: found for name, found in report["diagnostics"].items() if found is not None}
+    assert recorded_here == {f"{m}/{f.name.split('-')[0]}": recorded(f)[0] for m, f in runs.items()}
+    assert report["diagnostics"]["old/version_9"] is None  # missing, not zero
+    assert {(g["run"], g["group"]) for g in report["groups"]} == {
+        (f"{m}/{f.name.split('-')[0]}", r["id"].split("/")[0]) for m, f in runs.items() for r in recorded(f)[1]
+    } | {("old/version_9", r["id"].split("/")[0]) for r in recorded(runs["origin"])[1]}
     markdown = (tmp_path / "logs" / "report.md").read_text()
     assert "## Sensitivity to the phrasing" in markdown and "## Calibration of each run's answers" in markdown
     assert (tmp_path / "logs" / "report_reliability.png").stat().st_size > 0
