@@ -5,6 +5,7 @@ it is right, and the reliability diagram. A run written before runs recorded the
 from __future__ import annotations
 
 from selfens.report.load import Run
+from selfens.report.summary import with_interval
 from selfens.report.tables import markdown_table
 
 SENSITIVITY = {  # results.json key -> column
@@ -79,6 +80,4 @@ def _value(stat: dict | None) -> str:
     """`45.2 [41.0, 49.3]` (%); `–` where undefined (e.g. consistency at N = 1)."""
     if not stat or stat.get("value") is None:
         return MISSING
-    ci = stat.get("ci95")
-    interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
-    return f"{100 * stat['value']:.1f}{interval}"
+    return with_interval(stat["value"], stat.get("ci95"))

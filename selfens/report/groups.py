@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 from selfens.report.load import Run
+from selfens.report.summary import with_interval
 from selfens.report.tables import markdown_table
 from selfens.stats import paired_comparison, uncertainty
 
@@ -51,8 +52,8 @@ def group_section(rows: list[dict]) -> tuple[str, str, str]:
     """The per-group table in markdown, as (TensorBoard tag, heading, table)."""
     cells = [
         [
-            r["group"], r["run"], r["method"], str(r["N"]), str(r["n"]), _pct(r["em"], r["em_ci95"]),
-            _pct(r["delta_em"], r["delta_em_ci95"], sign=True) if "delta_em" in r else "–", r.get("baseline", "–"),
+            r["group"], r["run"], r["method"], str(r["N"]), str(r["n"]), with_interval(r["em"], r["em_ci95"]),
+            with_interval(r["delta_em"], r["delta_em_ci95"], "+") if "delta_em" in r else "–", r.get("baseline", "–"),
         ]
         for r in rows
     ]  # fmt: skip
@@ -96,9 +97,3 @@ def plot_groups(path: Path, rows: list[dict]) -> Path | None:
         ax.set_title(f"{model}: ΔEM (points) against the baseline")
         fig.colorbar(image, ax=ax)
     return save_figure(plt, fig, path)
-
-
-def _pct(value: float, ci, sign: bool = False) -> str:
-    form = "{:+.1f}" if sign else "{:.1f}"
-    interval = f" [{form.format(100 * ci[0])}, {form.format(100 * ci[1])}]" if ci else ""
-    return form.format(100 * value) + interval

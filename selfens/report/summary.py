@@ -58,10 +58,10 @@ def _cells(r: dict, comparison: dict | None, baseline: bool, label: str) -> list
     seconds = r["decode_seconds"] + r["confidence_seconds"]
     if comparison is not None:
         diff = comparison["difference"]["em"]
-        delta, p = f"{_pct(diff['mean'], '+')} {_interval(diff['ci95'], '+')}", f"{comparison['mcnemar_em']['p']:.3f}"
+        delta, p = with_interval(diff["mean"], diff["ci95"], "+"), f"{comparison['mcnemar_em']['p']:.3f}"
     else:
         delta, p = ("baseline" if baseline else "not compared"), ""
-    em = f"{_pct(r['em'])} {_interval([r['em_low'], r['em_high']] if r['em_low'] is not None else None)}"
+    em = with_interval(r["em"], [r["em_low"], r["em_high"]] if r["em_low"] is not None else None)
     return [
         label,
         str(r["N"]),
@@ -112,6 +112,12 @@ def _latex(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(char, escaped)
     return text.replace("Δ", r"$\Delta$")
+
+
+def with_interval(value, ci, sign: str = "") -> str:
+    """`45.2 [41.0, 49.3]` in %, as the report's tables show a value and its 95% interval ("+" signs
+    the numbers: a difference); the value alone where there is no interval."""
+    return f"{_pct(value, sign)} {_interval(ci, sign)}".rstrip()
 
 
 def _pct(value, sign: str = "") -> str:
