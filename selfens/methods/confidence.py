@@ -60,6 +60,8 @@ class ConfidenceCache:
         self.skipped: list[str] = []
         items = read_lines(self.path, self.skipped)
         self.values: dict[str, float] = {item["key"]: item["confidence"] for item in items}
+        # The greedy answer each value was computed for (None in a line that lacks it).
+        self.answers: dict[str, Optional[str]] = {item["key"]: item.get("greedy") for item in items}
 
     def key(self, settings: ConfidenceSettings, prompt_ids: list[int]) -> str:
         blob = json.dumps([self.model, settings.for_key(), prompt_ids])
@@ -71,6 +73,7 @@ class ConfidenceCache:
     def put(self, key: str, confidence: float, **info) -> None:
         """Record one value; written at once, so an interrupted run keeps what it computed."""
         self.values[key] = confidence
+        self.answers[key] = info.get("greedy")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         append_rows(self.path, [{"key": key, "confidence": confidence, **info}])  # one short append: safe across ranks
 
@@ -186,7 +189,7 @@ class Confidence:
         all the prompts are computed together; each is counted in `progress` ("prompts"; with
         `sampling` also its K "samples", as each finishes), a cached one as skipped."""
         prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
-        keys = [self.cache.key(self.settings, ids) for prompt in prompts for ids in _token_rows(prompt)]
+        keys = self._keys(prompts)
         missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None and key not in keys[:i]]
         if missing and not self.compute_missing:
             raise MissingConfidence(
@@ -200,6 +203,16 @@ class Confidence:
         if missing:
             spent = self._compute(_Rows(prompts, missing), [keys[i] for i in missing], progress)
         return torch.tensor([self.cache.get(k) for k in keys], dtype=torch.float32), spent
+
+    def greedy_answers(self, prompts: Prompt | list[Prompt]) -> list[Optional[str]]:
+        """The greedy answer each cached confidence of `prompts` was computed for, rows in order as
+        `__call__` gives them (None where the cache does not say)."""
+        return [self.cache.answers.get(key) for key in self._keys(prompts)]
+
+    def _keys(self, prompts: Prompt | list[Prompt]) -> list[str]:
+        """The cache key of each single prompt of `prompts`, rows in order across them."""
+        prompts = [prompts] if isinstance(prompts, Prompt) else prompts
+        return [self.cache.key(self.settings, ids) for prompt in prompts for ids in _token_rows(prompt)]
 
     def _compute(self, rows: _Rows, keys: list[str], progress: Optional[Progress]) -> DecodeCost:
         """Compute and cache the values of `rows` (keys[i]: the i-th of them)."""

@@ -123,14 +123,25 @@ class LogitFusion(EnsembleModule):
     ) -> torch.Tensor:
         """Confidence of each paraphrase prompt, [B, N]; what computing missing ones costs is added to
         `cost`, and each prompt is counted in `progress` as it is done."""
+        return self._confidences(batch, cost, progress)[0]
+
+    def _confidences(
+        self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None, progress: Optional[Progress] = None
+    ) -> tuple[torch.Tensor, list[list[Optional[str]]]]:
+        """`confidences`, and the greedy answer each was computed for, [B][N] (for their calibration)."""
         groups = self.prefix_groups(batch)  # a prefix is read once; all groups' missing values computed together
         prompts = [self.single_prompts(batch, examples=examples) for examples in groups]
         flat, spent = self.confidence(prompts, progress)
         if cost is not None:
             cost.add(spent)
-        values = torch.zeros(len(batch.ids), batch.num_paraphrases)
-        values[decode_order(groups)] = flat.view(-1, batch.num_paraphrases)  # rows example-major, groups in order
-        return values
+        order, n = decode_order(groups), batch.num_paraphrases  # rows example-major, groups in order
+        values = torch.zeros(len(batch.ids), n)
+        values[order] = flat.view(-1, n)
+        found = self.confidence.greedy_answers(prompts)
+        answers: list[list[Optional[str]]] = [[] for _ in batch.ids]
+        for place, example in enumerate(order):
+            answers[example] = found[place * n : (place + 1) * n]
+        return values, answers
 
     # -- decoding ----------------------------------------------------------------------------------
     @contextmanager
@@ -149,7 +160,7 @@ class LogitFusion(EnsembleModule):
         # Computing missing confidences decodes each single prompt greedily: the fused decode then
         # reads the same prompts, so their prefills are kept for it (this batch only).
         with self.prefills_kept() if weighted else nullcontext():
-            weights = self.confidences(batch, confidence_cost) if weighted else None  # [B, N]
+            weights, weighed = self._confidences(batch, confidence_cost) if weighted else (None, None)  # [B, N]
             # The fuse reads an example's weights by its place in the decode (examples by prefix).
             in_decode_order = None if weights is None else weights[decode_order(self.prefix_groups(batch))]
             decoded = self.generate_by_prefix(
@@ -160,9 +171,13 @@ class LogitFusion(EnsembleModule):
             )
         extra = []
         if weights is not None:  # every weight 0: the rule has nothing to go by (see `warnings`)
-            extra = [
-                {"weights": [round(w, 4) for w in row], **({} if any(row) else {"all_zero": True})}
-                for row in weights.tolist()
+            extra = [  # the phrasings' own answers, whose confidences the weights are: their calibration
+                {
+                    "weights": [round(w, 4) for w in row],
+                    "weight_answers": answers,
+                    **({} if any(row) else {"all_zero": True}),
+                }
+                for row, answers in zip(weights.tolist(), weighed)
             ]
         return Output(
             [self.text(t) for t in decoded.tokens],

@@ -44,13 +44,17 @@ def sensitivity_table(runs: list[Run], labels: dict[str, str]) -> tuple[list[str
 
 def calibration_table(runs: list[Run], labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     """A row per run: ECE, Brier score and over-confidence (mean confidence − accuracy) in %, each with
-    its 95% interval over examples; then what its confidence is, and over how many answers."""
+    its 95% interval over examples; then what its confidence is, and over how many answers. A weighted
+    method has a second row: its per-phrasing weights against whether each phrasing's answer is right."""
     header = ["run", "model", *CALIBRATION.values(), "confidence", "n"]
     cells = []
     for run in runs:
         found = recorded(run, "calibration")
         kind, n = (found.get("confidence", MISSING), str(found.get("n", MISSING))) if found else (MISSING, MISSING)
         cells.append([labels[run.name], run.model, *_cells(found, CALIBRATION), kind, n])
+        if weights := recorded(run, "phrasing_calibration"):  # a weighted method's weights, one per phrasing
+            label = f"{labels[run.name]} (weights)"
+            cells.append([label, run.model, *_cells(weights, CALIBRATION), weights["confidence"], str(weights["n"])])
     return header, cells
 
 

@@ -80,27 +80,30 @@ def plot_n(path: Path, rows: list[dict]) -> Path:
 
 
 def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Path | None:
-    """Accuracy against confidence in equal-width bins, one line per run, one panel per model; None
-    where no run recorded its calibration."""
-    calibrated = [(run, found) for run in runs if (found := recorded(run, "calibration"))]
+    """Accuracy against confidence in equal-width bins, one line per run (and a dashed one per weighted
+    run, of its phrasings' weights), one panel per model; None where no run recorded its calibration."""
+    calibrated = [(run, found, "") for run in runs if (found := recorded(run, "calibration"))]
+    # a weighted method's per-phrasing weights, dashed beside its answers
+    calibrated += [(run, found, "--") for run in runs if (found := recorded(run, "phrasing_calibration"))]
     if not calibrated:
         return None
     plt = pyplot()
-    models = list(dict.fromkeys(run.model for run, _ in calibrated))
+    models = list(dict.fromkeys(run.model for run, _, _ in calibrated))
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 5), squeeze=False)
     for ax, model in zip(axes[0], models):
         ax.plot([0, 100], [0, 100], color="grey", linestyle=":", label="calibrated")
-        for run, found in ((r, f) for r, f in calibrated if r.model == model):
+        for run, found, dashed in ((r, f, d) for r, f, d in calibrated if r.model == model):
             bins = [b for b in found["reliability"] if b["count"]]
-            ece = found["ece"]["value"]
+            what = f"{run.label}, weights" if dashed else run.label
             ax.plot(
                 [100 * b["confidence"] for b in bins],
                 [100 * b["accuracy"] for b in bins],
                 marker="o",
-                label=f"{labels[run.name]} ({run.label}, ECE {100 * ece:.1f})",
+                linestyle=dashed or "-",
+                label=f"{labels[run.name]} ({what}, ECE {100 * found['ece']['value']:.1f})",
             )
         ax.set_title(f"{model}: reliability ({calibrated[0][1].get('bins', '?')} equal-width bins)")
-        ax.set_xlabel("confidence % (answer probability; per_prompt: agreement)")
+        ax.set_xlabel("confidence % (answer probability; per_prompt: agreement; dashed: a phrasing's weight)")
         ax.set_ylabel("EM % of the answers in the bin")
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 100)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import math
 
 from selfens.metrics.calibration import calibration
-from selfens.metrics.functional import normalize_answer
+from selfens.metrics.functional import exact_match, normalize_answer
 from selfens.metrics.sensitivity import sensitivity
 
 
-def diagnostics(rows: list[dict], main_view: str, resamples: int, seed: int) -> dict:
-    """{"sensitivity": ..., "calibration": ...} of the scored rows; a part the rows cannot give is left out."""
+def diagnostics(rows: list[dict], main_view: str, resamples: int, seed: int, weighed_by: str | None = None) -> dict:
+    """{"sensitivity": ..., "calibration": ..., "phrasing_calibration": ...} of the scored rows; a part
+    the rows cannot give is left out. `phrasing_calibration`: of a weighted method's per-phrasing
+    confidences (`weighed_by`: their measure), each against whether its phrasing's own answer is right."""
     scored = [r for r in rows if "scores" in r]
     found = {}
     if scored and all("per_paraphrase" in r for r in scored):
@@ -25,6 +27,17 @@ def diagnostics(rows: list[dict], main_view: str, resamples: int, seed: int) -> 
         found["calibration"] = {
             "confidence": "agreement" if "agreement" in scored[0] else "answer probability",
             **calibration([c for c, _ in confident], [em for _, em in confident], resamples=resamples, seed=seed),
+        }
+    weighed = [
+        (weight, exact_match(answer, r["answers"]))
+        for r in scored
+        for weight, answer in zip(r.get("weights", []), r.get("weight_answers", []))
+        if answer is not None
+    ]
+    if weighed:
+        found["phrasing_calibration"] = {
+            "confidence": f"per-phrasing {weighed_by or 'weight'}",
+            **calibration([min(1.0, w) for w, _ in weighed], [em for _, em in weighed], resamples=resamples, seed=seed),
         }
     return found
 

@@ -157,7 +157,7 @@ class RunWriter(Callback):
                 "level": LEVEL,
                 "metrics": uncertainty(columns, resamples, seed),
             },
-            "diagnostics": diagnostics(rows, module.main_view, resamples, seed),
+            "diagnostics": diagnostics(rows, module.main_view, resamples, seed, module.hparams.get("confidence")),
         }
 
     def _tensorboard(self, trainer, module, rows, metrics, results) -> None:

@@ -19,10 +19,15 @@ PARAREL = ROOT / "configs" / "pararel"
 @pytest.fixture(scope="module")
 def runs(tiny_model_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("diagnostics")
-    return {
+    found = {
         method: run_config(PARAREL / f"{method}.yaml", tiny_model_path, root / "logs", "test", name=method)
         for method in ("per_prompt", "origin", "avg")
     }
+    weighted = ("--model.init_args.confidence", "token_prob", "--model.init_args.confidence_dir", root / "confidence")
+    found["weighted_avg"] = run_config(
+        PARAREL / "weighted_avg.yaml", tiny_model_path, root / "logs", "test", *weighted, name="weighted_avg"
+    )
+    return found
 
 
 def recorded(folder) -> tuple[dict, list[dict]]:
@@ -76,6 +81,37 @@ def test_calibration_comes_back_from_the_confidences(method, runs):
     )
 
 
+def test_a_weighted_methods_weights_are_calibrated_against_each_phrasings_own_answer(runs):
+    found, rows = recorded(runs["weighted_avg"])
+    _, alone = recorded(runs["per_prompt"])
+    # token_prob weighs each phrasing's greedy answer: the answer that phrasing gives asked alone
+    assert [r["weight_answers"] for r in rows] == [r["per_paraphrase"] for r in alone]
+    conf = [w for r in rows for w in r["weights"]]
+    right = [r["scores"][f"p{k + 1}"]["em"] for r in alone for k in range(len(r["per_paraphrase"]))]
+    weights = found["phrasing_calibration"]
+    assert weights["n"] == len(conf) == 5 * len(rows) and weights["confidence"] == "per-phrasing token_prob"
+    assert weights["brier"]["value"] == pytest.approx(sum((c - y) ** 2 for c, y in zip(conf, right)) / len(conf))
+    assert weights["overconfidence"]["value"] == pytest.approx((sum(conf) - sum(right)) / len(conf))
+    assert "phrasing_calibration" not in recorded(runs["avg"])[0]  # no weights, no such row
+
+
+def test_phrasing_calibration_scores_each_phrasings_answer_and_skips_one_the_cache_does_not_name():
+    from selfens.run.diagnostics import diagnostics
+
+    rows = [  # (weight, right): (0.9, 1), (0.2, 0), (0.6, 1), (0.4, 0); "?" has no recorded answer
+        {"answers": ["Paris"], "weights": [0.9, 0.2, 0.7], "weight_answers": ["paris.", "Rome", None]},
+        {"answers": ["Oslo"], "weights": [0.6, 0.4], "weight_answers": ["The Oslo", "Bergen"]},
+    ]
+    for r in rows:
+        r["scores"] = {"avg": {"em": 0.0}}
+    found = diagnostics(rows, "avg", resamples=0, seed=0, weighed_by="sampling")["phrasing_calibration"]
+    assert found["n"] == 4 and found["confidence"] == "per-phrasing sampling"
+    assert found["brier"]["value"] == pytest.approx((0.1**2 + 0.2**2 + 0.4**2 + 0.4**2) / 4)
+    assert found["overconfidence"]["value"] == pytest.approx((0.9 + 0.2 + 0.6 + 0.4 - 2) / 4)
+    # bins of 0.1: 0.9 alone (|1 - 0.9|), 0.2 alone (0.2), 0.6 alone (0.4), 0.4 alone (0.4)
+    assert found["ece"]["value"] == pytest.approx((0.1 + 0.2 + 0.4 + 0.4) / 4)
+
+
 def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path, capsys):
     old = tmp_path / "logs" / "old" / "version_9-origin"
     shutil.copytree(runs["origin"], old)
@@ -90,6 +126,7 @@ def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path,
     assert "sensitivity to the phrasing" in out and "calibration (" in out
     calibration = out.split("calibration (", 1)[1].splitlines()
     line = next(line for line in calibration if "old/version_9" in line)
+    assert any("weighted_avg (weights)" in line and "per-phrasing token_prob" in line for line in calibration)
     assert line.split()[-5:] == ["–"] * 5  # ECE, Brier, over-confidence, confidence, n: missing, not 0
     report = json.loads((tmp_path / "logs" / "report.json").read_text())
     recorded_here = {name: found for name, found in report["diagnostics"].items() if found is not None}
