@@ -23,8 +23,8 @@ from pathlib import Path
 
 from selfens.report.board import write_board
 from selfens.report.compare import comparisons, view_rows
-from selfens.report.diagnostics import calibration_table, diagnostic_sections, sensitivity_table
-from selfens.report.groups import group_rows, group_section, plot_groups, write_groups
+from selfens.report.diagnostics import calibration_table, diagnostic_sections, latex_diagnostics, sensitivity_table
+from selfens.report.groups import AGREEMENT_HEADING, agreement_of, group_rows, group_section, plot_groups, write_groups
 from selfens.report.load import ReportError, load, setting_columns
 from selfens.report.plots import plot_reliability, write_plots
 from selfens.report.summary import summary_groups
@@ -80,9 +80,16 @@ def main(argv: list[str]) -> None:
     out = Path(args.out) if args.out else Path(args.paths[0])
     bootstrap = f"{args.resamples} resamples, seed {args.seed}"
     grouped = group_rows(runs, compared, args.resamples, args.seed)
+    by_agreement = group_rows(runs, compared, args.resamples, args.seed, agreement_of(runs))
     diagnostics = diagnostic_sections(runs, labels) + ([group_section(grouped)] if grouped else [])
-    details = {"diagnostics": {run.name: run.results.get("diagnostics") for run in runs}, "groups": grouped}
-    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics, details)
+    diagnostics += [group_section(by_agreement, "agreement", AGREEMENT_HEADING)] if by_agreement else []
+    details = {
+        "diagnostics": {run.name: run.results.get("diagnostics") for run in runs},
+        "groups": grouped,
+        "by_agreement": by_agreement,
+    }
+    latex = latex_diagnostics(runs, labels)
+    written = write_files(out, rows, settings, compared, skipped, bootstrap, groups, diagnostics, details, latex)
     written += [write_groups(out / "report_groups.csv", grouped)] if grouped else []
     plots = write_plots(out, rows)
     extra = [

@@ -71,6 +71,32 @@ def diagnostic_sections(runs: list[Run], labels: dict[str, str]) -> list[tuple[s
     return sections
 
 
+def latex_diagnostics(runs: list[Run], labels: dict[str, str]) -> list[tuple[list[str], list[list[str]], str]]:
+    """report.tex's diagnostics, per model, as (header, cells, caption): the sensitivity of its per_prompt
+    runs (a metric a row: a paper's table is narrow), and the calibration of its runs."""
+    tables = []
+    sensitivity, calibration = sensitivity_table(runs, labels), calibration_table(runs, labels)
+    for model in dict.fromkeys(run.model for run in runs):
+        mine = [row for row in sensitivity[1] if row[1] == model]
+        if mine:
+            header = ["metric", *(f"{row[0]} (N = {row[2]})" for row in mine)]
+            cells = [[name, *(row[3 + i] for row in mine)] for i, name in enumerate(SENSITIVITY.values())]
+            caption = f"{model}: sensitivity to the phrasing (per_prompt runs), in %, with 95% bootstrap intervals over facts."
+            tables.append((header, cells, caption))
+        header = [h for i, h in enumerate(calibration[0]) if i != 1]  # the model is in the caption
+        cells = [[c for i, c in enumerate(row) if i != 1] for row in calibration[1] if row[1] == model]
+        caption = (
+            f"{model}: calibration, in %, with 95% bootstrap intervals over examples "
+            f"(ECE over {_bins(runs)} equal-width bins; over-conf.: mean confidence minus accuracy)."
+        )
+        tables.append((header, cells, caption))
+    return tables
+
+
+def _bins(runs: list[Run]) -> str:
+    return next((str(found["bins"]) for run in runs if (found := recorded(run, "calibration"))), "10")
+
+
 def recorded(run: Run, part: str) -> dict | None:
     """The run's recorded diagnostics `part` ("sensitivity", "calibration"); None if it has none."""
     return (run.results.get("diagnostics") or {}).get(part)

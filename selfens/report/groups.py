@@ -5,13 +5,20 @@ that baseline on the group's examples (paired), so a reader sees where fusion he
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
+from selfens.metrics.functional import normalize_answer
 from selfens.report.load import Run
 from selfens.report.summary import with_interval
 from selfens.report.tables import markdown_table
 from selfens.stats import paired_comparison, uncertainty
 
+AGREE, DISAGREE = "phrasings agree", "phrasings disagree"
+AGREEMENT_HEADING = (
+    "Where fusion helps: facts whose phrasings agree or disagree (in the per_prompt run of the same model and N; "
+    "ΔEM paired against the baseline)"
+)
 HEADER = ["group", "run", "method", "N", "n", "EM [95% CI]", "ΔEM [95% CI]", "vs"]
 
 
@@ -24,21 +31,44 @@ def group_of(row: dict, dataset: str) -> str | None:
     return None
 
 
-def group_rows(runs: list[Run], compared: list[dict], resamples: int, seed: int) -> list[dict]:
-    """A row per (run, group) of every run whose rows have groups, groups in name order."""
+def agreement_of(runs: list[Run]) -> Callable[[Run, dict], str | None]:
+    """The group of a run's fact by whether its phrasings agree: whether the `per_prompt` run of the same
+    model, dataset and N gave one answer (after EM's normalization) for every phrasing of it. None
+    for a fact no such run decoded. A fact whose phrasings disagree is where fusion can change the answer."""
+    said: dict[tuple, dict[str, str]] = {}
+    for run in runs:
+        if run.method == "per_prompt":
+            said[_key(run)] = {
+                row["id"]: AGREE if len({normalize_answer(a) for a in row["per_paraphrase"]}) == 1 else DISAGREE
+                for row in run.rows
+                if "per_paraphrase" in row
+            }
+    return lambda run, row: said.get(_key(run), {}).get(row["id"])
+
+
+def _key(run: Run) -> tuple:
+    return run.model, run.results["dataset"], run.settings.get("N")
+
+
+def group_rows(
+    runs: list[Run], compared: list[dict], resamples: int, seed: int, group: Callable[[Run, dict], str | None] = None
+) -> list[dict]:
+    """A row per (run, group) of every run whose rows have groups, groups in name order. `group(run,
+    row)`: a row's group (default: the group the dataset names, e.g. ParaRel's relation)."""
+    group = group or (lambda run, row: group_of(row, run.results["dataset"]))
     by_name, baseline_of = {run.name: run for run in runs}, {c["run"]: c["baseline"] for c in compared}
     table = []
     for run in runs:
         ids: dict[str, list[str]] = {}
         for row in run.rows:
-            group = group_of(row, run.results["dataset"])
-            if group is not None:
-                ids.setdefault(group, []).append(row["id"])
+            group_name = group(run, row)
+            if group_name is not None:
+                ids.setdefault(group_name, []).append(row["id"])
         base = by_name.get(baseline_of.get(run.name))
-        for group, members in sorted(ids.items()):
+        for group_name, members in sorted(ids.items()):
             scores = run.scores(run.main_view, members)
             em = uncertainty({"em": scores["em"]}, resamples, seed)["em"]
-            row = {"group": group, "run": run.name, "model": run.model, "method": run.label}
+            row = {"group": group_name, "run": run.name, "model": run.model, "method": run.label}
             row.update({"N": run.settings.get("N", ""), "n": len(members), "em": em["mean"], "em_ci95": em["ci95"]})
             if base is not None:
                 paired = paired_comparison(scores, base.scores(base.main_view, members), 0, resamples, seed)
@@ -48,7 +78,11 @@ def group_rows(runs: list[Run], compared: list[dict], resamples: int, seed: int)
     return table
 
 
-def group_section(rows: list[dict]) -> tuple[str, str, str]:
+def group_section(
+    rows: list[dict],
+    tag: str = "groups",
+    heading: str = "Per group (main views; ΔEM against the baseline on the group's examples, paired)",
+) -> tuple[str, str, str]:
     """The per-group table in markdown, as (TensorBoard tag, heading, table)."""
     cells = [
         [
@@ -57,11 +91,7 @@ def group_section(rows: list[dict]) -> tuple[str, str, str]:
         ]
         for r in rows
     ]  # fmt: skip
-    return (
-        "groups",
-        "Per group (main views; ΔEM against the baseline on the group's examples, paired)",
-        markdown_table(HEADER, cells),
-    )
+    return tag, heading, markdown_table(HEADER, cells)
 
 
 def write_groups(path: Path, rows: list[dict]) -> Path:

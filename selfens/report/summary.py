@@ -77,34 +77,44 @@ def _cells(r: dict, comparison: dict | None, baseline: bool, label: str) -> list
     ]
 
 
-def latex_tables(groups: dict[tuple[str, str], list[list[str]]]) -> str:
-    """report.tex: one booktabs table per model and dataset (needs \\usepackage{booktabs})."""
+def latex_tables(groups: dict[tuple[str, str], list[list[str]]], extra: list[tuple] = ()) -> str:
+    """report.tex: one booktabs table per model and dataset (needs \\usepackage{booktabs}), then the
+    `extra` tables, each (header, cells, caption) as plain text."""
     parts = ["% Written by `selfens report`; needs \\usepackage{booktabs}."]
     for (model, dataset), cells in groups.items():
-        body = [" & ".join(_latex(c) for c in row) + r" \\" for row in cells]
-        parts += [
-            r"\begin{table}[t]",
-            r"\centering",
-            r"\small",
-            r"\begin{tabular}{l" + "r" * (len(LATEX_HEADER) - 1) + "}",
-            r"\toprule",
-            " & ".join(LATEX_HEADER) + r" \\",
-            r"\midrule",
-            *body,
-            r"\bottomrule",
-            r"\end{tabular}",
-            rf"\caption{{{_latex(model)} on {_latex(dataset)}: EM, F1 and lemma match in \%, with 95\% bootstrap "
+        caption = (
+            rf"{_latex(model)} on {_latex(dataset)}: EM, F1 and lemma match in \%, with 95\% bootstrap "
             r"intervals; $\Delta$EM against the baseline on the same facts (paired bootstrap) and McNemar's exact "
-            r"$p$; cost per fact.}",
-            r"\end{table}",
-            "",
-        ]
+            r"$p$; cost per fact."
+        )
+        parts += latex_table(LATEX_HEADER, cells, caption)
+    for header, cells, caption in extra:
+        parts += latex_table([_latex(h) for h in header], cells, _latex(caption))
     return "\n".join(parts)
 
 
-def write_latex(out: Path, groups: dict[tuple[str, str], list[list[str]]]) -> Path:
+def latex_table(header: list[str], cells: list[list[str]], caption: str) -> list[str]:
+    """One booktabs table's lines: `header` and `caption` in LaTeX already, the cells text (escaped here)."""
+    return [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+        *(" & ".join(_latex(c) for c in row) + r" \\" for row in cells),
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{caption}}}",
+        r"\end{table}",
+        "",
+    ]
+
+
+def write_latex(out: Path, groups: dict[tuple[str, str], list[list[str]]], extra: list[tuple] = ()) -> Path:
     path = out / "report.tex"
-    path.write_text(latex_tables(groups) + "\n", encoding="utf-8")
+    path.write_text(latex_tables(groups, extra) + "\n", encoding="utf-8")
     return path
 
 

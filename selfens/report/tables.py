@@ -148,10 +148,12 @@ def write_files(
     groups: dict[tuple[str, str], list[list[str]]],
     diagnostics: list[tuple[str, str, str]] = (),
     details: dict | None = None,
+    latex: list[tuple] = (),
 ) -> list[Path]:
     """report.md, report.csv, report.json and report.tex in `out`; `bootstrap` says how the
     intervals were drawn; `groups`: the summary tables per model and dataset; `details` join
-    report.json (e.g. each run's diagnostics, the rows per group)."""
+    report.json (e.g. each run's diagnostics, the rows per group); `latex`: more tables for
+    report.tex, each (header, cells, caption)."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
     md = ["# selfens report", ""]
@@ -171,4 +173,4 @@ def write_files(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return [*written, write_latex(out, groups)]
+    return [*written, write_latex(out, groups, latex)]

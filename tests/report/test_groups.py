@@ -10,7 +10,7 @@ import pytest
 
 from selfens.data import JsonlQuestions
 from selfens.data.records import DataError
-from selfens.report.groups import group_of, group_rows, group_section
+from selfens.report.groups import AGREE, DISAGREE, agreement_of, group_of, group_rows, group_section
 from selfens.report.load import Run
 
 
@@ -42,6 +42,26 @@ def test_em_and_paired_delta_per_group():
     assert low <= p1["delta_em"] <= high and p1["baseline"] == origin.name
     _, heading, table = group_section(list(rows.values()))
     assert "| P2 | logs/avg | avg | 5 | 2 | 50.0 [" in table and "-50.0 [" in table
+
+
+def test_facts_split_by_whether_the_per_prompt_runs_phrasings_agree():
+    origin = run("origin", "origin", {"a": 1, "b": 0, "c": 0, "d": 1})
+    avg = run("avg", "avg", {"a": 1, "b": 1, "c": 1, "d": 0})
+    alone = run("per_prompt", "per_prompt", {"a": 1, "b": 0, "c": 0, "d": 1, "e": 1})
+    said = {"a": ["Paris", "paris."], "b": ["Rome", "Oslo"], "c": ["", "x"], "d": ["The Nile", "nile"], "e": ["y", "z"]}
+    for row in alone.rows:
+        row["per_paraphrase"] = said[row["id"]]
+    other_model = run("avg_other", "avg", {"a": 1})
+    other_model.results["model"] = "other"  # no per_prompt run of its model: no groups
+    group = agreement_of([origin, avg, alone, other_model])
+    assert {i: group(avg, {"id": i}) for i in "abcd"} == {"a": AGREE, "b": DISAGREE, "c": DISAGREE, "d": AGREE}
+    assert group(other_model, {"id": "a"}) is None
+    compared = [{"run": avg.name, "baseline": origin.name}]
+    rows = {(r["run"], r["group"]): r for r in group_rows([origin, avg, other_model], compared, 200, 0, group)}
+    agree, disagree = rows[(avg.name, AGREE)], rows[(avg.name, DISAGREE)]
+    assert (agree["n"], agree["em"], agree["delta_em"]) == (2, 0.5, pytest.approx(-0.5))  # hurts where they agree
+    assert (disagree["n"], disagree["em"], disagree["delta_em"]) == (2, 1.0, pytest.approx(1.0))  # helps elsewhere
+    assert not any(run_name == other_model.name for run_name, _ in rows)
 
 
 def test_own_jsonl_lines_may_name_their_group(tmp_path, tiny_model_path):

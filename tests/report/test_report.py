@@ -490,6 +490,7 @@ def test_the_report_is_a_tensorboard_run_of_its_own(compared, capsys, tmp_path):
         "sensitivity",
         "calibration",
         "groups",
+        "agreement",  # the compared runs include per_prompt: facts split by whether its phrasings agree
         "notes",
     }
     assert set(acc.Tags()["tensors"]) == {f"{tag}/text_summary" for tag in tags}

@@ -138,6 +138,11 @@ def test_the_report_shows_them_and_a_run_without_them_as_missing(runs, tmp_path,
     markdown = (tmp_path / "logs" / "report.md").read_text()
     assert "## Sensitivity to the phrasing" in markdown and "## Calibration of each run's answers" in markdown
     assert (tmp_path / "logs" / "report_reliability.png").stat().st_size > 0
+    tex = (tmp_path / "logs" / "report.tex").read_text()
+    sensitivity = recorded(runs["per_prompt"])[0]["sensitivity"]["consistency"]
+    consistency = f"consistency & {100 * sensitivity['value']:.1f} [{100 * sensitivity['ci95'][0]:.1f}, "
+    assert consistency in tex and r"tiny\_llama0: sensitivity to the phrasing" in tex
+    assert r"tiny\_llama0: calibration, in \%" in tex and r"weighted\_avg (weights)" in tex
 
 
 def test_an_answer_of_no_tokens_or_no_record_has_no_confidence():
