@@ -7,8 +7,10 @@ code), none is copied by hand.
 Per study: the command, the machine, the wall time (the cells' own, summed) and the cells that cost
 most; one table per model (each method against that model's origin); the two claims of the original
 scripts, answered per model with paired intervals (attention fusion's decode time against avg's, and
-its EM against avg's on the same facts); the plots (copied next to the page); and the cells of the
-study config that have not run yet.
+its EM against avg's on the same facts); why fusion wins or loses, per model: the sensitivity to the
+phrasing, every run's calibration, and ΔEM against origin on the facts whose phrasings agree and on
+those where they disagree, and per relation; the plots (copied next to the page); and the cells of
+the study config that have not run yet.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from selfens.report.compare import comparisons, view_rows  # noqa: E402
+from selfens.report.diagnostics import calibration_table, sensitivity_table  # noqa: E402
+from selfens.report.groups import agreement_of, group_rows  # noqa: E402
 from selfens.report.load import collect, setting_columns  # noqa: E402
-from selfens.report.summary import SUMMARY_HEADER, summary_groups  # noqa: E402
+from selfens.report.summary import SUMMARY_HEADER, summary_groups, with_interval  # noqa: E402
 from selfens.report.tables import markdown_table  # noqa: E402
+from selfens.report.terminal import run_labels  # noqa: E402
 
 RESAMPLES, SEED = 1000, 0  # as `selfens report`'s defaults: the same intervals as report.md
 LOGIT = ("avg", "max", "weighted_avg", "weighted_max")  # logit-level fusion, which attention is held against
@@ -52,9 +57,14 @@ def study_section(folder: Path, images: Path) -> str:
         *_qualifying(runs),
         "",
     ]
+    labels = run_labels(runs)
+    by_agreement = group_rows(runs, compared, RESAMPLES, SEED, agreement_of(runs))
+    by_relation = group_rows(runs, compared, RESAMPLES, SEED)
     for (model, dataset), cells in summary_groups(rows, compared).items():
         lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
         lines += _views(model, rows) + _claims(model, runs, rows) + [""]
+        lines += _diagnostics(model, runs, labels) + _split(model, by_agreement, "phrasings")
+        lines += _split(model, by_relation, "relation")
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
         target = images / f"{folder.name}-{plot.name}"
@@ -114,6 +124,39 @@ def _claims(model: str, runs: list, rows: list[dict]) -> list[str]:
                 f"[{low:+.1f}, {high:+.1f}], McNemar p = {c['mcnemar_em']['p']:.3f} on {c['n']} facts: {verdict}."
             )
     return said
+
+
+def _diagnostics(model: str, runs: list, labels: dict[str, str]) -> list[str]:
+    """The model's sensitivity to the phrasing (its per_prompt runs) and every run's calibration."""
+    lines = []
+    for (header, cells), title in (
+        (sensitivity_table(runs, labels), "Sensitivity to the phrasing (per_prompt; %, 95% CI over facts)"),
+        (calibration_table(runs, labels), "Calibration (%, 95% CI over examples)"),
+    ):
+        mine = [row for row in cells if row[1] == model]
+        if mine:
+            lines += [f"**{title}**", "", markdown_table(header, mine), ""]
+    return lines
+
+
+def _split(model: str, grouped: list[dict], what: str) -> list[str]:
+    """ΔEM against origin (points, paired 95% CI) per part of the facts (by agreement of the phrasings,
+    or by relation) and run, a part a row: where fusion helps and where it hurts."""
+    mine = [r for r in grouped if r["model"] == model and "delta_em" in r]
+    if not mine:
+        return []
+    runs = list(dict.fromkeys(r["run"] for r in mine))
+    cell = {(r["group"], r["run"]): with_interval(r["delta_em"], r["delta_em_ci95"], "+") for r in mine}
+    count = {r["group"]: r["n"] for r in mine}
+    base = {r["group"]: r for r in grouped if r["run"] == mine[0]["baseline"]}
+    header = [what, "n", "origin EM", *(f"{run.rsplit('/', 1)[-1]} ΔEM" for run in runs)]  # the cell's name
+    cells = [
+        [group, str(count[group]), with_interval(base[group]["em"], base[group]["em_ci95"]) if group in base else "–"]
+        + [cell.get((group, run), "–") for run in runs]
+        for group in sorted(count)
+    ]
+    title = f"**ΔEM against origin by {what}** (points; paired 95% CI over the facts of each row)"
+    return [title, "", markdown_table(header, cells), ""]
 
 
 def _interval_target(compared: list[dict], points: float = 3.0) -> list[str]:

@@ -240,6 +240,17 @@ def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
     (claim,) = [line for line in text.splitlines() if line.startswith("- attention") and "(N = 3)" in line]
     assert f"EM {diff:+.1f} points" in claim and f"on {len(avg)} facts" in claim
     assert (tmp_path / "out-report_cost.png").exists()
+    # where fusion helps: avg's ΔEM against origin on each relation's facts, and every run's calibration
+    section = text.split(f"### {a} · ParaRel", 1)[1].split("### ", 1)[0]
+    assert "**Calibration (%, 95% CI over examples)**" in section
+    relations = section.split("**ΔEM against origin by relation**", 1)[1].split("\n\n")[1].splitlines()
+    columns = [c.strip() for c in relations[0].strip("|").split("|")]
+    origin = own("origin-N3")
+    for line in relations[2:]:
+        cells = dict(zip(columns, (c.strip() for c in line.strip("|").split("|"))))
+        facts = [i for i in avg if i.startswith(cells["relation"] + "/")]
+        delta = 100 * math.fsum(avg[i] - origin[i] for i in facts) / len(facts)
+        assert cells["n"] == str(len(facts)) and cells["avg-N3 ΔEM"].startswith(f"{delta:+.1f} ["), cells
 
 
 def test_data_overrides_try_a_study_small_in_a_folder_of_its_own(two_models, tmp_path):
