@@ -40,6 +40,11 @@ COMMANDS: dict[str, Command] = {
         "compute and cache a weighted method's confidences",
         "selfens confidence --config configs/pararel/weighted_avg.yaml",
     ),
+    "fit": Command(
+        "selfens.cli.fit:main",
+        "fit a method on the dev split (best phrasing, weights)",
+        "selfens fit --config configs/pararel/fitted_weighted.yaml",
+    ),
     "mask": Command(
         "selfens.cli.mask:main",
         "draw the attention mask of one example",

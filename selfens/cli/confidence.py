@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
 
     run = build(argv, run=False)
     model, data = run.model, run.datamodule
-    if not isinstance(model, LogitFusion) or not model.fusion_rule.needs_weights:
+    if not isinstance(model, LogitFusion) or not model.uses_confidence:
         raise ConfigError(
             f"selfens confidence needs a weighted method (LogitFusion with fusion weighted_avg or "
             f"weighted_max); this config has {type(model).__name__} ({model.method})."

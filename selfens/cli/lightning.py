@@ -187,9 +187,13 @@ def named_logger(logger, config, module):
     Another logger, or a version set in the config, is kept as it is."""
     if not isinstance(logger, TensorBoardLogger) or config.init_args.get("version") is not None:
         return logger
-    numbers = [int(m.group(1)) for p in Path(logger.root_dir).glob("version_*") if (m := _VERSION.match(p.name))]
-    version = f"version_{max(numbers, default=-1) + 1}-{module.label()}"
-    return type(logger)(**{**config.init_args.as_dict(), "version": version})
+    return type(logger)(**{**config.init_args.as_dict(), "version": next_version(logger.root_dir, module.label())})
+
+
+def next_version(root: str | Path, label: str) -> str:
+    """`version_<k>-<label>`, k counting on from the run folders in `root`."""
+    numbers = [int(m.group(1)) for p in Path(root).glob("version_*") if (m := _VERSION.match(p.name))]
+    return f"version_{max(numbers, default=-1) + 1}-{label}"
 
 
 _VERSION = re.compile(r"version_(\d+)")

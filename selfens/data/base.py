@@ -25,6 +25,20 @@ from selfens.prompting.segments import Segments
 log = logging.getLogger(__name__)
 
 
+Split = Literal["test", "dev"]
+
+
+def check_split(split: str) -> str:
+    if split not in ("test", "dev"):
+        raise ConfigError(f"split must be test or dev (the facts fitted methods learn on), got {split!r}")
+    return split
+
+
+def init_args(hparams) -> dict:
+    """A data module's own settings (its saved hyperparameters less Lightning's `_class_path`, ...)."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
 class ParaphraseDataModule(L.LightningDataModule):
     """Yields `ParaphraseBatch`es of records with `num_paraphrases` phrasings each.
 
@@ -99,6 +113,13 @@ class ParaphraseDataModule(L.LightningDataModule):
         self.batch_size = size
 
     # -- what subclasses provide -------------------------------------------------------------------
+    def dev_split(self) -> ParaphraseDataModule:
+        """This data's development split, never overlapping it: what fitted methods learn from."""
+        raise ConfigError(
+            f"{type(self).__name__} has no development split here: fitted methods need ParaRel (dev_sample) "
+            f"or your own JSONL (dev_path)"
+        )
+
     def prompt_format(self) -> PromptFormat:
         raise NotImplementedError
 

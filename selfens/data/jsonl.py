@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
-from selfens.data.base import ParaphraseDataModule
+from selfens.data.base import ParaphraseDataModule, Split, check_split, init_args
 from selfens.data.paraphrase_files import file_hash
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.errors import ConfigError
@@ -29,6 +29,8 @@ class JsonlQuestions(ParaphraseDataModule):
         num_paraphrases: Optional[int] = None,
         shots: Optional[str] = None,
         num_shots: int = 0,
+        split: Split = "test",
+        dev_path: Optional[str] = None,
         **kwargs,
     ):
         """
@@ -38,6 +40,9 @@ class JsonlQuestions(ParaphraseDataModule):
             num_paraphrases: phrasings per question; None: as many as the file has (the same on every line).
             shots: a JSONL file of solved questions in the same format, the source of few-shot examples.
             num_shots: few-shot examples drawn from `shots` with `seed` (0: none; more needs `shots`).
+            split: "test" (`path`) or "dev" (`dev_path`: the questions fitted methods learn on; no id
+                may be in both files).
+            dev_path: a second JSONL file in the same format, the development split.
             **kwargs: see ParaphraseDataModule.
         """
         if num_shots < 0:
@@ -50,8 +55,20 @@ class JsonlQuestions(ParaphraseDataModule):
         super().__init__(
             num_paraphrases=1 if num_paraphrases is None else num_paraphrases, num_shots=num_shots, **kwargs
         )
-        self.path, self.format, self.all_paraphrases = Path(path), format, num_paraphrases is None
+        self.split, self.dev_path = check_split(split), dev_path
+        chosen = dev_path if self.split == "dev" else path
+        if chosen is None:
+            raise ConfigError("JsonlQuestions: split: dev needs dev_path: FILE (a second JSONL file of questions)")
+        self.path, self.format, self.all_paraphrases = Path(chosen), format, num_paraphrases is None
         self.shots_path = Path(shots) if shots is not None else None
+
+    def dev_split(self) -> JsonlQuestions:
+        if self.dev_path is None:
+            raise ConfigError(
+                "JsonlQuestions: a development split needs dev_path: FILE (a second JSONL file of questions, "
+                "none of them in path)"
+            )
+        return JsonlQuestions(**{**init_args(self.hparams), "split": "dev"})
 
     def prompt_format(self) -> PromptFormat:
         return FORMATS[self.format]

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from selfens.data.base import Split, check_split, init_args
 from selfens.data.blanks import FillInTheBlank, FillStyle, OnShort
 from selfens.data.records import DataError, Record, read_jsonl, require
 from selfens.errors import ConfigError
@@ -58,6 +59,9 @@ class ParaRel(FillInTheBlank):
         on_short_relation: OnShort = "skip",
         sample: Optional[int] = None,
         sample_seed: int = 0,
+        split: Split = "test",
+        dev_sample: Optional[int] = None,
+        dev_seed: int = 1,
         **kwargs,
     ):
         """
@@ -73,6 +77,10 @@ class ParaRel(FillInTheBlank):
                 over the others). More than qualify: all of them, with a warning. `limit` applies
                 after sampling. None: every qualifying fact.
             sample_seed: seed of the sample (not of the few-shot facts: that is `seed`).
+            split: "test" (the sample above) or "dev": `dev_sample` facts drawn with `dev_seed`, in the
+                same way, from the qualifying facts not in the test sample (fitted methods learn on it).
+            dev_sample: the size of the development split; it needs `sample` (else every fact is a test fact).
+            dev_seed: seed of the development sample.
             **kwargs: see ParaphraseDataModule.
         """
         super().__init__(fill_style=fill_style, **kwargs)
@@ -83,12 +91,28 @@ class ParaRel(FillInTheBlank):
         self.data_dir = Path(data_dir) if data_dir is not None else Path(str(BUNDLED))
         self.relations, self.on_short_relation = relations, on_short_relation
         self.sample, self.sample_seed = sample, sample_seed
+        self.split, self.dev_sample, self.dev_seed = check_split(split), dev_sample, dev_seed
+        if dev_sample is not None and (
+            isinstance(dev_sample, bool) or not isinstance(dev_sample, int) or dev_sample < 1
+        ):
+            raise ConfigError(
+                f"dev_sample must be a whole number of facts, at least 1 (or null: none), got {dev_sample!r}"
+            )
         self.qualified: Optional[dict[str, int]] = None  # qualifying facts per relation, once loaded
 
     def settings(self) -> dict:
-        """The base's, and the sample's size and seed when the facts are a sample."""
+        """The base's, and the sample's size and seed when the facts are a sample (a dev split's too)."""
         sampled = {"sample": self.sample, "sample_seed": self.sample_seed} if self.sample is not None else {}
-        return {**super().settings(), **sampled}
+        dev = {"split": "dev", "dev_sample": self.dev_sample, "dev_seed": self.dev_seed} if self.split == "dev" else {}
+        return {**super().settings(), **sampled, **dev}
+
+    def dev_split(self) -> ParaRel:
+        if self.dev_sample is None or self.sample is None:
+            raise ConfigError(
+                "ParaRel: a development split needs `sample: N` (the test facts) and `dev_sample: M` (facts drawn, "
+                "with dev_seed, from the others), e.g. --data.init_args.sample 1000 --data.init_args.dev_sample 1000"
+            )
+        return ParaRel(**{**init_args(self.hparams), "split": "dev"})
 
     # -- records -----------------------------------------------------------------------------------
     def load_records(self) -> list[Record]:
@@ -114,7 +138,12 @@ class ParaRel(FillInTheBlank):
             self.fill_style,
             ", ".join(f"{r}: {self.qualified[r]}" for r in used),
         )
-        chosen = self._in_order(used) if self.sample is None else self._sampled(used)
+        if self.split == "dev":
+            self.dev_split()  # says what is missing
+            test = set(self._sampled(used, self.sample, self.sample_seed))
+            chosen = self._sampled(used, self.dev_sample, self.dev_seed, excluded=test)
+        else:
+            chosen = self._in_order(used) if self.sample is None else self._sampled(used, self.sample, self.sample_seed)
         # Only the facts evaluated become records (`limit` is applied again, to the same effect, by the base).
         return [self._record(used[relation], k) for relation, k in chosen[: self.limit]]
 
@@ -158,32 +187,39 @@ class ParaRel(FillInTheBlank):
         rest = [[(r, k) for k in u.evaluable if r not in demo or k >= SHOT_POOL] for r, u in used.items()]
         return _round_robin(first) + _round_robin(rest)
 
-    def _sampled(self, used: dict[str, _Relation]) -> list[tuple[str, int]]:
-        """(relation, position) of `sample` qualifying facts stratified over relations, round-robin
-        over relations."""
-        qualified = {relation: len(u.evaluable) for relation, u in used.items()}
+    def _sampled(
+        self, used: dict[str, _Relation], size: int, seed: int, excluded: frozenset | set = frozenset()
+    ) -> list[tuple[str, int]]:
+        """(relation, position) of `size` qualifying facts not `excluded` (e.g. the test sample, for the
+        dev split), stratified over relations, round-robin over relations."""
+        evaluable = {r: [k for k in u.evaluable if (r, k) not in excluded] for r, u in used.items()}
+        qualified = {relation: len(facts) for relation, facts in evaluable.items()}
         total = sum(qualified.values())
-        if self.sample > total:
+        if size > total:
             log.warning(
-                "ParaRel: sample=%d is more than the %d facts that qualify at num_paraphrases=%d with fill_style "
-                "%r: evaluating all of them",
-                self.sample,
+                "ParaRel: %s=%d is more than the %d facts that qualify at num_paraphrases=%d with fill_style "
+                "%r%s: evaluating all of them",
+                "dev_sample" if excluded else "sample",
+                size,
                 total,
                 self.num_paraphrases,
                 self.fill_style,
+                " outside the test sample" if excluded else "",
             )
-        shares = stratified_shares(qualified, min(self.sample, total), random.Random(f"{self.sample_seed}-shares"))
+        shares = stratified_shares(qualified, min(size, total), random.Random(f"{seed}-shares"))
         drawn = []
         for relation, u in used.items():
             # A permutation of all the relation's facts, few-shot ones dropped: a larger sample, or
             # other few-shot facts, keep the facts drawn so far.
-            evaluable = set(u.evaluable)
-            order = random.Random(f"{self.sample_seed}-{relation}").sample(range(len(u.facts)), len(u.facts))
-            drawn.append([(relation, k) for k in order if k in evaluable][: shares[relation]])
+            allowed = set(evaluable[relation])
+            order = random.Random(f"{seed}-{relation}").sample(range(len(u.facts)), len(u.facts))
+            drawn.append([(relation, k) for k in order if k in allowed][: shares[relation]])
         log.info(
-            "ParaRel: a sample of %d facts (sample_seed=%d): %s",
+            "ParaRel: a sample of %d facts (%s=%d%s): %s",
             sum(map(len, drawn)),
-            self.sample_seed,
+            "dev_seed" if excluded else "sample_seed",
+            seed,
+            ", outside the test sample" if excluded else "",
             ", ".join(f"{r}: {shares[r]}" for r in used),
         )
         return _round_robin(drawn)

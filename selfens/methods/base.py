@@ -22,6 +22,7 @@ from selfens.decoding.loop import Stop
 from selfens.decoding.prompt import Prompt, left_pad
 from selfens.decoding.result import DecodeCost, Decoded, decode_order, placed
 from selfens.errors import ConfigError
+from selfens.methods.rows import prediction_rows
 from selfens.metrics import load_lemmatizer
 from selfens.metrics.views import METRICS, Scores, ViewScores, common_name, metric_name, score
 from selfens.model.language_model import LanguageModel, as_language_model
@@ -301,20 +302,27 @@ class EnsembleModule(L.LightningModule):
         return self.language_model.text(tokens, self.hparams.stop_strings)
 
     def single_prompts(
-        self, batch: ParaphraseBatch, paraphrases: Optional[list[int]] = None, examples: Optional[list[int]] = None
+        self,
+        batch: ParaphraseBatch,
+        paraphrases: Optional[list[int]] = None,
+        examples: Optional[list[int]] = None,
+        each: Optional[list[int]] = None,
     ) -> Prompt:
-        """The single prompts of the chosen paraphrases (default: all) of the chosen examples (default:
-        all) as rows, example-major. When every chosen example has the same prefix, it is read once
-        (`reuse_prefix`)."""
+        """The single prompts of the chosen paraphrases (default: all; `each`: example b's one
+        paraphrase each[b]) of the chosen examples (default: all) as rows, example-major. When every
+        chosen example has the same prefix, it is read once (`reuse_prefix`)."""
         chosen = range(batch.num_paraphrases) if paraphrases is None else paraphrases
-        segments = batch.segments if examples is None else [batch.segments[b] for b in examples]
-        prefix = segments[0].prefix
-        if self.hparams.reuse_prefix and prefix and all(s.prefix == prefix for s in segments):
-            rests = [s.blocks[k] + s.suffix for s in segments for k in chosen]
+        of = (lambda b: chosen) if each is None else (lambda b: [each[b]])  # noqa: E731
+        rows = [
+            (batch.segments[b], k) for b in (range(len(batch.ids)) if examples is None else examples) for k in of(b)
+        ]
+        prefix = rows[0][0].prefix
+        if self.hparams.reuse_prefix and prefix and all(s.prefix == prefix for s, _ in rows):
+            rests = [s.blocks[k] + s.suffix for s, k in rows]
             return Prompt.with_prefix(prefix, rests, self.tokenizer.pad_token_id).to(self.device)
-        if examples is None:
+        if examples is None and each is None:
             return Prompt.left_padded(*batch.rows(paraphrases)).to(self.device)
-        ids, valid = left_pad([s.prompt(k) for s in segments for k in chosen], self.tokenizer.pad_token_id)
+        ids, valid = left_pad([s.prompt(k) for s, k in rows], self.tokenizer.pad_token_id)
         return Prompt.left_padded(ids, valid).to(self.device)
 
     # -- Lightning steps ---------------------------------------------------------------------------
@@ -331,31 +339,7 @@ class EnsembleModule(L.LightningModule):
 
     def rows(self, batch: ParaphraseBatch, out: Output, scored: bool) -> list[dict]:
         """One predictions.jsonl row per example."""
-        rows = []
-        for b in range(len(batch.ids)):
-            row = {
-                "index": int(batch.index[b]),
-                "id": batch.ids[b],
-                "method": self.method,
-                "prediction": out.predictions[b],
-                "answers": batch.answers[b],
-                "paraphrases": batch.paraphrases[b],
-            }
-            if batch.groups and batch.groups[b] is not None:
-                row["group"] = batch.groups[b]
-            if out.per_paraphrase is not None:
-                row["per_paraphrase"] = out.per_paraphrase[b]
-            if out.logprobs is not None:
-                row["answer_logprob"], row["answer_tokens"] = out.logprobs[b]
-            if out.per_paraphrase_logprobs is not None:
-                row["per_paraphrase_logprob"] = [lp for lp, _ in out.per_paraphrase_logprobs[b]]
-                row["per_paraphrase_tokens"] = [n for _, n in out.per_paraphrase_logprobs[b]]
-            if out.extra:
-                row.update(out.extra[b])
-            if scored:
-                row["scores"] = self.view_scores(row["prediction"], row.get("per_paraphrase"), row["answers"])
-            rows.append(row)
-        return rows
+        return prediction_rows(batch, out, self.method, self.view_scores if scored else None)
 
     def predict_step(self, batch: ParaphraseBatch, batch_idx: int) -> list[dict]:
         return self._step(batch, score_it=False)

@@ -58,6 +58,11 @@ class LogitFusion(EnsembleModule):
         self.method = fusion
         self.confidence: Optional[Confidence] = None  # weighted rules: made with the model, in configure_model
 
+    @property
+    def uses_confidence(self) -> bool:
+        """Whether the weights are confidences (drawn with the model, cached); a fitted rule's are not."""
+        return self.fusion_rule.needs_weights
+
     def method_settings(self) -> dict:
         weighted = {"confidence": self.hparams.confidence} if self.fusion_rule.needs_weights else {}
         return {"fusion": self.method, **weighted}
@@ -79,7 +84,7 @@ class LogitFusion(EnsembleModule):
             fallback = {"weighted_avg": "equal weights (as avg)", "weighted_max": "the first paraphrase's logits"}
             said.append(
                 f"{zero} of {len(rows)} examples had confidence 0 for every paraphrase: {self.method} fused "
-                f"them with {fallback[self.method]}"
+                f"them with {fallback[self.hparams.fusion]}"
             )
         if self.confidence is not None and self.confidence.cache.skipped:
             skipped = self.confidence.cache.skipped
@@ -92,7 +97,7 @@ class LogitFusion(EnsembleModule):
     # -- confidence --------------------------------------------------------------------------------
     def configure_model(self) -> None:
         super().configure_model()
-        if self.fusion_rule.needs_weights and self.confidence is None:
+        if self.uses_confidence and self.confidence is None:
             hp = self.hparams
             self.confidence = Confidence(
                 self.confidence_settings(),
@@ -125,10 +130,17 @@ class LogitFusion(EnsembleModule):
         `cost`, and each prompt is counted in `progress` as it is done."""
         return self._confidences(batch, cost, progress)[0]
 
+    def paraphrase_weights(
+        self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None
+    ) -> tuple[torch.Tensor, Optional[list[list[Optional[str]]]]]:
+        """A weighted rule's weights, [B, N], and the answers they weigh, [B][N] (None: not recorded):
+        here the confidences and the greedy answer each was computed for (for their calibration)."""
+        return self._confidences(batch, cost)
+
     def _confidences(
         self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None, progress: Optional[Progress] = None
     ) -> tuple[torch.Tensor, list[list[Optional[str]]]]:
-        """`confidences`, and the greedy answer each was computed for, [B][N] (for their calibration)."""
+        """`confidences`, and the greedy answer each was computed for, [B][N]."""
         groups = self.prefix_groups(batch)  # a prefix is read once; all groups' missing values computed together
         prompts = [self.single_prompts(batch, examples=examples) for examples in groups]
         flat, spent = self.confidence(prompts, progress)
@@ -160,7 +172,7 @@ class LogitFusion(EnsembleModule):
         # Computing missing confidences decodes each single prompt greedily: the fused decode then
         # reads the same prompts, so their prefills are kept for it (this batch only).
         with self.prefills_kept() if weighted else nullcontext():
-            weights, weighed = self._confidences(batch, confidence_cost) if weighted else (None, None)  # [B, N]
+            weights, weighed = self.paraphrase_weights(batch, confidence_cost) if weighted else (None, None)  # [B, N]
             # The fuse reads an example's weights by its place in the decode (examples by prefix).
             in_decode_order = None if weights is None else weights[decode_order(self.prefix_groups(batch))]
             decoded = self.generate_by_prefix(
@@ -174,10 +186,10 @@ class LogitFusion(EnsembleModule):
             extra = [  # the phrasings' own answers, whose confidences the weights are: their calibration
                 {
                     "weights": [round(w, 4) for w in row],
-                    "weight_answers": answers,
+                    **({"weight_answers": weighed[b]} if weighed is not None else {}),
                     **({} if any(row) else {"all_zero": True}),
                 }
-                for row, answers in zip(weights.tolist(), weighed)
+                for b, row in enumerate(weights.tolist())
             ]
         return Output(
             [self.text(t) for t in decoded.tokens],
