@@ -543,3 +543,43 @@ def test_settings_name_the_sample_only_when_there_is_one():
     assert "sample" not in plain and "sample_seed" not in plain
     sampled = ParaRel(num_paraphrases=5, fill_style="completion", prompt_style="raw", sample=10, sample_seed=3)
     assert sampled.settings() == {**plain, "sample": 10, "sample_seed": 3}
+
+
+# -- the development split ----------------------------------------------------------------------------
+
+
+def test_the_dev_split_is_drawn_apart_from_the_test_sample():
+    test = sample_ids(sample=300)
+    dev = sample_ids(sample=300, split="dev", dev_sample=300)
+    assert len(dev) == len(set(dev)) == 300 and not set(dev) & set(test)
+    per_relation = collections.Counter(map(relation_of, dev)), collections.Counter(map(relation_of, test))
+    assert set(per_relation[0]) == set(per_relation[1])  # stratified alike: the remainder lands elsewhere
+    assert all(abs(per_relation[0][r] - per_relation[1][r]) <= 1 for r in per_relation[1])
+    assert sample_ids(sample=300, split="dev", dev_sample=300) == dev  # deterministic
+    assert set(sample_ids(sample=300, split="dev", dev_sample=300, dev_seed=2)) != set(dev)
+    # a larger test sample takes facts the dev split had: they leave it
+    assert not set(sample_ids(sample=600, split="dev", dev_sample=300)) & set(sample_ids(sample=600))
+
+
+def test_the_dev_split_takes_what_is_left_with_a_warning(caplog):
+    kwargs = {"relations": ["P1376", "P463"], "num_paraphrases": 3, "fill_style": "mask", "sample": 300}
+    with caplog.at_level(logging.WARNING, logger="selfens.data.pararel"):
+        dev = sample_ids(**kwargs, split="dev", dev_sample=1000)
+    assert len(dev) == 374 - 300 and not set(dev) & set(sample_ids(**kwargs))
+    assert (
+        "dev_sample=1000 is more than the 74 facts that qualify" in caplog.text
+        and "outside the test sample" in caplog.text
+    )
+
+
+@pytest.mark.parametrize("settings", [{"dev_sample": 100}, {"sample": 100}])
+def test_a_dev_split_needs_a_test_sample_and_its_own_size(settings):
+    with pytest.raises(ConfigError, match=r"a development split needs `sample: N` .* and `dev_sample: M`"):
+        ParaRel(num_paraphrases=5, fill_style="completion", **settings).dev_split()
+    with pytest.raises(ConfigError, match=r"needs `sample: N`"):
+        ParaRel(num_paraphrases=5, fill_style="completion", split="dev", **settings).load_records()
+
+
+def test_bad_split_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^split must be test or dev"):
+        ParaRel(split="train")
