@@ -193,13 +193,31 @@ def load(lm: LanguageModel, planned: list[Planned]) -> None:
 
 def run_cell(planned: Planned, lm: LanguageModel, resume: bool, progress: StudyProgress) -> None:
     """`selfens test` of one cell, in its own folder (resumed there if interrupted), on the shared model."""
+    from selfens.methods.fitted import UsesFit
     from selfens.model.language_model import shared
 
     args = ["test", "--config", yaml.safe_dump(planned.cell.config), "--verbose", "false"]
     if resume:
         args += ["--resume", str(planned.folder)]
     with shared(lm):
+        if isinstance(planned.cli.model, UsesFit):  # fitted first (a fit that exists is kept)
+            fit_cell(planned)
         _build(args, callbacks=(progress,))
+
+
+def fit_cell(planned: Planned) -> None:
+    """`selfens fit` of a fitted method's cell: its dev run beside the study's folder (`<folder>-fit/`),
+    not in it, so that the study's report holds only test runs."""
+    from selfens.cli.fit import main as fit
+
+    folder = planned.folder.parent.parent
+    config = yaml.safe_dump(planned.cell.config)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        fit(["--config", config, "--trainer.logger.init_args.save_dir", f"{folder}-fit", *_FIT_QUIET])
+
+
+_FIT_QUIET = ["--trainer.enable_progress_bar", "false"]
 
 
 def finished_rows_or_none(folder: Path) -> list[dict]:

@@ -42,7 +42,7 @@ def fit_path(module, data: ParaphraseDataModule, given: Optional[str]) -> Path:
     return folder / f"{key(module.evaluation_identity(), dev, data.num_paraphrases)}.json"
 
 
-class _UsesFit:
+class UsesFit:
     """What both fitted methods share: the fit, found and checked once the model is loaded, its
     identity in the run's, and each example's weights by its group."""
 
@@ -77,7 +77,7 @@ def _check_settings(shrinkage: float, margin: float) -> None:
         raise ConfigError(f"margin must be an accuracy difference in [0, 1], got {margin}")
 
 
-class BestPhrasing(_UsesFit, Origin):
+class BestPhrasing(UsesFit, Origin):
     """Each fact asked alone in the phrasing with the highest dev accuracy in its group (LPAQA's top-1
     prompt): one row per example, as `origin`."""
 
@@ -118,7 +118,7 @@ class BestPhrasing(_UsesFit, Origin):
         )
 
 
-class FittedFusion(_UsesFit, LogitFusion):
+class FittedFusion(UsesFit, LogitFusion):
     """Logit fusion (`weighted_avg`) of the N phrasings with weights fitted on the dev split: each
     phrasing's dev accuracy in the example's group (`weighted`), or equal weights on the phrasings
     within `margin` of the best and none on the others (`filtered`)."""

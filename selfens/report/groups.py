@@ -47,7 +47,9 @@ def agreement_of(runs: list[Run]) -> Callable[[Run, dict], str | None]:
 
 
 def _key(run: Run) -> tuple:
-    return run.model, run.results["dataset"], run.settings.get("N")
+    """The facts a run answered: its model, dataset, N and the examples' hash (where it recorded one)."""
+    examples = ((run.results.get("identity") or {}).get("evaluation") or {}).get("examples")
+    return run.model, run.results["dataset"], run.settings.get("N"), examples
 
 
 def group_rows(

@@ -39,7 +39,7 @@ def view_cells(rows: list[dict], settings: list[str]) -> list[list[str]]:
             r["model"],
             r["dataset"],
             r["method"],
-            *(r[k] or "-" for k in settings),
+            *("-" if r[k] in (None, "") else str(r[k]) for k in settings),
             str(r["N"]),
             r["view"],
             _pct(r["em"]),

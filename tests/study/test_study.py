@@ -302,3 +302,32 @@ def test_sigterm_stops_a_study_at_once_and_says_how_to_go_on(two_models, tmp_pat
     ]
     selfens("study", "--config", config)
     assert sorted(r["index"] for r in read_jsonl(cell / "predictions.jsonl")) == list(range(6))
+
+
+def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, tmp_path, monkeypatch):
+    """Its dev run lands beside the study's folder (the report holds test runs only); a second
+    fitted rule and a second study reuse the fit."""
+    monkeypatch.setenv("SELFENS_CACHE", str(tmp_path / "cache"))
+    methods = [
+        METHODS[0],
+        {"name": "best", "class_path": "selfens.methods.BestPhrasing"},
+        {"name": "fitted", "class_path": "selfens.methods.FittedFusion", "init_args": {"rule": "filtered"}},
+    ]
+    data = {**DATA, "init_args": {**DATA["init_args"], "sample": 6, "dev_sample": 4}}
+    config = study_config(tmp_path, two_models[:1], methods=methods, data=data)
+    selfens("study", "--config", config)
+    (dev_run,) = (tmp_path / "out-fit").rglob("results.json")
+    assert (
+        json.loads(dev_run.read_text())["method"] == "per_prompt"
+        and "dev_sample" in dev_run.parent.joinpath("config.yaml").read_text()
+    )
+    (fit,) = (tmp_path / "cache" / "fitted").rglob("*.json")
+    assert json.loads(fit.read_text())["facts"]["*"] == 4
+    assert {p.name for p in cell_folders(tmp_path)} == {"origin-N3", "best-N3", "fitted-N3"}
+    cells = {p.name: json.loads((p / "results.json").read_text()) for p in cell_folders(tmp_path)}
+    assert cells["best-N3"]["identity"]["method"]["fit"] == cells["fitted-N3"]["identity"]["method"]["fit"]
+    dev_ids = set(json.loads(fit.read_text())["dev_ids"])
+    test_ids = {
+        r["id"] for r in read_jsonl(tmp_path / "out" / Path(two_models[0]).name / "origin-N3" / "predictions.jsonl")
+    }
+    assert len(test_ids) == 6 and not dev_ids & test_ids
