@@ -65,6 +65,10 @@ class Planned:
                     f"move it away, or use another study folder"
                 )
             return "new"
+        from selfens.methods.fitted import UsesFit
+
+        if isinstance(self.cli.model, UsesFit):  # its identity names its fit: read it, where there is one
+            self.cli.model.load_fit(self.cli.datamodule, needed=False)
         differ = saved.differences(RunIdentity.of(self.cli.model, self.cli.datamodule))
         if differ:
             raise ConfigError(

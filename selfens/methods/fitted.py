@@ -48,9 +48,13 @@ class UsesFit:
 
     fit: Optional[Fit] = None
 
-    def load_fit(self) -> None:
-        data, hp = self.trainer.datamodule, self.hparams
+    def load_fit(self, data: Optional[ParaphraseDataModule] = None, needed: bool = True) -> None:
+        """Find, read and check the fit for `data` (default: the trainer's); with `needed` false a
+        missing fit is left unread (e.g. a study asking what a finished cell's identity was)."""
+        data, hp = data or self.trainer.datamodule, self.hparams
         path = fit_path(self, data, hp.fitted)
+        if not needed and not path.exists():
+            return
         self.fit = load(path, REMEDY)
         check(self.fit, path, self.evaluation_identity(), data.num_paraphrases, [e.id for e in data.examples], REMEDY)
 

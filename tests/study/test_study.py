@@ -313,9 +313,15 @@ def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, 
         {"name": "best", "class_path": "selfens.methods.BestPhrasing"},
         {"name": "fitted", "class_path": "selfens.methods.FittedFusion", "init_args": {"rule": "filtered"}},
     ]
-    data = {**DATA, "init_args": {**DATA["init_args"], "sample": 6, "dev_sample": 4}}
+    sampled = {**DATA, "init_args": {**DATA["init_args"], "sample": 6}}
+    selfens("study", "--config", study_config(tmp_path, two_models[:1], methods=methods[:1], data=sampled))
+    data = {**sampled, "init_args": {**sampled["init_args"], "dev_sample": 4}}
     config = study_config(tmp_path, two_models[:1], methods=methods, data=data)
-    selfens("study", "--config", config)
+    origin = next(p for p in cell_folders(tmp_path) if p.name == "origin-N3") / "results.json"
+    finished = origin.stat().st_mtime_ns
+    selfens("study", "--config", config)  # the finished origin cell is kept: a dev split changes no test run
+    assert origin.stat().st_mtime_ns == finished
+    selfens("study", "--config", config)  # every cell finished, fitted ones too: nothing runs again
     (dev_run,) = (tmp_path / "out-fit").rglob("results.json")
     assert (
         json.loads(dev_run.read_text())["method"] == "per_prompt"
