@@ -63,6 +63,7 @@ def study_section(folder: Path, images: Path) -> str:
     for (model, dataset), cells in summary_groups(rows, compared).items():
         lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
         lines += _views(model, rows) + _claims(model, runs, rows) + [""]
+        lines += _fitted(model, runs, rows)
         lines += _diagnostics(model, runs, labels) + _split(model, by_agreement, "phrasings")
         lines += _split(model, by_relation, "relation")
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
@@ -124,6 +125,45 @@ def _claims(model: str, runs: list, rows: list[dict]) -> list[str]:
                 f"[{low:+.1f}, {high:+.1f}], McNemar p = {c['mcnemar_em']['p']:.3f} on {c['n']} facts: {verdict}."
             )
     return said
+
+
+FITTED_AGAINST = {  # a fitted rule -> the unfitted methods it is held against (origin: in the table above)
+    "best_phrasing": ("per_prompt",),
+    "fitted_weighted": ("weighted_avg", "avg"),
+    "fitted_filtered": ("avg",),
+}
+
+
+def _fitted(model: str, runs: list, rows: list[dict]) -> list[str]:
+    """Each fitted rule against its unfitted counterparts on the same facts (paired), and the weights
+    it used per relation (from its rows: a relation's examples share them)."""
+    main = {r["run"]: r for r in rows if r["main"] and r["model"] == model}
+    mine = {r.method: r for r in runs if r.name in main}
+    said = []
+    for method, against in FITTED_AGAINST.items():
+        if method not in mine:
+            continue
+        run = mine[method]
+        for base in (mine[b] for b in against if b in mine):
+            (c,), _ = comparisons([base, run], str(base.folder), RESAMPLES, SEED)
+            diff = c["difference"]["em"]
+            said.append(
+                f"- {method} against {base.method}: EM {with_interval(diff['mean'], diff['ci95'], '+')} points, "
+                f"McNemar p = {c['mcnemar_em']['p']:.3f} on {c['n']} facts."
+            )
+    weighted = mine.get("fitted_weighted")
+    if weighted is not None:
+        per_relation = {r["group"]: r["weights"] for r in weighted.rows if "weights" in r and r.get("group")}
+        best = {r["group"]: r["phrasing"] for r in mine["best_phrasing"].rows} if "best_phrasing" in mine else {}
+        n = len(next(iter(per_relation.values()), []))
+        header = ["relation", *(f"p{k + 1}" for k in range(n)), "best phrasing"]
+        cells = [
+            [g, *(f"{100 * w:.1f}" for w in ws), f"p{best[g]}" if g in best else "–"]
+            for g, ws in sorted(per_relation.items())
+        ]
+        said += ["", "**Fitted per relation** (each phrasing's shrunk dev accuracy, %: fitted_weighted's weights)", ""]
+        said += [markdown_table(header, cells)]
+    return said + ([""] if said else [])
 
 
 def _diagnostics(model: str, runs: list, labels: dict[str, str]) -> list[str]:

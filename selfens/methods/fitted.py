@@ -150,8 +150,8 @@ class FittedFusion(UsesFit, LogitFusion):
         if rule not in ("weighted", "filtered"):
             raise ConfigError(f"rule must be weighted or filtered (best_phrasing is BestPhrasing), got {rule!r}")
         _check_settings(shrinkage, margin)
-        kwargs["fusion"] = "weighted_avg"
-        super().__init__(**kwargs)
+        kwargs.pop("fusion", None)  # always weighted_avg: the fit's weights, not a choice of rule
+        super().__init__(fusion="weighted_avg", **kwargs)
         self.rule = rule
         self.method = f"fitted_{rule}"
 

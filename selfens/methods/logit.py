@@ -83,8 +83,9 @@ class LogitFusion(EnsembleModule):
         if zero:
             fallback = {"weighted_avg": "equal weights (as avg)", "weighted_max": "the first paraphrase's logits"}
             said.append(
-                f"{zero} of {len(rows)} examples had confidence 0 for every paraphrase: {self.method} fused "
-                f"them with {fallback[self.hparams.fusion]}"
+                f"{zero} of {len(rows)} examples had {'confidence' if self.uses_confidence else 'fitted weight'} 0 "
+                f"for every paraphrase: {self.method} fused "
+                f"them with {fallback.get(self.hparams.fusion, 'equal weights (as avg)')}"
             )
         if self.confidence is not None and self.confidence.cache.skipped:
             skipped = self.confidence.cache.skipped

@@ -311,7 +311,8 @@ def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, 
     methods = [
         METHODS[0],
         {"name": "best", "class_path": "selfens.methods.BestPhrasing"},
-        {"name": "fitted", "class_path": "selfens.methods.FittedFusion", "init_args": {"rule": "filtered"}},
+        {"name": "fitted", "class_path": "selfens.methods.FittedFusion", "init_args": {"rule": "weighted"}},
+        METHODS[1],
     ]
     sampled = {**DATA, "init_args": {**DATA["init_args"], "sample": 6}}
     selfens("study", "--config", study_config(tmp_path, two_models[:1], methods=methods[:1], data=sampled))
@@ -329,7 +330,7 @@ def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, 
     )
     (fit,) = (tmp_path / "cache" / "fitted").rglob("*.json")
     assert json.loads(fit.read_text())["facts"]["*"] == 4
-    assert {p.name for p in cell_folders(tmp_path)} == {"origin-N3", "best-N3", "fitted-N3"}
+    assert {p.name for p in cell_folders(tmp_path)} == {"origin-N3", "best-N3", "fitted-N3", "avg-N3"}
     cells = {p.name: json.loads((p / "results.json").read_text()) for p in cell_folders(tmp_path)}
     assert cells["best-N3"]["identity"]["method"]["fit"] == cells["fitted-N3"]["identity"]["method"]["fit"]
     dev_ids = set(json.loads(fit.read_text())["dev_ids"])
@@ -337,3 +338,18 @@ def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, 
         r["id"] for r in read_jsonl(tmp_path / "out" / Path(two_models[0]).name / "origin-N3" / "predictions.jsonl")
     }
     assert len(test_ids) == 6 and not dev_ids & test_ids
+
+    # the study page holds each fitted rule against its unfitted counterpart, and the weights per relation
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("write_study", ROOT / "benchmarks" / "write_study.py")
+    write_study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(write_study)
+    write_study.write([tmp_path / "out"], tmp_path / "study.md")
+    text = (tmp_path / "study.md").read_text()
+    assert "- fitted_weighted against avg: EM " in text and "on 6 facts." in text
+    table = text.split("**Fitted per relation**", 1)[1].split("\n\n")[1].splitlines()
+    rows = read_jsonl(tmp_path / "out" / Path(two_models[0]).name / "fitted-N3" / "predictions.jsonl")
+    for r in rows:
+        cells = [c.strip() for c in next(line for line in table if line.startswith(f"| {r['group']} |")).split("|")]
+        assert cells[2:5] == [f"{100 * w:.1f}" for w in r["weights"]]
