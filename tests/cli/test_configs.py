@@ -107,25 +107,25 @@ def test_config_runs_end_to_end(path, tiny_model_path, tmp_path, monkeypatch):
     if "paraphrases" in raw["data"]["init_args"]:  # a paraphrase file that `selfens paraphrase` would write
         file = write_paraphrase_file(tmp_path / "paraphrases.jsonl", raw["data"]["init_args"]["num_paraphrases"])
         shrink += ["--data.init_args.paraphrases", str(file)]
-    main(
-        [
-            "test",
-            "--config",
-            str(path),
-            "--model.init_args.model",
-            tiny_model_path,
-            *shrink,
-            "--data.init_args.limit",
-            "3",
-            "--data.init_args.batch_size",
-            "2",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path / "logs"),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
-    found = list((tmp_path / "logs").rglob("results.json"))
+    args = [
+        "--config",
+        str(path),
+        "--model.init_args.model",
+        tiny_model_path,
+        *shrink,
+        "--data.init_args.limit",
+        "3",
+        "--data.init_args.batch_size",
+        "2",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "logs"),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    if raw["model"]["class_path"] in ("selfens.methods.BestPhrasing", "selfens.methods.FittedFusion"):
+        main(["fit", *args])  # on the dev split, into <name>-dev/
+    main(["test", *args])
+    found = [p for p in (tmp_path / "logs").rglob("results.json") if not p.parent.parent.name.endswith("-dev")]
     assert len(found) == 1, found
     results = json.loads(found[0].read_text())
     assert results["num_examples"] == 3

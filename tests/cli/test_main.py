@@ -296,6 +296,7 @@ def test_python_m_selfens_help(capsys, monkeypatch):
         "predict",
         "validate",
         "confidence",
+        "fit",
         "mask",
         "paraphrase",
         "report",
