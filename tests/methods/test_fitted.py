@@ -234,3 +234,41 @@ def test_data_without_a_dev_split_say_what_to_set(setup):
         WebQuestions(num_paraphrases=1).dev_split()
     dev = JsonlQuestions(path=str(setup["test"]), dev_path=str(setup["dev"])).dev_split()
     assert dev.path == setup["dev"] and dev.split == "dev"
+
+
+@pytest.mark.slow
+def test_a_stopped_fit_says_how_to_resume_and_the_resumed_fit_counts_every_dev_fact(tiny_model_path, tmp_path):
+    import os
+    import shlex
+    import signal
+    import subprocess
+
+    from tests.helpers import ROOT, console_script, signal_mid_run
+
+    config = ROOT / "configs" / "pararel" / "fitted_weighted.yaml"
+    args = [
+        "fit", "--config", config, "--model.init_args.model", tiny_model_path, "--model.init_args.max_new_tokens", 24,
+        "--model.init_args.stop_strings", "[]", "--data.init_args.limit", 24, "--data.init_args.batch_size", 2,
+        "--trainer.logger.init_args.save_dir", tmp_path / "logs", "--model.init_args.fitted", tmp_path / "fit.json",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SELFENS_CACHE": str(tmp_path / "cache")}
+    run = subprocess.Popen(
+        [*console_script(), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    dev = tmp_path / "logs" / "pararel_fitted_weighted-dev" / "version_0-per_prompt"
+    signal_mid_run(run, dev, signal.SIGINT, rows=2)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGINT, err
+    assert not (tmp_path / "fit.json").exists()
+    command = shlex.split(err.splitlines()[-1].removeprefix("selfens: to go on, run: "))
+    assert command[:2] == ["selfens", "fit"] and command[-2:] == ["--resume", str(dev)]
+    resumed = subprocess.run([*console_script(), *command[1:]], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    whole = tmp_path / "logs" / "pararel_fitted_weighted-dev" / "version_1-per_prompt"
+    assert fit["facts"]["*"] == 24 == len(read_jsonl(whole / "predictions.jsonl")) and fit["dev_run"] == str(whole)
