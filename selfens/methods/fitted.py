@@ -17,7 +17,7 @@ from selfens.decoding.result import DecodeCost
 from selfens.errors import ConfigError
 from selfens.methods.base import Output
 from selfens.methods.baselines import Origin
-from selfens.methods.fitting import Fit, Rule, check, key, load, weights
+from selfens.methods.fitting import ALL, Fit, Rule, check, key, load, weights
 from selfens.methods.logit import LogitFusion
 from selfens.model.registry import cache_dir
 
@@ -25,9 +25,10 @@ REMEDY = "fit it with `selfens fit --config <this config>` (the same model, deco
 
 
 def dev_data(data: ParaphraseDataModule, module) -> ParaphraseDataModule:
-    """The development split of `data`, connected to `module`'s tokenizer and set up."""
+    """The development split of `data`, connected to `module`'s tokenizer and set up: what names its
+    fit (no prompt limit: the name must not depend on which method reads the fit)."""
     dev = data.dev_split()
-    dev.connect(module.tokenizer, module.model_name, module.prompt_limit())
+    dev.connect(module.tokenizer, module.model_name, None)
     dev.setup("test")
     return dev
 
@@ -47,6 +48,7 @@ class UsesFit:
     identity in the run's, and each example's weights by its group."""
 
     fit: Optional[Fit] = None
+    fit_file: Optional[Path] = None
 
     def load_fit(self, data: Optional[ParaphraseDataModule] = None, needed: bool = True) -> None:
         """Find, read and check the fit for `data` (default: the trainer's); with `needed` false a
@@ -55,8 +57,21 @@ class UsesFit:
         path = fit_path(self, data, hp.fitted)
         if not needed and not path.exists():
             return
-        self.fit = load(path, REMEDY)
+        self.fit, self.fit_file = load(path, REMEDY), path
         check(self.fit, path, self.evaluation_identity(), data.num_paraphrases, [e.id for e in data.examples], REMEDY)
+
+    def record(self) -> dict:
+        """results.json's method record, with the fit: its file and the weights used per group ("*": a
+        group the dev split lacks, or every example with per_group false)."""
+        if self.fit is None:
+            return super().record()
+        hp = self.hparams
+        groups = [g for g in self.fit.facts if g != ALL] if hp.per_group else []
+        used = {
+            g: weights(self.fit.accuracy(g, hp.shrinkage), self.rule, hp.get("margin", 0.0)) for g in [ALL, *groups]
+        }
+        fitted = {"file": str(self.fit_file), "dev": self.fit.dev, "dev_facts": self.fit.facts[ALL], "weights": used}
+        return {**super().record(), "fitted": fitted}
 
     def fit_settings(self) -> dict:
         hp = self.hparams

@@ -109,6 +109,7 @@ class RunWriter(Callback):
             "label": record["label"],
             "main_view": record["main_view"],
             "method_settings": record["method_settings"],
+            **({"fitted": record["fitted"]} if "fitted" in record else {}),  # a fitted method's fit and weights
             "settings": {
                 "method": record["method"],
                 "model": record["model"],

@@ -102,6 +102,20 @@ def test_the_fit_counts_each_phrasings_dev_accuracy_from_its_dev_run(setup):
     assert expected[ALL][1] == max(expected[ALL]) > 0, "p2 must lead on dev for the tests below to test"
 
 
+def test_results_record_the_fit_and_the_weights_used(setup, tiny_model_path):
+    folder = setup["folder"]
+    rows = test_run(setup["weighted"], tiny_model_path, folder)
+    (results,) = [
+        json.loads(p.read_text())
+        for p in (folder / "logs" / "FittedFusion").glob("version_*/results.json")
+        if read_jsonl(p.parent / "predictions.jsonl") == rows
+    ][:1]
+    fitted = results["fitted"]
+    assert fitted["file"] == str(setup["fit"]) and fitted["dev_facts"] == 8
+    assert all(fitted["weights"][r["group"]] == pytest.approx(r["weights"], abs=1e-4) for r in rows)
+    assert results["identity"]["method"]["dev"] == fitted["dev"]
+
+
 def test_rules_worked_out_by_hand():
     fit = Fit({}, 3, {}, [], {ALL: 20, "small": 1, "big": 10}, {ALL: [8, 4, 6], "small": [0, 1, 0], "big": [2, 9, 9]})
     # overall, shrunk by 10 toward the mean accuracy 18/60 = 0.3: (8 + 3) / 30, (4 + 3) / 30, (6 + 3) / 30
