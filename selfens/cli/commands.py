@@ -42,7 +42,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "fit": Command(
         "selfens.cli.fit:main",
-        "fit a method on the dev split (best phrasing, weights)",
+        "fit best phrasing and weights on a dev split",
         "selfens fit --config configs/pararel/fitted_weighted.yaml",
     ),
     "mask": Command(
