@@ -39,15 +39,16 @@ def avg(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
 
 
 def max_prob(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
-    """Per token, the highest probability any paraphrase gives it:
-    out[b, v] = max_n softmax(logits[b, n])[v].
+    """Per token, the highest probability any paraphrase gives it, as a log:
+    out[b, v] = log max_n softmax(logits[b, n])[v].
 
-    Returns probabilities, not logits (only the argmax is used). `weights` is ignored.
-    Registered as "max".
+    The log keeps the argmax (the answer) and makes the fused distribution, softmax(out), the max
+    probabilities normalised to sum to 1: the distribution the answer's probability is read from.
+    `weights` is ignored. Registered as "max".
     """
     import torch
 
-    return torch.softmax(logits.float(), -1).amax(1)
+    return torch.softmax(logits.float(), -1).amax(1).log()  # the log of what the max rule always chose by
 
 
 def weighted_avg(logits: Tensor, weights: Optional[Tensor] = None) -> Tensor:

@@ -30,7 +30,10 @@ def test_max_prob_formula():
     logits = torch.tensor([[[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
     p2, p1 = math.e**2 / (math.e**2 + 3), math.e / (math.e + 3)
     q2, q1 = 1 / (math.e**2 + 3), 1 / (math.e + 3)
-    assert_close(max_prob(logits), torch.tensor([[p2, max(q1, q2), max(q1, q2), p1]]))
+    expected = torch.tensor([[p2, max(q1, q2), max(q1, q2), p1]])
+    assert_close(max_prob(logits), expected.log())
+    # the fused distribution: the max probabilities, normalised
+    assert_close(torch.softmax(max_prob(logits), -1), expected / expected.sum())
 
 
 def test_weighted_avg_formula():
@@ -64,7 +67,7 @@ def test_single_paraphrase_returns_the_row():
     out = _all(row, torch.tensor([[0.3], [0.0]]))
     for name in ("avg", "weighted_avg", "weighted_max"):
         assert_close(out[name], row[:, 0])
-    assert_close(out["max"], torch.softmax(row[:, 0], -1))
+    assert_close(out["max"], torch.log_softmax(row[:, 0], -1))  # its softmax: the row's own distribution
     for o in out.values():
         assert torch.equal(o.argmax(-1), row[:, 0].argmax(-1))
 
