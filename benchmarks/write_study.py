@@ -30,6 +30,8 @@ from selfens.report.load import collect, setting_columns  # noqa: E402
 from selfens.report.summary import SUMMARY_HEADER, summary_groups, with_interval  # noqa: E402
 from selfens.report.tables import markdown_table  # noqa: E402
 from selfens.report.terminal import run_labels  # noqa: E402
+from selfens.run.diagnostics import answer_confidence  # noqa: E402
+from selfens.stats import uncertainty  # noqa: E402
 
 RESAMPLES, SEED = 1000, 0  # as `selfens report`'s defaults: the same intervals as report.md
 LOGIT = ("avg", "max", "weighted_avg", "weighted_max")  # logit-level fusion, which attention is held against
@@ -64,7 +66,8 @@ def study_section(folder: Path, images: Path) -> str:
         lines += [f"### {model} · {dataset}", "", markdown_table(SUMMARY_HEADER, cells), ""]
         lines += _views(model, rows) + _claims(model, runs, rows) + [""]
         lines += _fitted(model, runs, rows)
-        lines += _diagnostics(model, runs, labels) + _split(model, by_agreement, "phrasings")
+        lines += _diagnostics(model, runs, labels) + _calibration_against_origin(model, runs, labels)
+        lines += _split(model, by_agreement, "phrasings")
         lines += _split(model, by_relation, "relation")
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
@@ -177,6 +180,35 @@ def _diagnostics(model: str, runs: list, labels: dict[str, str]) -> list[str]:
         if mine:
             lines += [f"**{title}**", "", markdown_table(header, mine), ""]
     return lines
+
+
+def _calibration_against_origin(model: str, runs: list, labels: dict[str, str]) -> list[str]:
+    """Is fusion better calibrated than asking once? Each run's Brier score and over-confidence minus
+    origin's, paired on the facts both give a confidence for (bootstrap over those facts)."""
+    mine = [r for r in runs if r.model == model]
+    origin = next((r for r in mine if r.method == "origin"), None)
+    if origin is None:
+        return []
+    base = {row["id"]: (answer_confidence(row), row["scores"][origin.main_view]["em"]) for row in origin.rows}
+    cells = []
+    for run in (r for r in mine if r is not origin):
+        pairs = []
+        for row in run.rows:
+            c, (c0, y0) = answer_confidence(row), base.get(row["id"], (None, None))
+            if c is not None and c0 is not None:
+                pairs.append((c, row["scores"][run.main_view]["em"], c0, y0))
+        if pairs:
+            columns = {
+                "brier": [(c - y) ** 2 - (c0 - y0) ** 2 for c, y, c0, y0 in pairs],
+                "overconfidence": [(c - y) - (c0 - y0) for c, y, c0, y0 in pairs],
+            }
+            stats = uncertainty(columns, RESAMPLES, SEED)
+            shown = [with_interval(stats[m]["mean"], stats[m]["ci95"], "+") for m in columns]
+            cells.append([labels[run.name], str(len(pairs)), *shown])
+    if not cells:
+        return []
+    header = ["run", "facts", "ΔBrier [95% CI]", "Δover-confidence [95% CI]"]
+    return ["**Calibration against origin** (points, paired on the same facts)", "", markdown_table(header, cells), ""]
 
 
 def _split(model: str, grouped: list[dict], what: str) -> list[str]:

@@ -240,6 +240,15 @@ def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
     (claim,) = [line for line in text.splitlines() if line.startswith("- attention") and "(N = 3)" in line]
     assert f"EM {diff:+.1f} points" in claim and f"on {len(avg)} facts" in claim
     assert (tmp_path / "out-report_cost.png").exists()
+    # is fusion better calibrated than asking once: avg's Brier score minus origin's, fact by fact
+    rows_of = lambda name: {r["id"]: r for r in read_jsonl(cells[name] / "predictions.jsonl")}  # noqa: E731
+    mine, base = rows_of("avg-N3"), rows_of("origin-N3")
+    brier = lambda r, view: (min(1.0, math.exp(r["answer_logprob"])) - r["scores"][view]["em"]) ** 2  # noqa: E731
+    kept = [i for i in mine if mine[i]["answer_tokens"] and base[i]["answer_tokens"]]
+    delta = 100 * math.fsum(brier(mine[i], "avg") - brier(base[i], "origin") for i in kept) / len(kept)
+    table = text.split(f"### {a} · ParaRel", 1)[1].split("**Calibration against origin**", 1)[1].split("\n\n")[1]
+    (line,) = [line for line in table.splitlines() if line.startswith("| avg")]
+    assert f"| {len(kept)} | {delta:+.1f} [" in line
     # where fusion helps: avg's ΔEM against origin on each relation's facts, and every run's calibration
     section = text.split(f"### {a} · ParaRel", 1)[1].split("### ", 1)[0]
     assert "**Calibration (%, 95% CI over examples)**" in section
