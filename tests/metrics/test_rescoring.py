@@ -72,9 +72,18 @@ def confidence_dir(config: Path, folder: Path) -> list:
     return ["--model.init_args.confidence_dir", folder / "confidence"] if "weighted" in config.name else []
 
 
+def fitted(config: Path, model: str, folder: Path) -> list:
+    """A fitted method's fit (`selfens fit`, on the dev split), in `folder`; nothing for the others."""
+    if "fitted" not in config.name and "best_phrasing" not in config.name:
+        return []
+    args = ["--model.init_args.fitted", folder / "fit.json"]
+    run_config(config, model, folder / "fit", "fit", *args)
+    return args
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: str(c.relative_to(ROOT / "configs" / "pararel")))
 def test_results_equal_a_rescoring_of_predictions(config, tiny_model_path, tmp_path):
-    extra = confidence_dir(config, tmp_path)
+    extra = confidence_dir(config, tmp_path) + fitted(config, tiny_model_path, tmp_path)
     first = read_jsonl(run_config(config, tiny_model_path, tmp_path / "first", "predict", *extra) / "predictions.jsonl")
     data = data_dir_with_gold(tmp_path, first)
     folder = run_config(config, tiny_model_path, tmp_path / "test", "test", "--data.init_args.data_dir", data, *extra)
