@@ -104,7 +104,9 @@ def test_the_report_comes_back_from_the_predictions(finished, two_models):
     markdown = (finished / "out" / "report.md").read_text()
     assert f"## {a} · ParaRel" in markdown and f"## {b} · ParaRel" in markdown
     tex = (finished / "out" / "report.tex").read_text()
-    assert tex.count(r"\begin{tabular}") == 2 and r"\toprule" in tex and r"\bottomrule" in tex
+    # per model a summary and a calibration table (no per_prompt cell here: no sensitivity table)
+    assert tex.count(r"\begin{tabular}") == 4 and r"\toprule" in tex and r"\bottomrule" in tex
+    assert tex.count(": calibration, in") == 2 and ": sensitivity" not in tex
 
 
 def test_a_finished_study_decodes_nothing_again(finished, two_models, monkeypatch):
