@@ -56,7 +56,7 @@ def plot_cost(path: Path, rows: list[dict]) -> Path:
         ax.set_xlabel("decode seconds per fact (confidences included)")
         ax.set_ylabel("EM % (95% bootstrap CI)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12))  # below: the lines stay visible
     return save_figure(plt, fig, path)
 
 
@@ -89,7 +89,8 @@ def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Pat
         return None
     plt = pyplot()
     models = list(dict.fromkeys(run.model for run, _, _ in calibrated))
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 5), squeeze=False)
+    rows = max(sum(1 for r, _, _ in calibrated if r.model == m) for m in models)  # legend lines, below
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5 + 0.18 * rows), squeeze=False)
     for ax, model in zip(axes[0], models):
         ax.plot([0, 100], [0, 100], color="grey", linestyle=":", label="calibrated")
         for run, found, dashed in ((r, f, d) for r, f, d in calibrated if r.model == model):
@@ -103,12 +104,12 @@ def plot_reliability(path: Path, runs: list[Run], labels: dict[str, str]) -> Pat
                 label=f"{labels[run.name]} ({what}, ECE {100 * found['ece']['value']:.1f})",
             )
         ax.set_title(f"{model}: reliability ({calibrated[0][1].get('bins', '?')} equal-width bins)")
-        ax.set_xlabel("confidence % (answer probability; per_prompt: agreement; dashed: a phrasing's weight)")
+        ax.set_xlabel("confidence % (per_prompt: agreement; dashed: a phrasing's weight)")
         ax.set_ylabel("EM % of the answers in the bin")
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12))  # below: the lines stay visible
     return save_figure(plt, fig, path)
 
 
