@@ -23,15 +23,15 @@ def main(argv: list[str]) -> None:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip() + "\n\nAll options of `selfens test` apply (e.g. --data.init_args.limit N).")
         return
-    from selfens.cli.lightning import build, connect
+    from selfens.cli.lightning import build, connect, resume_from
     from selfens.methods import EnsembleModule, PerPrompt
     from selfens.methods.fitted import REMEDY, fit_path
     from selfens.methods.fitting import check, load, overlap, save
     from selfens.run.interrupt import Interrupted
-    from selfens.run.resume import Resume, run_options
+    from selfens.run.resume import run_options
     from selfens.run.writer import RunWriter, announce, new_folders
 
-    argv, resume_from = _without_resume(argv)
+    argv, folder_resumed = _without_resume(argv)
     run = build(argv, run=False)
     model, data = run.model, run.datamodule
     hp = model.hparams
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     connect(data, job)
     data.setup("test")
     path = fit_path(job, data, hp.get("fitted"))
-    if path.exists() and resume_from is None:
+    if path.exists() and folder_resumed is None:
         check(load(path, REMEDY), path, job.evaluation_identity(), data.num_paraphrases, _ids(data), REMEDY)
         print(f"selfens: already fitted: {path} (delete it to fit again)")
         return
@@ -51,11 +51,7 @@ def main(argv: list[str]) -> None:
     dev.setup("test")
     overlap(_ids(dev), _ids(data), type(data).__name__)
     _dev_logger(run.trainer, job)
-    resume = Resume.load(resume_from) if resume_from else None
-    if resume is not None:
-        resume.stage, resume.options = "fit", run_options(run.config.as_dict())
-        job.resume(resume)
-        dev.resume(resume)
+    resume = resume_from(folder_resumed, "fit", run_options(run.config.as_dict()), job, dev)
     run.trainer.callbacks.append(RunWriter(dev, resume, new_folders(run.trainer.log_dir)))
     try:
         run.trainer.test(job, datamodule=dev, verbose=False)

@@ -116,19 +116,10 @@ class SelfensCLI(BaseCLI):
         init_args = self.config[self.subcommand]["data"]["init_args"]
         for name, value in self.datamodule.resolved_settings().items():
             init_args[name] = value
-        folder = self.config[self.subcommand].get("resume")
-        resume = Resume.load(folder) if folder else None
-        if resume is not None:  # the run writer checks the whole identity (the model's too) before decoding
-            resume.stage, resume.options = self.subcommand, run_options(self.config[self.subcommand].as_dict())
-            self.model.resume(resume)
-            self.datamodule.resume(resume)
-            self.datamodule.setup(self.subcommand)  # (kept for the run) to count what is left
-            resume.check_data(self.datamodule)
-            if len(resume.rows) >= len(self.datamodule.examples):  # Lightning would run no hook at all
-                raise ConfigError(
-                    f"nothing to resume: {folder} has all {len(self.datamodule.examples)} examples already; "
-                    f"run without --resume to evaluate them again"
-                )
+        section = self.config[self.subcommand]
+        resume = resume_from(
+            section.get("resume"), self.subcommand, run_options(section.as_dict()), self.model, self.datamodule
+        )
         self.trainer.callbacks.append(RunWriter(self.datamodule, resume, new_folders(self.trainer.log_dir)))
 
     def _announce(self) -> None:
@@ -179,6 +170,27 @@ class ParseOnlyCLI(SelfensCLI):
 
     def after_instantiate_classes(self) -> None:
         pass
+
+
+def resume_from(folder: Optional[str], stage: str, options: dict, module, data) -> Optional[Resume]:
+    """The interrupted run in `folder` (None: none), handed to the method and data modules so that
+    only the rest is decoded; the data is set up (kept for the run) and checked against it now, the
+    whole identity (the model's too) by the run writer before decoding. `stage` and `options` name
+    the command that resumes it in a refusal."""
+    if not folder:
+        return None
+    resume = Resume.load(folder)
+    resume.stage, resume.options = stage, options
+    module.resume(resume)
+    data.resume(resume)
+    data.setup(stage)  # to count what is left
+    resume.check_data(data)
+    if len(resume.rows) >= len(data.examples):  # Lightning would run no hook at all
+        raise ConfigError(
+            f"nothing to resume: {folder} has all {len(data.examples)} examples already; "
+            f"run without --resume to evaluate them again"
+        )
+    return resume
 
 
 def named_logger(logger, config, module):

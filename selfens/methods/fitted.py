@@ -65,11 +65,8 @@ class UsesFit:
         group the dev split lacks, or every example with per_group false)."""
         if self.fit is None:
             return super().record()
-        hp = self.hparams
-        groups = [g for g in self.fit.facts if g != ALL] if hp.per_group else []
-        used = {
-            g: weights(self.fit.accuracy(g, hp.shrinkage), self.rule, hp.get("margin", 0.0)) for g in [ALL, *groups]
-        }
+        groups = [g for g in self.fit.facts if g != ALL] if self.hparams.per_group else []
+        used = {g: self.weights_of(g) for g in [ALL, *groups]}
         fitted = {"file": str(self.fit_file), "dev": self.fit.dev, "dev_facts": self.fit.facts[ALL], "weights": used}
         return {**super().record(), "fitted": fitted}
 
@@ -81,12 +78,21 @@ class UsesFit:
         """Which fit: its file's content (the dev split's identity is in it), as the run's identity holds it."""
         return {"fit": self.fit.sha256() if self.fit is not None else None, "dev": self.fit.dev if self.fit else None}
 
+    def weights_of(self, group: Optional[str]) -> list[float]:
+        """The rule's weights for a group (None, or one the dev split lacks: the overall ones)."""
+        return weights(self.fit.accuracy(group, self.hparams.shrinkage), self.rule, self.hparams.get("margin", 0.0))
+
     def group_weights(self, batch: ParaphraseBatch) -> torch.Tensor:
         """[B, N] each example's weights: its group's (or the overall ones, with per_group false)."""
-        hp = self.hparams
-        groups = batch.groups if hp.per_group and batch.groups else [None] * len(batch.ids)
-        margin = hp.get("margin", 0.0)
-        return torch.tensor([weights(self.fit.accuracy(g, hp.shrinkage), self.rule, margin) for g in groups])
+        groups = batch.groups if self.hparams.per_group and batch.groups else [None] * len(batch.ids)
+        return torch.tensor([self.weights_of(g) for g in groups])
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        self.load_fit()
+
+    def method_identity(self) -> dict:
+        return {**super().method_identity(), **self.fit_identity()}
 
 
 def _check_settings(shrinkage: float, margin: float) -> None:
@@ -115,15 +121,8 @@ class BestPhrasing(UsesFit, Origin):
         _check_settings(shrinkage, 0.0)
         super().__init__(**kwargs)
 
-    def configure_model(self) -> None:
-        super().configure_model()
-        self.load_fit()
-
     def method_settings(self) -> dict:
         return self.fit_settings()
-
-    def method_identity(self) -> dict:
-        return {**super().method_identity(), **self.fit_identity()}
 
     def prompt_length(self, segments) -> int:
         return max(len(segments.prompt(k)) for k in range(len(segments.blocks)))
@@ -174,16 +173,9 @@ class FittedFusion(UsesFit, LogitFusion):
     def uses_confidence(self) -> bool:
         return False
 
-    def configure_model(self) -> None:
-        super().configure_model()
-        self.load_fit()
-
     def method_settings(self) -> dict:
         margin = {"margin": self.hparams.margin} if self.rule == "filtered" else {}
         return {**self.fit_settings(), **margin}
-
-    def method_identity(self) -> dict:
-        return {"method": self.method, **self.method_settings(), **self.fit_identity()}
 
     def paraphrase_weights(self, batch: ParaphraseBatch, cost: Optional[DecodeCost] = None):
         return self.group_weights(batch), None

@@ -68,7 +68,7 @@ class LogitFusion(EnsembleModule):
         return {"fusion": self.method, **weighted}
 
     def method_identity(self) -> dict:
-        if not self.fusion_rule.needs_weights:
+        if not self.uses_confidence:
             return super().method_identity()
         # How confidences are drawn changes the weights, so the answers; the answer's own settings
         # are the evaluation's.
