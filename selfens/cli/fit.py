@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     model, data = run.model, run.datamodule
     hp = model.hparams
     lm = model.language_model
-    lm.load(hp.dtype, hp.attn_implementation, hp.device_map, run.trainer.strategy.root_device)
+    lm.load(hp.dtype, hp.attn_implementation, hp.device_map, run.trainer.strategy.root_device, run.trainer.num_devices)
     shared = {name: hp[name] for name in inspect.signature(EnsembleModule.__init__).parameters if name in hp}
     job = PerPrompt(**{**shared, "model": lm})  # the same model and decoding: the evaluation the fit is for
     connect(data, job)

@@ -192,7 +192,10 @@ def load(lm: LanguageModel, planned: list[Planned]) -> None:
             f"loaded model; set dtype (and device_map) in the study's defaults"
         )
     (dtype, device_map), first = asked.pop(), planned[0].cli
-    lm.load(dtype, first.model.hparams.attn_implementation, device_map, first.trainer.strategy.root_device)
+    trainer = first.trainer
+    lm.load(
+        dtype, first.model.hparams.attn_implementation, device_map, trainer.strategy.root_device, trainer.num_devices
+    )
 
 
 def run_cell(planned: Planned, lm: LanguageModel, resume: bool, progress: StudyProgress) -> None:

@@ -19,7 +19,15 @@ from selfens.decoding.loop import Stop, decode
 from selfens.decoding.prompt import Prompt
 from selfens.decoding.result import Decoded
 from selfens.errors import ConfigError
-from selfens.model.registry import eos_token_ids, load_model, load_tokenizer, model_config, model_spec, resolve_dtype
+from selfens.model.registry import (
+    check_fits,
+    eos_token_ids,
+    load_model,
+    load_tokenizer,
+    model_config,
+    model_spec,
+    resolve_dtype,
+)
 
 
 class LanguageModel(nn.Module):
@@ -51,13 +59,18 @@ class LanguageModel(nn.Module):
         attn_implementation: str = "sdpa",
         device_map: Optional[str] = None,
         device: Optional[torch.device] = None,
+        processes: int = 1,
     ) -> LanguageModel:
-        """Load the weights, once: a model already loaded is kept (see `use_implementation`)."""
+        """Load the weights, once: a model already loaded is kept (see `use_implementation`). `processes`:
+        how many processes on this machine load it into its memory (a CPU run's devices), for the check
+        that refuses a model that would not fit before it loads."""
         device = device if device is not None else torch.device("cpu")
         check_implementation(attn_implementation, device)
         if self.hf_model is not None:
             return self
         check_architecture(model_config(self.name))
+        if device.type == "cpu":
+            check_fits(self.name, resolve_dtype(dtype, device), processes)
         model = load_model(self.name, resolve_dtype(dtype, device), attn_implementation, device_map)
         self.hf_model = model.requires_grad_(False)
         self.sharded = device_map is not None

