@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from selfens.report.compare import comparisons, view_rows  # noqa: E402
-from selfens.report.diagnostics import calibration_table, sensitivity_table  # noqa: E402
+from selfens.report.diagnostics import calibration_table, recorded, sensitivity_table  # noqa: E402
 from selfens.report.groups import agreement_of, group_rows  # noqa: E402
 from selfens.report.load import collect, setting_columns  # noqa: E402
 from selfens.report.summary import SUMMARY_HEADER, summary_groups, with_interval  # noqa: E402
@@ -69,6 +69,7 @@ def study_section(folder: Path, images: Path) -> str:
         lines += _diagnostics(model, runs, labels) + _calibration_against_origin(model, runs, labels)
         lines += _split(model, by_agreement, "phrasings")
         lines += _split(model, by_relation, "relation")
+    lines += _across_sizes(folder, runs, compared, images)
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
         target = images / f"{folder.name}-{plot.name}"
@@ -229,6 +230,128 @@ def _split(model: str, grouped: list[dict], what: str) -> list[str]:
     ]
     title = f"**ΔEM against origin by {what}** (points; paired 95% CI over the facts of each row)"
     return [title, "", markdown_table(header, cells), ""]
+
+
+def parameters(model: str) -> int:
+    """A registry model's parameter count, from its config on the meta device (tied weights once)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    from selfens.model.registry import model_config
+
+    with init_empty_weights():
+        built = AutoModelForCausalLM.from_config(model_config(model))
+    built.tie_weights()  # a tied output layer is the embedding: counted once
+    return sum(p.numel() for p in built.parameters())
+
+
+def short(parameters: int) -> str:
+    """135M, 1.78B: a parameter count in a column's width."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.2f}B"
+    return f"{parameters / 1e6:.0f}M" if parameters >= 1e6 else f"{parameters / 1e3:.0f}k"
+
+
+def _across_sizes(folder: Path, runs: list, compared: list[dict], images: Path) -> list[str]:
+    """Each method's ΔEM against origin, each model's consistency (per_prompt) and each run's Brier score
+    against the model's size, as a table and a plot (`<folder>-sizes.png`): does fusion start to pay
+    as models grow? A study of one model has no such section."""
+    models = list(dict.fromkeys(r.model for r in runs))
+    if len(models) < 2:
+        return []
+    cell = lambda run: run.name.rsplit("/", 1)[-1]  # noqa: E731  the study's name for a method, e.g. avg-N5
+    by_run = {r.name: r for r in runs}
+    delta = {(by_run[c["run"]].model, cell(by_run[c["run"]])): c["difference"]["em"] for c in compared}
+    metric = {"consistency": ("sensitivity", "consistency"), "brier": ("calibration", "brier")}
+    found = {
+        (name, r.model, cell(r)): recorded(r, part)[key]
+        for r in runs
+        for name, (part, key) in metric.items()
+        if recorded(r, part) and key in recorded(r, part)
+    }
+    source = {r.model: r.results["config"]["model"]["model"] for r in runs}  # registry name or folder
+    size = {m: parameters(source[m]) for m in models}
+    models.sort(key=size.get)
+    header = ["", *(f"{m} ({short(size[m])})" for m in models)]
+    pct = lambda v: with_interval(v["value"], v["ci95"])  # noqa: E731
+    cells = [["origin EM", *(pct(_em(r)) if (r := _origin(runs, m)) else "–" for m in models)]]
+    methods = sorted({k[1] for k in delta}, key=_config_order(folder))
+    for method in methods:
+        shown = [delta.get((m, method)) for m in models]
+        cells.append([f"{method} ΔEM", *(with_interval(d["mean"], d["ci95"], "+") if d else "–" for d in shown)])
+    for method in sorted({k[2] for k in found if k[0] == "consistency"}):
+        cells.append(
+            [
+                f"consistency ({method})",
+                *(pct(found[k]) if (k := ("consistency", m, method)) in found else "–" for m in models),
+            ]
+        )
+    for method in sorted({k[2] for k in found if k[0] == "brier"}, key=_config_order(folder)):
+        cells.append(
+            [f"{method} Brier", *(pct(found[k]) if (k := ("brier", m, method)) in found else "–" for m in models)]
+        )
+    plot = images / f"{folder.name}-sizes.png"
+    _plot_sizes(plot, models, size, methods, delta, found, _config_order(folder))
+    title = "**Across sizes** (ΔEM against each model's origin in points, paired 95% CI; consistency and Brier in %)"
+    return [title, "", markdown_table(header, cells), "", f"![sizes]({plot.name})", ""]
+
+
+def _config_order(folder: Path):
+    """A sort key of cell names (`avg-N5`) in the order of the study config's methods, where it is found."""
+    from selfens.study.grid import load_study
+
+    config = _config_of(folder)
+    names = [] if config == "<config>" else list(dict.fromkeys(c.name for c in load_study(ROOT / config).cells))
+    return lambda name: (names.index(name) if name in names else len(names), name)
+
+
+def _origin(runs: list, model: str):
+    return next((r for r in runs if r.model == model and r.method == "origin"), None)
+
+
+def _em(run) -> dict:
+    found = run.results["uncertainty"]["metrics"]["test/em"]
+    return {"value": found["mean"], "ci95": found["ci95"]}
+
+
+def _plot_sizes(path: Path, models: list[str], size: dict, methods: list[str], delta: dict, found: dict, order) -> None:
+    """Three panels against parameters (log scale): ΔEM per method, consistency, Brier per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    x = [size[m] for m in models]
+    every = sorted({*methods, *(k[2] for k in found)}, key=order)
+    color = {name: f"C{i % 10}" for i, name in enumerate(every)}  # one colour per method in every panel
+
+    def line(ax, values: list, label: str) -> None:
+        shown = [(xi, v) for xi, v in zip(x, values) if v is not None]
+        if not shown:
+            return
+        xs, vs = zip(*shown)
+        mean = [100 * v.get("mean", v.get("value")) for v in vs]
+        low, high = ([abs(m - 100 * v["ci95"][i]) for m, v in zip(mean, vs)] for i in (0, 1))
+        ax.errorbar(xs, mean, yerr=[low, high], marker="o", capsize=3, label=label, color=color[label])
+
+    for method in methods:
+        line(axes[0], [delta.get((m, method)) for m in models], method)
+    axes[0].axhline(0, color="grey", lw=0.8)
+    for panel, name in ((axes[1], "consistency"), (axes[2], "brier")):
+        for method in sorted({k[2] for k in found if k[0] == name}, key=order):
+            line(panel, [found.get((name, m, method)) for m in models], method)
+    titles = ("ΔEM against origin (points)", "consistency of the phrasings (%)", "Brier score (%, lower is better)")
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{m}\n{short(size[m])}" for m in models], fontsize=7)
+        ax.minorticks_off()
+        ax.set_title(title)
+    shown = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(shown.values()), list(shown), loc="lower center", ncol=6, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _interval_target(compared: list[dict], points: float = 3.0) -> list[str]:

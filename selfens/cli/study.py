@@ -70,6 +70,15 @@ class Planned:
         if isinstance(self.cli.model, UsesFit):  # its identity names its fit: read it, where there is one
             self.cli.model.load_fit(self.cli.datamodule, needed=False)
         differ = saved.differences(RunIdentity.of(self.cli.model, self.cli.datamodule))
+        if isinstance(self.cli.model, UsesFit) and self.cli.model.fit is None and differ:
+            from selfens.methods.fitted import fit_path
+
+            path = fit_path(self.cli.model, self.cli.datamodule, self.cli.model.hparams.fitted)
+            raise ConfigError(
+                f"cell {self.cell.title}: {self.folder} was run with a fit that is not at {path} (another "
+                f"SELFENS_CACHE, or removed): set SELFENS_CACHE (or the method's fitted:) to where it was fitted, "
+                f"or move that run away to fit and run it again"
+            )
         if differ:
             raise ConfigError(
                 f"cell {self.cell.title}: {self.folder} holds another run ({'; '.join(differ)}: its value first); "

@@ -262,6 +262,21 @@ def test_the_study_page_comes_from_the_cells(finished, two_models, tmp_path):
         facts = [i for i in avg if i.startswith(cells["relation"] + "/")]
         delta = 100 * math.fsum(avg[i] - origin[i] for i in facts) / len(facts)
         assert cells["n"] == str(len(facts)) and cells["avg-N3 ΔEM"].startswith(f"{delta:+.1f} ["), cells
+    # across sizes: a column per model (with its parameter count), avg's ΔEM against origin in each
+    sizes = text.split("**Across sizes**", 1)[1].split("\n\n")[1].splitlines()
+    columns = [c.strip() for c in sizes[0].strip("|").split("|")]
+    count = write_study.short(write_study.parameters(two_models[0]))
+    assert sorted(columns[1:]) == sorted(f"{m} ({count})" for m in (a, b)) and count.endswith("k")
+    (row,) = [line for line in sizes if line.startswith("| avg-N3 ΔEM |")]
+    for column, shown in zip(columns[1:], row.strip("|").split("|")[1:]):
+        mine = {p.name: p for p in (finished / "out" / column.split(" ")[0]).iterdir()}
+        ems = [
+            {r["id"]: r["scores"][view]["em"] for r in read_jsonl(mine[cell] / "predictions.jsonl")}
+            for cell, view in (("avg-N3", "avg"), ("origin-N3", "origin"))
+        ]
+        delta = 100 * math.fsum(ems[0][i] - ems[1][i] for i in ems[1]) / len(ems[1])
+        assert shown.strip().startswith(f"{delta:+.1f} ["), row
+    assert (tmp_path / "out-sizes.png").stat().st_size > 0
 
 
 def test_data_overrides_try_a_study_small_in_a_folder_of_its_own(two_models, tmp_path):
@@ -315,7 +330,7 @@ def test_sigterm_stops_a_study_at_once_and_says_how_to_go_on(two_models, tmp_pat
     assert sorted(r["index"] for r in read_jsonl(cell / "predictions.jsonl")) == list(range(6))
 
 
-def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, tmp_path, monkeypatch):
+def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, tmp_path, monkeypatch, capsys):
     """Its dev run lands beside the study's folder (the report holds test runs only); a second
     fitted rule and a second study reuse the fit."""
     monkeypatch.setenv("SELFENS_CACHE", str(tmp_path / "cache"))
@@ -364,3 +379,9 @@ def test_a_fitted_method_is_fitted_on_the_dev_split_before_its_cell(two_models, 
     for r in rows:
         cells = [c.strip() for c in next(line for line in table if line.startswith(f"| {r['group']} |")).split("|")]
         assert cells[2:5] == [f"{100 * w:.1f}" for w in r["weights"]]
+
+    # a fitted cell whose fit is not where the study looks (another SELFENS_CACHE) is refused, saying so
+    monkeypatch.setenv("SELFENS_CACHE", str(tmp_path / "elsewhere"))
+    message = selfens_fails(capsys, "study", "--config", config)
+    assert f"was run with a fit that is not at {tmp_path / 'elsewhere' / 'fitted'}" in message
+    assert "set SELFENS_CACHE (or the method's fitted:) to where it was fitted" in message
