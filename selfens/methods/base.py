@@ -237,8 +237,13 @@ class EnsembleModule(L.LightningModule):
                 f"or drop device_map to run a whole copy of the model per GPU."
             )
         self.implementation = self.attention_implementation()
-        processes = self.trainer.num_devices if self._trainer is not None else 1
-        self.language_model.load(self.hparams.dtype, self.implementation, device_map, self.target_device(), processes)
+        trainer = self._trainer
+        processes, barrier = (
+            (trainer.num_devices, trainer.strategy.barrier) if trainer is not None else (1, lambda: None)
+        )
+        self.language_model.load(
+            self.hparams.dtype, self.implementation, device_map, self.target_device(), processes, barrier
+        )
         self.size_decode()  # decode_rows, and the data's batch size if auto
 
     def size_decode(self) -> None:

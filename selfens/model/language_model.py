@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -60,10 +60,12 @@ class LanguageModel(nn.Module):
         device_map: Optional[str] = None,
         device: Optional[torch.device] = None,
         processes: int = 1,
+        barrier: Callable[[], None] = lambda: None,
     ) -> LanguageModel:
         """Load the weights, once: a model already loaded is kept (see `use_implementation`). `processes`:
         how many processes on this machine load it into its memory (a CPU run's devices), for the check
-        that refuses a model that would not fit before it loads."""
+        that refuses a model that would not fit before it loads; `barrier` (DDP's) makes every process
+        check before any loads, so none counts the weights of another against it."""
         device = device if device is not None else torch.device("cpu")
         check_implementation(attn_implementation, device)
         if self.hf_model is not None:
@@ -71,6 +73,7 @@ class LanguageModel(nn.Module):
         check_architecture(model_config(self.name))
         if device.type == "cpu":
             check_fits(self.name, resolve_dtype(dtype, device), processes)
+        barrier()
         model = load_model(self.name, resolve_dtype(dtype, device), attn_implementation, device_map)
         self.hf_model = model.requires_grad_(False)
         self.sharded = device_map is not None

@@ -276,8 +276,11 @@ def _convert_gguf(name: str, target: Path) -> None:
     """Dequantise the GGUF file once and save it as safetensors; atomic, so concurrent ranks are safe."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    except OSError as error:
+        raise _cannot_write(name, target, error) from None
     try:
         folder, file = _gguf_folder(name, staging), GGUF_PACKAGES[name].file
         check_conversion_fits(name, folder / file)
@@ -294,8 +297,18 @@ def _convert_gguf(name: str, target: Path) -> None:
             (staging / "model").rename(target)
         except OSError:  # another process finished first
             pass
+    except OSError as error:  # a full disk, a cache folder turned read-only: nothing half-written is kept
+        raise _cannot_write(name, target, error) from None
     finally:  # the staging folder and an assembled GGUF file
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cannot_write(name: str, target: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"converting model {name!r} into {target} failed: {error.strerror or error} ({error.filename or target.parent}); "
+        f"it needs a writable folder with room for its fp32 weights (4 bytes a parameter): free space there, or set "
+        f"SELFENS_CACHE to another folder"
+    )
 
 
 def load_tokenizer(name: str):

@@ -189,3 +189,34 @@ def test_real_qwen_attention_fusion_of_one_paraphrase_equals_origin(qwen):
     assert any(fused.tokens) and fused.tokens == alone.tokens
     for b in range(len(fused.tokens)):
         assert_same_steps(fused_steps[b], alone_steps[b])
+
+
+def test_a_full_disk_while_converting_is_one_line_and_leaves_nothing(monkeypatch, tmp_path):
+    import errno
+
+    monkeypatch.setenv("SELFENS_CACHE", str(tmp_path))
+
+    def full(name, scratch):  # assembling the GGUF file runs out of disk (with or without the extra installed)
+        (scratch / "part.gguf").write_bytes(b"GGUF")
+        raise OSError(errno.ENOSPC, "No space left on device", str(scratch / "part.gguf"))
+
+    monkeypatch.setattr(registry, "_gguf_folder", full)
+    with pytest.raises(ConfigError) as error:
+        registry.model_path(QWEN)
+    message = str(error.value)
+    assert "\n" not in message and f"converting model {QWEN!r} into {tmp_path / 'models' / QWEN} failed" in message
+    assert "No space left on device" in message and "set SELFENS_CACHE to another folder" in message
+    assert not list((tmp_path / "models").iterdir())  # no staging folder, no half-written copy
+
+
+def test_an_unwritable_cache_is_one_line(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setenv("SELFENS_CACHE", str(tmp_path))
+
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied", kwargs["dir"])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(ConfigError, match=r"failed: Permission denied \(.*models\); it needs a writable folder"):
+        registry.model_path(QWEN)
