@@ -69,7 +69,7 @@ def study_section(folder: Path, images: Path) -> str:
         lines += _diagnostics(model, runs, labels) + _calibration_against_origin(model, runs, labels)
         lines += _split(model, by_agreement, "phrasings")
         lines += _split(model, by_relation, "relation")
-    lines += _across_sizes(folder, runs, compared, images)
+    lines += _across_sizes(folder, runs, rows, compared, images)
     lines += _interval_target(compared) + [f"- not compared: {s}" for s in skipped]
     for plot in sorted(folder.glob("report_*.png")):
         target = images / f"{folder.name}-{plot.name}"
@@ -252,7 +252,7 @@ def short(parameters: int) -> str:
     return f"{parameters / 1e6:.0f}M" if parameters >= 1e6 else f"{parameters / 1e3:.0f}k"
 
 
-def _across_sizes(folder: Path, runs: list, compared: list[dict], images: Path) -> list[str]:
+def _across_sizes(folder: Path, runs: list, rows: list[dict], compared: list[dict], images: Path) -> list[str]:
     """Each method's ΔEM against origin, each model's consistency (per_prompt) and each run's Brier score
     against the model's size, as a table and a plot (`<folder>-sizes.png`): does fusion start to pay
     as models grow? A study of one model has no such section."""
@@ -264,34 +264,37 @@ def _across_sizes(folder: Path, runs: list, compared: list[dict], images: Path) 
     delta = {(by_run[c["run"]].model, cell(by_run[c["run"]])): c["difference"]["em"] for c in compared}
     metric = {"consistency": ("sensitivity", "consistency"), "brier": ("calibration", "brier")}
     found = {
-        (name, r.model, cell(r)): recorded(r, part)[key]
+        (name, r.model, cell(r)): stats[key]
         for r in runs
         for name, (part, key) in metric.items()
-        if recorded(r, part) and key in recorded(r, part)
+        if key in (stats := recorded(r, part) or {})
     }
     source = {r.model: r.results["config"]["model"]["model"] for r in runs}  # registry name or folder
     size = {m: parameters(source[m]) for m in models}
     models.sort(key=size.get)
     header = ["", *(f"{m} ({short(size[m])})" for m in models)]
     pct = lambda v: with_interval(v["value"], v["ci95"])  # noqa: E731
-    cells = [["origin EM", *(pct(_em(r)) if (r := _origin(runs, m)) else "–" for m in models)]]
-    methods = sorted({k[1] for k in delta}, key=_config_order(folder))
+    origin = {r["model"]: r for r in rows if r["main"] and r["method"] == "origin"}  # view_rows: EM and its CI
+    em = lambda r: with_interval(r["em"], [r["em_low"], r["em_high"]])  # noqa: E731
+    cells = [["origin EM", *(em(origin[m]) if m in origin else "–" for m in models)]]
+    order = _config_order(folder)
+    methods = sorted({k[1] for k in delta}, key=order)
     for method in methods:
         shown = [delta.get((m, method)) for m in models]
         cells.append([f"{method} ΔEM", *(with_interval(d["mean"], d["ci95"], "+") if d else "–" for d in shown)])
-    for method in sorted({k[2] for k in found if k[0] == "consistency"}):
+    for method in sorted({k[2] for k in found if k[0] == "consistency"}, key=order):
         cells.append(
             [
                 f"consistency ({method})",
                 *(pct(found[k]) if (k := ("consistency", m, method)) in found else "–" for m in models),
             ]
         )
-    for method in sorted({k[2] for k in found if k[0] == "brier"}, key=_config_order(folder)):
+    for method in sorted({k[2] for k in found if k[0] == "brier"}, key=order):
         cells.append(
             [f"{method} Brier", *(pct(found[k]) if (k := ("brier", m, method)) in found else "–" for m in models)]
         )
     plot = images / f"{folder.name}-sizes.png"
-    _plot_sizes(plot, models, size, methods, delta, found, _config_order(folder))
+    _plot_sizes(plot, models, size, methods, delta, found, order)
     title = "**Across sizes** (ΔEM against each model's origin in points, paired 95% CI; consistency and Brier in %)"
     return [title, "", markdown_table(header, cells), "", f"![sizes]({plot.name})", ""]
 
@@ -303,15 +306,6 @@ def _config_order(folder: Path):
     config = _config_of(folder)
     names = [] if config == "<config>" else list(dict.fromkeys(c.name for c in load_study(ROOT / config).cells))
     return lambda name: (names.index(name) if name in names else len(names), name)
-
-
-def _origin(runs: list, model: str):
-    return next((r for r in runs if r.model == model and r.method == "origin"), None)
-
-
-def _em(run) -> dict:
-    found = run.results["uncertainty"]["metrics"]["test/em"]
-    return {"value": found["mean"], "ci95": found["ci95"]}
 
 
 def _plot_sizes(path: Path, models: list[str], size: dict, methods: list[str], delta: dict, found: dict, order) -> None:
