@@ -17,7 +17,7 @@ LEVELS = {
     "data": 4,
     "run": 5,  # the run record: rows, results, costs, resume, progress
     "methods": 6,
-    **dict.fromkeys(["report", "paraphrase", "study"], 7),
+    **dict.fromkeys(["report", "paraphrase", "study", "harness"], 7),
     "cli": 8,  # one module per command
     "__main__": 9,
 }

@@ -55,6 +55,11 @@ COMMANDS: dict[str, Command] = {
         "write a paraphrase file with a model",
         "selfens paraphrase --config configs/paraphrase/webquestions.yaml",
     ),
+    "lm-eval": Command(
+        "selfens.cli.lm_eval:main",
+        "lm-evaluation-harness tasks, fused over phrasings",
+        "selfens lm-eval --tasks selfens_capitals --method avg --paraphrases F",
+    ),
     "report": Command(
         "selfens.cli.report:main",
         "runs side by side: CIs, paired tests, md/csv/plots",

@@ -244,6 +244,7 @@ def decode(
     cost = DecodeCost()
     generated: list[list[int]] = [[] for _ in range(waiting.total)]
     probs: list[list[float]] = [[] for _ in range(waiting.total)]
+    logprobs: list[list[float]] = [[] for _ in range(waiting.total)]
     running: Optional[_Running] = None
     alive, fused = None, None  # [A] examples decoding, in row-group order; [A, V] their next logits
     while True:
@@ -262,12 +263,14 @@ def decode(
             break
         next_token = choose(fused, alive)  # [A]
         chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A]
+        chosen_log = fused.log_softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A], exact when tiny
         finished = torch.isin(next_token, eos)
         for i, b in enumerate(alive.tolist()):
             if finished[i]:
                 continue
             generated[b].append(int(next_token[i]))
             probs[b].append(float(chosen[i]))
+            logprobs[b].append(float(chosen_log[i]))
             if len(generated[b]) == max_new_tokens or (stop is not None and stop(b, generated[b])):
                 finished[i] = True
         if bool(finished.all()):
@@ -286,7 +289,7 @@ def decode(
         cost.peak_kv_bytes = max(cost.peak_kv_bytes, cache_bytes(running.cache))
         fused = fuse(logits.view(len(alive), group, -1), alive)
     cost.seconds = time.perf_counter() - start
-    return Decoded(generated, probs, cost)
+    return Decoded(generated, probs, cost, logprobs)
 
 
 def _prefill_part(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field, fields
+from typing import Optional
 
 
 @dataclass
@@ -37,10 +38,15 @@ class Decoded:
     # model's probability of its own token (the cheap confidence measure).
     token_probs: list[list[float]]
     cost: DecodeCost = field(default_factory=DecodeCost)
+    # Per example: the log-softmax of the fused scores at each generated token (exact where the
+    # probability underflows); None: taken from `token_probs`.
+    token_logprobs: Optional[list[list[float]]] = None
 
     def logprobs(self) -> list[tuple[float, int]]:
         """Per example: (the sum of the log-probabilities of its generated tokens, their count), under
         the distribution each token was chosen from (the model's for one prompt; the fused one)."""
+        if self.token_logprobs is not None:
+            return [(math.fsum(lps), len(lps)) for lps in self.token_logprobs]
         # A probability that underflowed to 0 in float32 counts as the smallest one, not as -inf (JSON).
         return [(math.fsum(math.log(max(p, 1e-45)) for p in probs), len(probs)) for probs in self.token_probs]
 
@@ -48,10 +54,16 @@ class Decoded:
         """The examples put back in another order: position i of the decode answered `order[i]`, in
         units of len(tokens) // len(order) decoded examples (e.g. an example's N single prompts)."""
         place = placed(order, len(self.tokens) // len(order))
-        tokens, token_probs = [None] * len(place), [None] * len(place)
-        for i, j in enumerate(place):
-            tokens[j], token_probs[j] = self.tokens[i], self.token_probs[i]
-        return Decoded(tokens, token_probs, self.cost)
+
+        def put(values: Optional[list]) -> Optional[list]:
+            if values is None:
+                return None
+            out = [None] * len(place)
+            for i, j in enumerate(place):
+                out[j] = values[i]
+            return out
+
+        return Decoded(put(self.tokens), put(self.token_probs), self.cost, put(self.token_logprobs))
 
 
 def decode_order(groups: list[list[int]]) -> list[int]:

@@ -8,7 +8,7 @@ the report and TensorBoard read those, so a new method needs no list edited else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import lightning as L
 import torch
@@ -18,6 +18,7 @@ from selfens.data.batch import ParaphraseBatch
 from selfens.data.long_prompts import PromptLimit
 from selfens.decoding import budget
 from selfens.decoding.caches import PrefillMemo, PrefixCache
+from selfens.decoding.forcing import Forced
 from selfens.decoding.loop import Stop
 from selfens.decoding.prompt import Prompt, left_pad
 from selfens.decoding.result import DecodeCost, Decoded, decode_order, placed
@@ -102,6 +103,8 @@ class EnsembleModule(L.LightningModule):
         self.run_cost = RunCost()  # this process, this run
         self.resumed: Optional[Resume] = None
         self.stop_rule: Optional[Stop] = None  # in place of the stop strings, e.g. for a test
+        self.text_rule: Optional[Callable[[list[int]], str]] = None  # in place of `text`'s cut (lm-eval's)
+        self.forced: Optional[Forced] = None  # the tokens to score instead of decoding (`selfens.decoding.forcing`)
 
     # -- what subclasses provide -------------------------------------------------------------------
     extra_scores: tuple[str, ...] = ()  # per-example row fields averaged into `<stage>/<name>`
@@ -297,14 +300,21 @@ class EnsembleModule(L.LightningModule):
         in decode order: see `decode_order`."""
         groups = self.prefix_groups(batch)
         prompts, order = [build(g) for g in groups], decode_order(groups)
-        if self.stop_rule is not None:  # it names examples in batch order
-            units = sum(p.input_ids.shape[0] for p in prompts) // kwargs.get("rows_per_example", 1) // len(order)
-            rule, place = self.stop_rule, placed(order, units)
+        # The rules below name units in batch order (an example's fused rows are one unit, its single
+        # prompts N), the decode names them in its own.
+        units = sum(p.input_ids.shape[0] for p in prompts) // kwargs.get("rows_per_example", 1) // len(order)
+        place = placed(order, units)
+        if self.stop_rule is not None:
+            rule = self.stop_rule
             kwargs["stop"] = lambda i, tokens: rule(place[i], tokens)
+        if self.forced is not None:
+            kwargs.update(self.forced.rules(place, units))
         return self.generate(prompts, **kwargs).reordered(order)
 
     def text(self, tokens: list[int]) -> str:
-        """The answer text of generated tokens: cut at the first stop string, stripped."""
+        """The answer text of generated tokens: cut at the first stop string, stripped (or as `text_rule` says)."""
+        if self.text_rule is not None:
+            return self.text_rule(tokens)
         return self.language_model.text(tokens, self.hparams.stop_strings)
 
     def single_prompts(

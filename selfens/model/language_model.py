@@ -135,10 +135,11 @@ class LanguageModel(nn.Module):
         stop_strings: tuple[str, ...] | list[str],
         prefix_cache: Optional[PrefixCache] = None,
         stop: Optional[Stop] = None,
+        eos_ids: Optional[list[int]] = None,
         **kwargs,
     ) -> Decoded:
-        """`selfens.decoding.loop.decode` on this model's device: ends at EOS, at a stop string (or where `stop`
-        says, in place of the stop strings) or after `max_new_tokens`."""
+        """`selfens.decoding.loop.decode` on this model's device: ends at EOS (the model's, or `eos_ids`), at a
+        stop string (or where `stop` says, in place of the stop strings) or after `max_new_tokens`."""
         self._require_loaded()
 
         def stopped(_example: int, tokens: list[int]) -> bool:
@@ -149,7 +150,7 @@ class LanguageModel(nn.Module):
             self.hf_model,
             [p.to(self.device) for p in prompts] if isinstance(prompts, list) else prompts.to(self.device),
             max_new_tokens=max_new_tokens,
-            eos_ids=self.eos_ids,
+            eos_ids=self.eos_ids if eos_ids is None else eos_ids,
             stop=stop or stopped,
             prefix_cache=prefix_cache,
             **kwargs,

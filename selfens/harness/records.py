@@ -1,0 +1,166 @@
+"""An lm-eval task's samples as a selfens run: predictions.jsonl rows scored under selfens's
+metrics, and a results.json that `selfens report` reads and pairs with `origin`.
+
+A document's prediction is the answer lm-eval scored: a generation after the task's filters, or the
+choice with the highest log-likelihood (lm-eval's `acc`). Its gold answers are the task's target
+(for multiple choice, the gold choice's text). Each row also keeps lm-eval's own per-sample metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+from selfens.harness.phrasings import PhrasingFile, phrased_parts
+from selfens.metrics.views import METRICS, score
+from selfens.run.cost import RunCost
+from selfens.stats import uncertainty
+
+RESAMPLES, SEED = 1000, 0
+
+
+def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, records: dict, phrasings) -> dict:
+    """One predictions.jsonl row of an lm-eval sample."""
+    doc = sample["doc_id"]
+    arguments = _arguments(sample.get("arguments", []))
+    kind = "generate_until" if isinstance(_first(sample["filtered_resps"]), str) else "loglikelihood"
+    if kind == "generate_until":
+        prediction = _first(sample["filtered_resps"])
+        target = sample["target"]
+        answers = [str(t) for t in target] if isinstance(target, list) else [str(target)]
+    else:  # one (log-likelihood, greedy) per choice
+        scores = [float(r[0]) for r in sample["filtered_resps"]]
+        choices = [a[1].strip() for a in arguments]
+        prediction = choices[max(range(len(scores)), key=scores.__getitem__)]
+        gold = sample["target"]
+        answers = [choices[g] for g in gold] if isinstance(gold, list) else [choices[int(gold)]]
+    context = arguments[0][0] if arguments else ""
+    found = phrasings.get(task, doc) if phrasings is not None else None
+    done = [r for (t, d, _, _), r in records.items() if t == task and d == doc]
+    row = {
+        "index": doc,
+        "id": str(doc),
+        "method": method,
+        "prediction": prediction,
+        "answers": answers,
+        "phrasings": max((r.phrasings for r in done), default=_phrasings(context, found)),
+        "scores": {view: score(prediction, answers, lemmatizer)},
+        "context_hash": _hash(arguments)[:16],  # what the model was asked (the run identity's `requests`)
+        "lm_eval": {m: sample[m] for m in sample.get("metrics", []) if m in sample},
+    }
+    because = next((r.origin_because for r in done if r.origin_because), None)
+    if because is not None:
+        row["origin_because"] = because
+    if found is not None:
+        row["paraphrases"] = [found.original, *found.paraphrases]
+    each = [r.per_phrasing for r in sorted(done, key=lambda r: r.phrasings) if r.per_phrasing]
+    if each:
+        row["per_paraphrase"] = each if kind == "loglikelihood" else each[0]
+    return row
+
+
+def _arguments(arguments) -> list[list]:
+    """Each request's arguments, as lists: lm-eval logs them as {"gen_args_k": {"arg_0": .., "arg_1": ..}}."""
+    if isinstance(arguments, dict):
+        return [[a[f"arg_{j}"] for j in range(len(a))] for a in arguments.values()]
+    return [list(a) for a in arguments]
+
+
+def _first(responses):
+    return responses[0] if isinstance(responses, list) and responses else responses
+
+
+def _phrasings(context: str, found) -> int:
+    """Phrasings a request read when it was answered from lm-eval's cache (a resumed run)."""
+    parts = phrased_parts(context, found, 10**6) if found is not None else None
+    return len(parts[1]) if parts is not None else 1
+
+
+def results_record(
+    *,
+    task: str,
+    rows: list[dict],
+    lm_eval_results: dict,
+    task_config: dict,
+    module,
+    label: str,
+    view: str,
+    num_paraphrases: int,
+    phrasings: Optional[PhrasingFile],
+    cost: RunCost,
+    limit,
+    wall_time_s: float,
+    versions: dict,
+) -> dict:
+    """results.json of one task's run: what `selfens report` reads (method, views' metrics, identity,
+    cost), lm-eval's own aggregated results, and how many documents ran without phrasings."""
+    method = module.method
+    columns = {f"test/{view}/{m}": [r["scores"][view][m] for r in rows] for m in METRICS}
+    means = {k: sum(v) / len(v) for k, v in columns.items() if v}
+    metrics = {**means, **{f"test/{m}": means.get(f"test/{view}/{m}") for m in METRICS}}
+    without = [r for r in rows if r["phrasings"] == 1 and num_paraphrases > 1]
+    settings = module.method_settings()
+    evaluation = {
+        **module.evaluation_identity(),
+        "dataset": f"lm-eval:{task}",
+        "task_version": (task_config.get("metadata") or {}).get("version"),
+        "num_fewshot": task_config.get("num_fewshot"),
+        # The documents and exactly what the model was asked: two runs pair only on the same.
+        "requests": _hash([[r["index"], r.get("context_hash")] for r in rows]),
+    }
+    evaluation.pop("max_new_tokens", None)  # the task's generation settings are in `requests`
+    evaluation.pop("stop_strings", None)
+    identity = {
+        "evaluation": json.loads(json.dumps(evaluation)),
+        "method": {
+            "method": method,
+            **settings,
+            "N": num_paraphrases,
+            "paraphrases": phrasings.sha256 if phrasings is not None else None,
+        },
+    }
+    return {
+        "method": method,
+        "label": label,
+        "main_view": view,
+        "method_settings": settings,
+        "settings": {"method": method, "model": module.model_name, "dataset": f"lm-eval:{task}", "N": num_paraphrases},
+        "stage": "test",
+        "identity": identity,
+        "model": module.model_name,
+        "dataset": f"lm-eval:{task}",
+        "num_examples": len(rows),
+        "metrics": metrics,
+        "uncertainty": {"resamples": RESAMPLES, "seed": SEED, "metrics": uncertainty(columns, RESAMPLES, SEED)},
+        "lm_eval": {"results": lm_eval_results, "limit": limit},
+        "phrasings": {
+            "file": str(phrasings.path) if phrasings is not None else None,
+            "sha256": phrasings.sha256 if phrasings is not None else None,
+            "documents_without_phrasings": len(without),
+        },
+        "cost": cost.to_dict(),
+        "total_cost": cost.to_dict(),
+        "warnings": (
+            [
+                f"{len(without)} of {len(rows)} documents had no phrasings ({_reasons(without)}): they ran "
+                f"with the task's context alone, as origin"
+            ]
+            if without
+            else []
+        ),
+        "wall_time_s": round(wall_time_s, 3),
+        "versions": versions,
+    }
+
+
+def _reasons(rows: list[dict]) -> str:
+    reasons: dict[str, int] = {}
+    for r in rows:
+        key = r.get("origin_because", "no phrasings in the file")
+        reasons[key] = reasons.get(key, 0) + 1
+    return ", ".join(f"{n}: {why}" for why, n in reasons.items())
+
+
+def _hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
