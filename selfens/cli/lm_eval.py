@@ -24,13 +24,11 @@ import re
 import sys
 import time
 from importlib.metadata import version
-from importlib.resources import files
 from pathlib import Path
 
 from selfens.errors import ConfigError
 
 INSTALL = 'selfens lm-eval needs lm-evaluation-harness: pip install -e ".[lm-eval]" (or make install-lm-eval)'
-BUNDLED_TASKS = files("selfens") / "resources" / "lm_eval_tasks"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,18 +67,13 @@ def main(argv: list[str]) -> None:
         raise ConfigError(INSTALL) from None
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
-    from lm_eval.tasks import TaskManager
 
+    from selfens.data.lm_eval_task import load_tasks, task_manager
     from selfens.harness import SelfensLM
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    manager = TaskManager(include_path=[str(BUNDLED_TASKS), *args.include_path])
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-        raise ConfigError(
-            f"unknown lm-eval task(s) {', '.join(unknown)}; bundled: selfens_capitals, selfens_capitals_mc "
-            f"(a task of your own: --include-path FOLDER with its YAML)"
-        )
+    manager = task_manager(args.include_path)
+    load_tasks(tasks, args.include_path)  # an unknown task fails here, before the model loads
     settings = _method_args(args.method_args)
     lm = SelfensLM(
         model=args.model,

@@ -1,6 +1,7 @@
 from selfens.data.base import ParaphraseDataModule
 from selfens.data.batch import Example, ParaphraseBatch, collate
 from selfens.data.jsonl import JsonlQuestions
+from selfens.data.lm_eval_task import LmEvalTask
 from selfens.data.myriadlama import MyriadLAMA
 from selfens.data.pararel import ParaRel
 from selfens.data.records import DataError, Record
@@ -10,6 +11,7 @@ __all__ = [
     "DataError",
     "Example",
     "JsonlQuestions",
+    "LmEvalTask",
     "MyriadLAMA",
     "ParaRel",
     "ParaphraseBatch",
