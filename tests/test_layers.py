@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfens"
 # Lowest first: a part may import the parts of lower levels only.
 LEVELS = {
     **dict.fromkeys(["errors", "stats", "prompting"], 0),
+    "resources": 0,  # bundled data (and the bundled lm-eval tasks' loader: no selfens import)
     **dict.fromkeys(["attention", "metrics"], 1),  # pure: torch (and transformers) only
     "decoding": 2,  # pure: the decode engine
     "model": 3,  # the registry of models and the LanguageModel wrapper

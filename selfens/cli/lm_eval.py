@@ -141,7 +141,7 @@ def _write_task(output: Path, task: str, results: dict, samples: list, lm, label
     module = lm.module()
     view = module.main_view
     rows = [
-        sample_row(s, task, module.method, view, module.lemmatizer, lm.records, lm.phrasing_file)
+        sample_row(s, task, module.method, view, module.lemmatizer, lm.per_phrasing, lm.phrasing_file, lm.num_paraphrases)
         for s in sorted(samples, key=lambda s: s["doc_id"])
     ]
     record = results_record(

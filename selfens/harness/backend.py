@@ -12,15 +12,14 @@ any selfens method over N phrasings of each request's test question.
 - `loglikelihood_rolling`: refused; a whole document has no phrasings.
 
 A request whose document has no phrasings in the file (or whose context does not hold the
-phrased span) runs with its context alone, which every method decodes as `origin` does; such
-requests are counted (`requests`).
+phrased span) runs with its context alone, which every method decodes as `origin` does; the run
+files count such documents (`selfens.harness.records`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Optional
 
 import lm_eval.models  # noqa: F401  (lm-eval's own backends first: its registry fills itself only while empty)
@@ -43,15 +42,6 @@ METHODS = ("origin", "per_prompt", *FUSIONS, "attention")
 
 class HarnessError(SelfensError):
     """A request or a setting the lm-eval backend cannot run as asked."""
-
-
-@dataclass
-class RequestRecord:
-    """What selfens did with one request: its phrasings, and each phrasing's own result (per_prompt)."""
-
-    phrasings: int  # N read (1: the context alone)
-    origin_because: Optional[str] = None  # why it ran without phrasings
-    per_phrasing: list = field(default_factory=list)
 
 
 @register_model("selfens")
@@ -95,7 +85,8 @@ class SelfensLM(LM):
             )
         if int(num_paraphrases) < 1:
             raise ConfigError(f"num_paraphrases must be at least 1, got {num_paraphrases}")
-        self.method, self.num_paraphrases = method, int(num_paraphrases)
+        # origin reads the original wording alone, whatever the file holds
+        self.method, self.num_paraphrases = method, 1 if method == "origin" else int(num_paraphrases)
         self.phrasing_file = PhrasingFile.read(paraphrases) if paraphrases else None
         self.batch = 8 if batch_size in (None, "auto") or str(batch_size).startswith("auto") else int(batch_size)
         self.add_special_tokens = True if add_bos_token is None else bool(add_bos_token)
@@ -105,7 +96,8 @@ class SelfensLM(LM):
         self.settings = {"dtype": dtype, **settings}
         self.device_name = device
         self.modules: dict[str, EnsembleModule] = {}
-        self.records: dict[tuple, RequestRecord] = {}  # (task, doc_id, request kind, idx) -> what was done
+        # per_prompt: (task, doc_id, request kind, idx) -> each phrasing's own answer or (log-likelihood, greedy)
+        self.per_phrasing: dict[tuple, list] = {}
         self.window = context_window(self.language_model.name)
         self.costs: dict[str, RunCost] = {}
 
@@ -159,7 +151,7 @@ class SelfensLM(LM):
         for i, request in enumerate(requests):
             context, options = request.args
             until, max_tokens = self.generation_settings(request, options)
-            example = self.example(i, request, context, "generate_until")
+            example = self.example(i, request, context)
             key = (request.task_name, len(example.segments.blocks), self.first_token(example.segments))
             work[(*key, tuple(until), max_tokens)].append((i, example))
         for (task, _, first, until, max_tokens), items in work.items():
@@ -174,7 +166,7 @@ class SelfensLM(LM):
                 for b, (i, _) in enumerate(chunk):
                     results[i] = out.predictions[b]
                     if out.per_paraphrase is not None:
-                        self.record_of(requests[i], "generate_until").per_phrasing = out.per_paraphrase[b]
+                        self.per_phrasing[key_of(requests[i], "generate_until")] = out.per_paraphrase[b]
                     self.cache_hook.add_partial("generate_until", requests[i].args, results[i])
         return results
 
@@ -193,7 +185,7 @@ class SelfensLM(LM):
                 context, continuation = context[:-spaces], context[-spaces:] + continuation
             whole = self.encode(context + continuation)
             tokens = whole[len(self.encode(context)) :]
-            example = self.example(i, request, context, "loglikelihood")
+            example = self.example(i, request, context)
             if not tokens:
                 results[i] = (0.0, True)
                 continue
@@ -215,9 +207,7 @@ class SelfensLM(LM):
                     greedy = forced.greedy_units(b)
                     if out.per_paraphrase_logprobs is not None:  # per_prompt: each phrasing alone, their mean
                         each = [s for s, _ in out.per_paraphrase_logprobs[b]]
-                        self.record_of(requests[i], "loglikelihood").per_phrasing = [
-                            [s, g] for s, g in zip(each, greedy)
-                        ]
+                        self.per_phrasing[key_of(requests[i], "loglikelihood")] = [[s, g] for s, g in zip(each, greedy)]
                         results[i] = (math.fsum(each) / len(each), all(greedy))
                     else:
                         results[i] = (out.logprobs[b][0], all(greedy))
@@ -238,21 +228,14 @@ class SelfensLM(LM):
     def decoded(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def example(self, i: int, request, context: str, kind: str) -> Example:
+    def example(self, i: int, request, context: str) -> Example:
         """The request as one selfens example: its phrasings (the context alone when it has none)."""
         task, doc = request.task_name, request.doc_id
         phrasings = self.phrasing_file.get(task, doc) if self.phrasing_file is not None else None
         parts = phrased_parts(context, phrasings, self.num_paraphrases)
         segments = request_segments(self.tokenizer, context, parts, self.add_special_tokens)
-        because = None
-        if parts is None:
-            because = "no phrasings in the file" if phrasings is None else "the phrased span is not in the context"
-        self.records[(task, doc, kind, request.idx)] = RequestRecord(len(segments.blocks), because)
         texts = parts[1] if parts is not None else [context]
         return Example(index=i, id=f"{task}/{doc}", paraphrases=texts, answers=[], segments=segments)
-
-    def record_of(self, request, kind: str) -> RequestRecord:
-        return self.records[(request.task_name, request.doc_id, kind, request.idx)]
 
     def generation_settings(self, request, options: dict) -> tuple[list[str], int]:
         """The request's stop strings (with the EOS text, as lm-eval's `hf` backend) and its length."""
@@ -287,6 +270,10 @@ class SelfensLM(LM):
             module.hf_model.device,
             budget.memory_budget(module.hf_model, module.hf_model.device),
         )
+
+
+def key_of(request, kind: str) -> tuple:
+    return (request.task_name, request.doc_id, kind, request.idx)
 
 
 def cut_at(text: str, until: tuple[str, ...] | list[str]) -> str:

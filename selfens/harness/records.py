@@ -20,8 +20,11 @@ from selfens.stats import uncertainty
 RESAMPLES, SEED = 1000, 0
 
 
-def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, records: dict, phrasings) -> dict:
-    """One predictions.jsonl row of an lm-eval sample."""
+def sample_row(
+    sample: dict, task: str, method: str, view: str, lemmatizer, per_phrasing: dict, phrasings, num_paraphrases: int
+) -> dict:
+    """One predictions.jsonl row of an lm-eval sample: what it was asked in how many phrasings (from
+    the file, as the backend read it; so also for a request answered from lm-eval's cache)."""
     doc = sample["doc_id"]
     arguments = _arguments(sample.get("arguments", []))
     kind = "generate_until" if isinstance(_first(sample["filtered_resps"]), str) else "loglikelihood"
@@ -37,25 +40,26 @@ def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, reco
         answers = [choices[g] for g in gold] if isinstance(gold, list) else [choices[int(gold)]]
     context = arguments[0][0] if arguments else ""
     found = phrasings.get(task, doc) if phrasings is not None else None
-    done = [r for (t, d, _, _), r in records.items() if t == task and d == doc]
+    parts = phrased_parts(context, found, num_paraphrases)
     row = {
         "index": doc,
         "id": str(doc),
         "method": method,
         "prediction": prediction,
         "answers": answers,
-        "phrasings": max((r.phrasings for r in done), default=_phrasings(context, found)),
+        "phrasings": len(parts[1]) if parts is not None else 1,
         "scores": {view: score(prediction, answers, lemmatizer)},
         "context_hash": _hash(arguments)[:16],  # what the model was asked (the run identity's `requests`)
         "lm_eval": {m: sample[m] for m in sample.get("metrics", []) if m in sample},
     }
-    because = next((r.origin_because for r in done if r.origin_because), None)
-    if because is not None:
-        row["origin_because"] = because
-    if found is not None:
-        row["paraphrases"] = [found.original, *found.paraphrases]
-    each = [r.per_phrasing for r in sorted(done, key=lambda r: r.phrasings) if r.per_phrasing]
-    if each:
+    if parts is None and num_paraphrases > 1:
+        row["origin_because"] = (
+            "no phrasings in the file" if found is None else "the phrased span is not in the task's context"
+        )
+    if parts is not None:
+        row["paraphrases"] = parts[1]
+    each = [found for (t, d, _, _), found in sorted(per_phrasing.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)]
+    if each:  # per_prompt: each phrasing's own answer, or (log-likelihood, greedy) per choice
         row["per_paraphrase"] = each if kind == "loglikelihood" else each[0]
     return row
 
@@ -69,12 +73,6 @@ def _arguments(arguments) -> list[list]:
 
 def _first(responses):
     return responses[0] if isinstance(responses, list) and responses else responses
-
-
-def _phrasings(context: str, found) -> int:
-    """Phrasings a request read when it was answered from lm-eval's cache (a resumed run)."""
-    parts = phrased_parts(context, found, 10**6) if found is not None else None
-    return len(parts[1]) if parts is not None else 1
 
 
 def results_record(
@@ -96,6 +94,8 @@ def results_record(
     """results.json of one task's run: what `selfens report` reads (method, views' metrics, identity,
     cost), lm-eval's own aggregated results, and how many documents ran without phrasings."""
     method = module.method
+    if method == "origin":  # it reads the original wording alone, whatever the file holds
+        num_paraphrases, phrasings = 1, None
     columns = {f"test/{view}/{m}": [r["scores"][view][m] for r in rows] for m in METRICS}
     means = {k: sum(v) / len(v) for k, v in columns.items() if v}
     metrics = {**means, **{f"test/{m}": means.get(f"test/{view}/{m}") for m in METRICS}}

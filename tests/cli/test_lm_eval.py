@@ -1,0 +1,134 @@
+"""`selfens lm-eval`: lm-eval tasks end to end, the run files `selfens report` pairs, what a
+request without phrasings does, a re-run, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import read_jsonl, selfens, selfens_fails
+
+LIMIT = 4
+PHRASED = [0, 1, 2]  # documents of selfens_capitals with phrasings; document 3 has none
+
+
+@pytest.fixture(scope="module")
+def phrasings(tmp_path_factory) -> Path:
+    from selfens.data.lm_eval_task import load_tasks
+
+    docs = list(load_tasks(["selfens_capitals"])["selfens_capitals"].eval_docs)
+    path = tmp_path_factory.mktemp("phrasings") / "capitals.jsonl"
+    with path.open("w") as f:
+        for doc in PHRASED:
+            q = docs[doc]["question"]
+            city = q.removeprefix("Which country or region is ").removesuffix(" the capital of?")
+            phrased = [f"{city} is the capital of which country or region?", f"Which country has {city} as capital?"]
+            f.write(json.dumps({"id": f"selfens_capitals/{doc}", "original": q, "paraphrases": phrased}) + "\n")
+    return path
+
+
+def lm_eval(model: str, output: Path, method: str, phrasings: Path, *extra) -> None:
+    selfens(
+        "lm-eval", "--tasks", "selfens_capitals,selfens_capitals_mc", "--model", model, "--method", method,
+        "--paraphrases", phrasings, "--num-paraphrases", 3, "--limit", LIMIT, "--output", output, *extra,
+    )  # fmt: skip
+
+
+def run_of(output: Path, task: str, label: str) -> Path:
+    (folder,) = [p for p in sorted((output / task).glob("version_*")) if p.name.endswith(f"-{label}")][-1:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_path, phrasings, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("lm-eval")
+    for method in ("origin", "avg", "attention"):
+        lm_eval(tiny_model_path, output, method, phrasings)
+    return output
+
+
+@pytest.mark.slow
+def test_runs_write_selfens_and_lm_eval_files(runs):
+    for task in ("selfens_capitals", "selfens_capitals_mc"):
+        for label in ("origin", "avg"):
+            folder = run_of(runs, task, label)
+            results = json.loads((folder / "results.json").read_text())
+            rows = read_jsonl(folder / "predictions.jsonl")
+            assert [r["index"] for r in rows] == list(range(LIMIT))
+            assert results["num_examples"] == LIMIT and results["dataset"] == f"lm-eval:{task}"
+            # selfens's EM is the mean of the rows' scores; lm-eval's own numbers are kept beside it
+            assert results["metrics"]["test/em"] == sum(r["scores"][results["main_view"]]["em"] for r in rows) / LIMIT
+            assert results["lm_eval"]["results"]["alias"] == task
+    (results_file,) = (runs / "lm_eval").glob("selfens__*__avg/results_*.json")
+    assert set(json.loads(results_file.read_text())["results"]) == {"selfens_capitals", "selfens_capitals_mc"}
+    assert list(results_file.parent.glob("samples_selfens_capitals_mc_*.jsonl"))
+
+
+@pytest.mark.slow
+def test_a_document_without_phrasings_runs_as_origin_and_is_counted(runs):
+    origin = {r["index"]: r for r in read_jsonl(run_of(runs, "selfens_capitals", "origin") / "predictions.jsonl")}
+    folder = run_of(runs, "selfens_capitals", "avg")
+    results = json.loads((folder / "results.json").read_text())
+    rows = {r["index"]: r for r in read_jsonl(folder / "predictions.jsonl")}
+    assert results["phrasings"]["documents_without_phrasings"] == 1
+    assert "1 of 4 documents had no phrasings (1: no phrasings in the file)" in results["warnings"][0]
+    assert rows[3]["phrasings"] == 1 and rows[3]["origin_because"] == "no phrasings in the file"
+    assert rows[3]["prediction"] == origin[3]["prediction"]
+    assert all(rows[d]["phrasings"] == 3 and "origin_because" not in rows[d] for d in PHRASED)
+    # the multiple-choice task has no phrasings in this file: all its documents ran as origin
+    mc = json.loads((run_of(runs, "selfens_capitals_mc", "avg") / "results.json").read_text())
+    assert mc["phrasings"]["documents_without_phrasings"] == LIMIT
+
+
+@pytest.mark.slow
+def test_report_pairs_each_method_with_origin_of_the_same_task(runs):
+    selfens("report", runs / "selfens_capitals")
+    report = json.loads((runs / "selfens_capitals" / "report.json").read_text())
+    origin = run_of(runs, "selfens_capitals", "origin").name.split("-")[0]
+    paired = {c["method"].split("-")[0]: c["baseline"] for c in report["comparisons"]}
+    assert paired == {"avg": f"selfens_capitals/{origin}", "attention": f"selfens_capitals/{origin}"}
+    assert all(c["n"] == LIMIT for c in report["comparisons"]) and not report["not_compared"]
+
+
+@pytest.mark.slow
+def test_a_rerun_answers_from_the_request_cache(runs, tiny_model_path, phrasings):
+    first = run_of(runs, "selfens_capitals", "avg")
+    lm_eval(tiny_model_path, runs, "avg", phrasings)
+    again = run_of(runs, "selfens_capitals", "avg")
+    assert again != first
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "per_paraphrase"} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(again / "predictions.jsonl")) == strip(read_jsonl(first / "predictions.jsonl"))
+    assert json.loads((again / "results.json").read_text())["cost"]["prefill_tokens"] == 0  # nothing decoded again
+
+
+def test_unknown_task_is_one_line(capsys, tiny_model_path, tmp_path):
+    line = selfens_fails(capsys, "lm-eval", "--tasks", "no_such_task", "--model", tiny_model_path, "--output", tmp_path)
+    assert "unknown lm-eval task(s) no_such_task" in line
+
+
+def test_other_tasks_phrasings_are_refused(capsys, tiny_model_path, tmp_path):
+    file = tmp_path / "other.jsonl"
+    file.write_text(json.dumps({"id": "arc_easy/0", "original": "Why?", "paraphrases": ["How come?"]}) + "\n")
+    line = selfens_fails(
+        capsys, "lm-eval", "--tasks", "selfens_capitals", "--model", tiny_model_path, "--paraphrases", file,
+        "--output", tmp_path,
+    )  # fmt: skip
+    assert "holds phrasings of task(s) arc_easy, not of selfens_capitals" in line
+
+
+def test_unwritable_output_is_one_line(capsys, tiny_model_path, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    line = selfens_fails(
+        capsys, "lm-eval", "--tasks", "selfens_capitals", "--model", tiny_model_path, "--output", blocked / "out"
+    )
+    assert "cannot write under" in line and "--output" in line
+
+
+def test_without_the_extra_the_error_names_the_install(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if not installed
+    line = selfens_fails(capsys, "lm-eval", "--tasks", "selfens_capitals", "--output", tmp_path)
+    assert 'pip install -e ".[lm-eval]"' in line
