@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: the task's)")
     p.add_argument("--batch-size", type=int, default=8, help="requests decoded together")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--device", help="e.g. cuda:0 (default: the CPU)")
+    p.add_argument("--device", help="e.g. cuda:0 or cpu (default: the first GPU if any, else the CPU)")
     p.add_argument("--method-args", default="", help="the method's settings, k=v,k=v (e.g. layout=seed)")
     p.add_argument("--include-path", action="append", default=[], help="a folder of your own task YAMLs (repeatable)")
     p.add_argument("--output", default="lightning_logs/lm-eval", help="where results go")
@@ -141,7 +141,9 @@ def _write_task(output: Path, task: str, results: dict, samples: list, lm, label
     module = lm.module()
     view = module.main_view
     rows = [
-        sample_row(s, task, module.method, view, module.lemmatizer, lm.per_phrasing, lm.phrasing_file, lm.num_paraphrases)
+        sample_row(
+            s, task, module.method, view, module.lemmatizer, lm.per_phrasing, lm.phrasing_file, lm.num_paraphrases
+        )
         for s in sorted(samples, key=lambda s: s["doc_id"])
     ]
     record = results_record(

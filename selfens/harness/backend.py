@@ -19,10 +19,12 @@ files count such documents (`selfens.harness.records`).
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from typing import Optional
 
 import lm_eval.models  # noqa: F401  (lm-eval's own backends first: its registry fills itself only while empty)
+import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
@@ -70,7 +72,8 @@ class SelfensLM(LM):
             paraphrases: the phrasing file (`selfens paraphrase` with the lm-eval source); None: every
                 request runs with its context alone.
             batch_size: requests decoded together ("auto" or None: 8).
-            dtype, device: as for every selfens method (device None: the CPU).
+            dtype: as for every selfens method.
+            device: e.g. "cuda:0" or "cpu"; None: the first GPU if there is one, else the CPU.
             add_bos_token: tokenize contexts with the tokenizer's special tokens (None: its default, as
                 lm-eval's `hf` backend does).
             max_gen_toks: a generation's length where the task does not set one (lm-eval's default).
@@ -94,7 +97,7 @@ class SelfensLM(LM):
         self.language_model = as_language_model(model)
         self.tokenizer = self.language_model.tokenizer
         self.settings = {"dtype": dtype, **settings}
-        self.device_name = device
+        self.run_device = run_device(device)
         self.modules: dict[str, EnsembleModule] = {}
         # per_prompt: (task, doc_id, request kind, idx) -> each phrasing's own answer or (log-likelihood, greedy)
         self.per_phrasing: dict[tuple, list] = {}
@@ -115,11 +118,8 @@ class SelfensLM(LM):
                 module = AttentionFusion(first_token=first_token, **common)
             else:
                 module = LogitFusion(fusion=self.method, **common)
-            if self.device_name is not None:
-                import torch
-
-                module.to(torch.device(self.device_name))
-                module.target_device = lambda: torch.device(self.device_name)
+            module.run_device = self.run_device
+            module.to(self.run_device)
             module.configure_model()
             module.eval()
             self.modules[key] = module
@@ -270,6 +270,16 @@ class SelfensLM(LM):
             module.hf_model.device,
             budget.memory_budget(module.hf_model, module.hf_model.device),
         )
+
+
+def run_device(name: Optional[str]) -> torch.device:
+    """The device asked for; None: the first GPU if there is one. A GPU asked for where there is none
+    (lm-eval's command line asks for cuda by default) falls back to the CPU, as lm-eval's `hf` does."""
+    if name is None or (name.startswith("cuda") and not torch.cuda.is_available()):
+        if name is not None:
+            print(f"selfens: device {name} is not available here; running on the CPU", file=sys.stderr)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def key_of(request, kind: str) -> tuple:

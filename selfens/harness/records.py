@@ -58,7 +58,9 @@ def sample_row(
         )
     if parts is not None:
         row["paraphrases"] = parts[1]
-    each = [found for (t, d, _, _), found in sorted(per_phrasing.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)]
+    each = [
+        found for (t, d, _, _), found in sorted(per_phrasing.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)
+    ]
     if each:  # per_prompt: each phrasing's own answer, or (log-likelihood, greedy) per choice
         row["per_paraphrase"] = each if kind == "loglikelihood" else each[0]
     return row

@@ -105,6 +105,7 @@ class EnsembleModule(L.LightningModule):
         self.stop_rule: Optional[Stop] = None  # in place of the stop strings, e.g. for a test
         self.text_rule: Optional[Callable[[list[int]], str]] = None  # in place of `text`'s cut (lm-eval's)
         self.forced: Optional[Forced] = None  # the tokens to score instead of decoding (`selfens.decoding.forcing`)
+        self.run_device: Optional[torch.device] = None  # where to run without a Trainer (None: the CPU)
 
     # -- what subclasses provide -------------------------------------------------------------------
     extra_scores: tuple[str, ...] = ()  # per-example row fields averaged into `<stage>/<name>`
@@ -224,8 +225,10 @@ class EnsembleModule(L.LightningModule):
         return self.language_model.eos_ids
 
     def target_device(self) -> torch.device:
-        """Where the model will run: the strategy's device, or the CPU without a Trainer."""
-        return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        """Where the model will run: the strategy's device, or without a Trainer `run_device` (the CPU)."""
+        if self._trainer is not None:
+            return self.trainer.strategy.root_device
+        return self.run_device or torch.device("cpu")
 
     def attention_implementation(self) -> str:
         """The transformers attention backend this method runs the model with."""

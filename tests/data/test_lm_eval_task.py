@@ -21,7 +21,9 @@ def test_records_are_the_tasks_questions_in_lm_evals_order():
 
     records = LmEvalTask(tasks=["selfens_capitals", "selfens_capitals_mc"], limit=3).load_records()
     docs = list(load_tasks(["selfens_capitals"])["selfens_capitals"].eval_docs)
-    assert [r.id for r in records] == [f"{t}/{d}" for t in ("selfens_capitals", "selfens_capitals_mc") for d in range(3)]
+    assert [r.id for r in records] == [
+        f"{t}/{d}" for t in ("selfens_capitals", "selfens_capitals_mc") for d in range(3)
+    ]
     for r in records:
         doc = docs[int(r.id.rsplit("/", 1)[1])]
         assert r.paraphrases == [doc["question"]] and r.answers == [doc["answer"]]  # mc: the gold choice's text

@@ -58,7 +58,9 @@ def phrasing_file(folder: Path, task_docs: dict[str, list[int]], phrase, name: s
             eval_docs = list(tasks[task].eval_docs)
             for doc in docs:
                 original = eval_docs[doc]["question"]
-                f.write(json.dumps({"id": f"{task}/{doc}", "original": original, "paraphrases": phrase(original)}) + "\n")
+                f.write(
+                    json.dumps({"id": f"{task}/{doc}", "original": original, "paraphrases": phrase(original)}) + "\n"
+                )
     return path
 
 
