@@ -21,12 +21,12 @@ import hashlib
 import json
 import platform
 import re
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 from selfens.errors import ConfigError
+from selfens.run.interrupt import Interrupted
 
 INSTALL = 'selfens lm-eval needs lm-evaluation-harness: pip install -e ".[lm-eval]" (or make install-lm-eval)'
 
@@ -104,14 +104,8 @@ def main(argv: list[str]) -> None:
             use_cache=str(cache),
             bootstrap_iters=1000,
         )
-    except BaseException as error:
-        from selfens.run.interrupt import Interrupted
-
-        if isinstance(error, (Interrupted, KeyboardInterrupt)):
-            print(
-                f"selfens: answered requests are kept in {cache}_rank0.db; the same command goes on from there",
-                file=sys.stderr,
-            )
+    except Interrupted as stop:
+        stop.folder = f"{cache}_rank0.db"  # lm-eval's request cache: the same command answers from it
         raise
     wall = time.time() - started
     tracker = EvaluationTracker(output_path=str(output / "lm_eval"))
@@ -135,17 +129,17 @@ def main(argv: list[str]) -> None:
 
 
 def _write_task(output: Path, task: str, results: dict, samples: list, lm, label: str, args, wall: float) -> Path:
-    from selfens.harness.records import results_record, sample_row
+    from selfens.harness.records import per_prompt_views, results_record, sample_row
     from selfens.run.files import write_atomic, write_rows
 
     module = lm.module()
     view = module.main_view
     rows = [
-        sample_row(
-            s, task, module.method, view, module.lemmatizer, lm.per_phrasing, lm.phrasing_file, lm.num_paraphrases
-        )
+        sample_row(s, task, module.method, view, module.lemmatizer, lm, lm.num_paraphrases)
         for s in sorted(samples, key=lambda s: s["doc_id"])
     ]
+    if module.method == "per_prompt":
+        per_prompt_views(rows, module, lm.num_paraphrases)
     record = results_record(
         task=task,
         rows=rows,

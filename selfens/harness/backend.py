@@ -101,6 +101,8 @@ class SelfensLM(LM):
         self.modules: dict[str, EnsembleModule] = {}
         # per_prompt: (task, doc_id, request kind, idx) -> each phrasing's own answer or (log-likelihood, greedy)
         self.per_phrasing: dict[tuple, list] = {}
+        # (task, doc_id, "generate_until", idx) -> (log-probability of the generated tokens, their count)
+        self.answer_logprobs: dict[tuple, tuple[float, int]] = {}
         self.window = context_window(self.language_model.name)
         self.costs: dict[str, RunCost] = {}
 
@@ -167,6 +169,8 @@ class SelfensLM(LM):
                     results[i] = out.predictions[b]
                     if out.per_paraphrase is not None:
                         self.per_phrasing[key_of(requests[i], "generate_until")] = out.per_paraphrase[b]
+                    if out.logprobs is not None:
+                        self.answer_logprobs[key_of(requests[i], "generate_until")] = out.logprobs[b]
                     self.cache_hook.add_partial("generate_until", requests[i].args, results[i])
         return results
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Optional
 
 from selfens.harness.phrasings import PhrasingFile, phrased_parts
-from selfens.metrics.views import METRICS, score
+from selfens.metrics.views import METRICS, majority, score
 from selfens.run.cost import RunCost
+from selfens.run.diagnostics import diagnostics
 from selfens.stats import uncertainty
 
 RESAMPLES, SEED = 1000, 0
 
 
-def sample_row(
-    sample: dict, task: str, method: str, view: str, lemmatizer, per_phrasing: dict, phrasings, num_paraphrases: int
-) -> dict:
+def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, num_paraphrases: int) -> dict:
     """One predictions.jsonl row of an lm-eval sample: what it was asked in how many phrasings (from
     the file, as the backend read it; so also for a request answered from lm-eval's cache)."""
     doc = sample["doc_id"]
@@ -35,11 +35,12 @@ def sample_row(
     else:  # one (log-likelihood, greedy) per choice
         scores = [float(r[0]) for r in sample["filtered_resps"]]
         choices = [a[1].strip() for a in arguments]
-        prediction = choices[max(range(len(scores)), key=scores.__getitem__)]
+        chosen = max(range(len(scores)), key=scores.__getitem__)
+        prediction = choices[chosen]
         gold = sample["target"]
         answers = [choices[g] for g in gold] if isinstance(gold, list) else [choices[int(gold)]]
     context = arguments[0][0] if arguments else ""
-    found = phrasings.get(task, doc) if phrasings is not None else None
+    found = lm.phrasing_file.get(task, doc) if lm.phrasing_file is not None else None
     parts = phrased_parts(context, found, num_paraphrases)
     row = {
         "index": doc,
@@ -58,12 +59,34 @@ def sample_row(
         )
     if parts is not None:
         row["paraphrases"] = parts[1]
-    each = [
-        found for (t, d, _, _), found in sorted(per_phrasing.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)
-    ]
+    each = _of_document(lm.per_phrasing, task, doc)
     if each:  # per_prompt: each phrasing's own answer, or (log-likelihood, greedy) per choice
         row["per_paraphrase"] = each if kind == "loglikelihood" else each[0]
+    answer = _of_document(lm.answer_logprobs, task, doc)
+    if kind == "generate_until" and answer:  # (none for a request answered from lm-eval's cache)
+        row["answer_logprob"], row["answer_tokens"] = answer[0]
+    if kind == "loglikelihood":  # how sure: the chosen choice's share of the choices' probability
+        top = max(scores)
+        row["choice_probability"] = 1.0 / math.fsum(math.exp(s - top) for s in scores)
     return row
+
+
+def _of_document(found: dict, task: str, doc: int) -> list:
+    """What the backend kept of a document's requests, in request order (a choice's index)."""
+    return [v for (t, d, _, _), v in sorted(found.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)]
+
+
+def per_prompt_views(rows: list[dict], module, n: int) -> None:
+    """per_prompt on a generation task: score each phrasing's own answer too (views p1..pN, mean,
+    oracle) and the vote's agreement, as for the built-in datasets, when every document read all N
+    phrasings (a run has one set of views)."""
+    if not rows or not all(isinstance(r.get("per_paraphrase"), list) and len(r["per_paraphrase"]) == n for r in rows):
+        return
+    if not all(isinstance(a, str) for r in rows for a in r["per_paraphrase"]):
+        return  # multiple choice: per choice (log-likelihood, greedy), no answers to score
+    for r in rows:
+        r["scores"] = module.view_scores(r["prediction"], r["per_paraphrase"], r["answers"])
+        r["agreement"] = majority(r["per_paraphrase"])[1]
 
 
 def _arguments(arguments) -> list[list]:
@@ -135,6 +158,7 @@ def results_record(
         "num_examples": len(rows),
         "metrics": metrics,
         "uncertainty": {"resamples": RESAMPLES, "seed": SEED, "metrics": uncertainty(columns, RESAMPLES, SEED)},
+        "diagnostics": diagnostics(rows, view, RESAMPLES, SEED),
         "lm_eval": {"results": lm_eval_results, "limit": limit},
         "phrasings": {
             "file": str(phrasings.path) if phrasings is not None else None,

@@ -47,6 +47,8 @@ def answer_confidence(row: dict) -> float | None:
     chose it, or for a vote the share of phrasings that gave it; None for a row that records neither
     (e.g. kept from a run of an older selfens), or for an answer of no tokens (the end came first: the
     probability of that end is not recorded, and 1 would be wrong)."""
+    if "choice_probability" in row:  # multiple choice: the chosen choice's share of the choices' probability
+        return row["choice_probability"]
     if "answer_logprob" in row:
         if not row.get("answer_tokens"):
             return None

@@ -37,6 +37,13 @@ def lm_eval(model: str, output: Path, method: str, phrasings: Path, *extra) -> N
     )  # fmt: skip
 
 
+def answers(rows: list[dict]) -> list[dict]:
+    """The rows less what lm-eval's request cache does not keep (a request answered from it has its
+    answer, not its per-phrasing answers or the answer's log-probability)."""
+    kept_apart = ("per_paraphrase", "answer_logprob", "answer_tokens")
+    return [{k: v for k, v in r.items() if k not in kept_apart} for r in rows]
+
+
 def run_of(output: Path, task: str, label: str) -> Path:
     (folder,) = [p for p in sorted((output / task).glob("version_*")) if p.name.endswith(f"-{label}")][-1:]
     return folder
@@ -99,8 +106,7 @@ def test_a_rerun_answers_from_the_request_cache(runs, tiny_model_path, phrasings
     lm_eval(tiny_model_path, runs, "avg", phrasings)
     again = run_of(runs, "selfens_capitals", "avg")
     assert again != first
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "per_paraphrase"} for r in rows]  # noqa: E731
-    assert strip(read_jsonl(again / "predictions.jsonl")) == strip(read_jsonl(first / "predictions.jsonl"))
+    assert answers(read_jsonl(again / "predictions.jsonl")) == answers(read_jsonl(first / "predictions.jsonl"))
     assert json.loads((again / "results.json").read_text())["cost"]["prefill_tokens"] == 0  # nothing decoded again
 
 
@@ -132,3 +138,40 @@ def test_without_the_extra_the_error_names_the_install(capsys, monkeypatch, tmp_
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if not installed
     line = selfens_fails(capsys, "lm-eval", "--tasks", "selfens_capitals", "--output", tmp_path)
     assert 'pip install -e ".[lm-eval]"' in line
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_and_the_same_command_goes_on(tiny_model_path, phrasings, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import console_script
+
+    def command(output: Path) -> list[str]:
+        return [
+            *console_script(), "lm-eval", "--tasks", "selfens_capitals", "--model", tiny_model_path, "--method", "avg",
+            "--paraphrases", str(phrasings), "--num-paraphrases", "3", "--limit", "60", "--batch-size", "1",
+            "--output", str(output),
+        ]  # fmt: skip
+
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(command(stopped), stderr=subprocess.PIPE, text=True)
+    cache = stopped / ".requests"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if list(cache.glob("*_rank0.db")):  # decoding has started
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM; what finished is kept in" in err and "_rank0.db" in err
+    assert "to go on, run: selfens lm-eval --tasks selfens_capitals" in err
+    assert not list(stopped.glob("selfens_capitals/version_*")), "nothing is written for a run cut short"
+    subprocess.run(command(stopped), check=True, capture_output=True)
+    whole = tmp_path / "whole"
+    subprocess.run(command(whole), check=True, capture_output=True)
+    rows = lambda output: read_jsonl(run_of(output, "selfens_capitals", "avg") / "predictions.jsonl")  # noqa: E731
+    assert answers(rows(stopped)) == answers(rows(whole))
