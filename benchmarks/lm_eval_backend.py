@@ -93,7 +93,9 @@ def main() -> None:
     print(f"{'run':>3}  {'selfens s':>9}  {'hf s':>7}  {'ratio':>5}  load")
     for k, (s, h, r, load) in enumerate(zip(times["selfens"], times["hf"], ratios, loads)):
         print(f"{k:>3}  {s:>9.1f}  {h:>7.1f}  {r:>5.2f}  {load:.2f}")
-    print(f"median ratio selfens/hf: {statistics.median(ratios):.2f} ({args.tasks}, {args.limit} documents, {args.model})")
+    print(
+        f"median ratio selfens/hf: {statistics.median(ratios):.2f} ({args.tasks}, {args.limit} documents, {args.model})"
+    )
     for task, found in same.items():
         print(f"{task}: {found}")
     if args.out:
