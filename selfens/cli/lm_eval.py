@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import re
 import time
@@ -61,6 +62,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
+    for name in ("limit", "batch_size", "num_paraphrases"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "selfens lm-eval runs in one process (it does not split requests between processes); for several GPUs "
+            "start one run per GPU, each with its own tasks or --device"
+        )
     try:
         import lm_eval  # noqa: F401
     except ImportError:
@@ -116,6 +126,9 @@ def main(argv: list[str]) -> None:
     for task in samples:
         tracker.save_results_samples(task_name=task, samples=samples[task])
     for task in tasks:
+        if not samples.get(task):
+            print(f"{task}: no documents were evaluated (its evaluation split is empty): nothing written for it")
+            continue
         folder = _write_task(output, task, results, samples[task], lm, label, args, wall)
         metrics = json.loads((folder / "results.json").read_text())["metrics"]
         shown = ", ".join(f"{m} {metrics.get(f'test/{m}'):.3f}" for m in ("em", "f1", "lemma"))

@@ -175,3 +175,34 @@ def test_sigterm_stops_the_run_and_the_same_command_goes_on(tiny_model_path, phr
     subprocess.run(command(whole), check=True, capture_output=True)
     rows = lambda output: read_jsonl(run_of(output, "selfens_capitals", "avg") / "predictions.jsonl")  # noqa: E731
     assert answers(rows(stopped)) == answers(rows(whole))
+
+
+@pytest.mark.parametrize("option", ["--limit", "--batch-size", "--num-paraphrases"])
+def test_a_zero_is_one_line(capsys, tmp_path, option):
+    line = selfens_fails(capsys, "lm-eval", "--tasks", "selfens_capitals", option, 0, "--output", tmp_path)
+    assert f"{option} must be at least 1, got 0" in line
+
+
+def test_several_processes_are_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch` or torchrun set it
+    line = selfens_fails(capsys, "lm-eval", "--tasks", "selfens_capitals", "--output", tmp_path)
+    assert "runs in one process" in line
+
+
+@pytest.mark.slow
+def test_lm_evals_own_command_runs_the_selfens_model(tiny_model_path, phrasings, tmp_path):
+    import subprocess
+
+    from selfens.data.lm_eval_task import BUNDLED_TASKS
+
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "selfens.harness", "run", "--model", "selfens", "--model_args",
+            f"model={tiny_model_path},method=avg,num_paraphrases=3,paraphrases={phrasings}", "--tasks", "selfens_capitals",
+            "--include_path", str(BUNDLED_TASKS), "--limit", "2", "--device", "cpu", "--output_path", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "selfens_capitals" in done.stdout and "exact_match" in done.stdout
+    assert list(tmp_path.rglob("results_*.json"))
