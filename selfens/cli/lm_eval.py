@@ -27,6 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from selfens.errors import ConfigError
+from selfens.run.files import write_atomic, write_rows
 from selfens.run.interrupt import Interrupted
 
 INSTALL = 'selfens lm-eval needs lm-evaluation-harness: pip install -e ".[lm-eval]" (or make install-lm-eval)'
@@ -125,13 +126,18 @@ def main(argv: list[str]) -> None:
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in samples:
         tracker.save_results_samples(task_name=task, samples=samples[task])
+    # Every task's files are made before any is written: a failure leaves no run half written.
+    made = {}
     for task in tasks:
         if not samples.get(task):
             print(f"{task}: no documents were evaluated (its evaluation split is empty): nothing written for it")
             continue
-        folder = _write_task(output, task, results, samples[task], lm, label, args, wall)
-        metrics = json.loads((folder / "results.json").read_text())["metrics"]
-        shown = ", ".join(f"{m} {metrics.get(f'test/{m}'):.3f}" for m in ("em", "f1", "lemma"))
+        made[task] = _task_run(task, results, samples[task], lm, label, args, wall)
+    for task, (rows, record) in made.items():
+        folder = _new_version(output / task, label)
+        write_rows(folder / "predictions.jsonl", rows)
+        write_atomic(folder / "results.json", json.dumps(record, indent=2, default=float) + "\n")
+        shown = ", ".join(f"{m} {record['metrics'][f'test/{m}']:.3f}" for m in ("em", "f1", "lemma"))
         lm_shown = ", ".join(
             f"{k} {v:.3f}"
             for k, v in results["results"].get(task, {}).items()
@@ -141,9 +147,9 @@ def main(argv: list[str]) -> None:
     print(f"lm-eval's own results and samples: {output / 'lm_eval' / run_name}")
 
 
-def _write_task(output: Path, task: str, results: dict, samples: list, lm, label: str, args, wall: float) -> Path:
+def _task_run(task: str, results: dict, samples: list, lm, label: str, args, wall: float) -> tuple[list, dict]:
+    """predictions.jsonl rows and results.json of one task's run."""
     from selfens.harness.records import per_prompt_views, results_record, sample_row
-    from selfens.run.files import write_atomic, write_rows
 
     module = lm.module()
     view = module.main_view
@@ -168,10 +174,7 @@ def _write_task(output: Path, task: str, results: dict, samples: list, lm, label
         wall_time_s=wall,
         versions={"python": platform.python_version(), **{p: version(p) for p in ("torch", "transformers", "lm_eval")}},
     )
-    folder = _new_version(output / task, label)
-    write_rows(folder / "predictions.jsonl", rows)
-    write_atomic(folder / "results.json", json.dumps(record, indent=2, default=float) + "\n")
-    return folder
+    return rows, record
 
 
 def _method_args(text: str) -> dict:

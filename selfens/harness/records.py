@@ -60,8 +60,10 @@ def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, 
     if parts is not None:
         row["paraphrases"] = parts[1]
     each = _of_document(lm.per_phrasing, task, doc)
-    if each:  # per_prompt: each phrasing's own answer, or (log-likelihood, greedy) per choice
-        row["per_paraphrase"] = each if kind == "loglikelihood" else each[0]
+    if each and kind == "generate_until":  # per_prompt: each phrasing's own answer
+        row["per_paraphrase"] = each[0]
+    elif each:  # per_prompt on multiple choice: per choice, each phrasing's [log-likelihood, greedy]
+        row["per_paraphrase_loglikelihoods"] = each
     answer = _of_document(lm.answer_logprobs, task, doc)
     if kind == "generate_until" and answer:  # (none for a request answered from lm-eval's cache)
         row["answer_logprob"], row["answer_tokens"] = answer[0]
@@ -82,8 +84,6 @@ def per_prompt_views(rows: list[dict], module, n: int) -> None:
     phrasings (a run has one set of views)."""
     if not rows or not all(isinstance(r.get("per_paraphrase"), list) and len(r["per_paraphrase"]) == n for r in rows):
         return
-    if not all(isinstance(a, str) for r in rows for a in r["per_paraphrase"]):
-        return  # multiple choice: per choice (log-likelihood, greedy), no answers to score
     for r in rows:
         r["scores"] = module.view_scores(r["prediction"], r["per_paraphrase"], r["answers"])
         r["agreement"] = majority(r["per_paraphrase"])[1]

@@ -17,7 +17,7 @@ def diagnostics(rows: list[dict], main_view: str, resamples: int, seed: int, wei
     confidences (`weighed_by`: their measure), each against whether its phrasing's own answer is right."""
     scored = [r for r in rows if "scores" in r]
     found = {}
-    if scored and all("per_paraphrase" in r for r in scored):
+    if scored and all(f"p{len(r.get('per_paraphrase', []))}" in r["scores"] for r in scored):  # each phrasing scored
         answers = [[normalize_answer(a) for a in r["per_paraphrase"]] for r in scored]
         correct = [[r["scores"][f"p{k + 1}"]["em"] for k in range(len(r["per_paraphrase"]))] for r in scored]
         found["sensitivity"] = sensitivity(answers, correct, resamples, seed)

@@ -52,7 +52,7 @@ def run_of(output: Path, task: str, label: str) -> Path:
 @pytest.fixture(scope="module")
 def runs(tiny_model_path, phrasings, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("lm-eval")
-    for method in ("origin", "avg", "attention"):
+    for method in ("origin", "avg", "attention", "per_prompt"):
         lm_eval(tiny_model_path, output, method, phrasings)
     return output
 
@@ -91,12 +91,24 @@ def test_a_document_without_phrasings_runs_as_origin_and_is_counted(runs):
 
 
 @pytest.mark.slow
+def test_per_prompt_keeps_each_phrasings_answers(runs):
+    generation = read_jsonl(run_of(runs, "selfens_capitals", "per_prompt") / "predictions.jsonl")
+    assert [len(r["per_paraphrase"]) for r in generation] == [3, 3, 3, 1]  # document 3: its context alone
+    choices = read_jsonl(run_of(runs, "selfens_capitals_mc", "per_prompt") / "predictions.jsonl")
+    for r in choices:  # per choice, each phrasing's [log-likelihood, greedy]; no phrasings here: one each
+        assert len(r["per_paraphrase_loglikelihoods"]) == 4 and all(
+            len(c) == 1 for c in r["per_paraphrase_loglikelihoods"]
+        )
+        assert 0 < r["choice_probability"] <= 1
+
+
+@pytest.mark.slow
 def test_report_pairs_each_method_with_origin_of_the_same_task(runs):
     selfens("report", runs / "selfens_capitals")
     report = json.loads((runs / "selfens_capitals" / "report.json").read_text())
     origin = run_of(runs, "selfens_capitals", "origin").name.split("-")[0]
     paired = {c["method"].split("-")[0]: c["baseline"] for c in report["comparisons"]}
-    assert paired == {"avg": f"selfens_capitals/{origin}", "attention": f"selfens_capitals/{origin}"}
+    assert paired == {m: f"selfens_capitals/{origin}" for m in ("avg", "attention", "per_prompt")}
     assert all(c["n"] == LIMIT for c in report["comparisons"]) and not report["not_compared"]
 
 
