@@ -50,7 +50,8 @@ def timed(command: list[str]) -> float:
 
 
 def samples(folder: Path, task: str) -> dict[int, dict]:
-    (path,) = sorted(folder.rglob(f"samples_{task}_*.jsonl"))[-1:]
+    # samples_<task>_<date>.jsonl: the date, so that selfens_capitals does not match selfens_capitals_mc's
+    (path,) = sorted(p for p in folder.rglob(f"samples_{task}_*.jsonl") if p.name[len(task) + 9 :][:1].isdigit())[-1:]
     return {s["doc_id"]: s for s in map(json.loads, path.read_text().splitlines())}
 
 

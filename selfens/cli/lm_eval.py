@@ -154,7 +154,7 @@ def _task_run(task: str, results: dict, samples: list, lm, label: str, args, wal
     module = lm.module()
     view = module.main_view
     rows = [
-        sample_row(s, task, module.method, view, module.lemmatizer, lm, lm.num_paraphrases)
+        sample_row(s, task, module.method, view, module.lemmatizer, lm)
         for s in sorted(samples, key=lambda s: s["doc_id"])
     ]
     if module.method == "per_prompt":

@@ -99,10 +99,11 @@ class SelfensLM(LM):
         self.settings = {"dtype": dtype, **settings}
         self.run_device = run_device(device)
         self.modules: dict[str, EnsembleModule] = {}
-        # per_prompt: (task, doc_id, request kind, idx) -> each phrasing's own answer or (log-likelihood, greedy)
-        self.per_phrasing: dict[tuple, list] = {}
-        # (task, doc_id, "generate_until", idx) -> (log-probability of the generated tokens, their count)
-        self.answer_logprobs: dict[tuple, tuple[float, int]] = {}
+        # What the run files keep beside the answers, (task, doc_id) -> {(request kind, idx): value}:
+        # per_prompt's each phrasing's own answer or [log-likelihood, greedy]; a generation's
+        # (log-probability of its tokens, their count).
+        self.per_phrasing: dict[tuple, dict] = {}
+        self.answer_logprobs: dict[tuple, dict] = {}
         self.window = context_window(self.language_model.name)
         self.costs: dict[str, RunCost] = {}
 
@@ -168,9 +169,9 @@ class SelfensLM(LM):
                 for b, (i, _) in enumerate(chunk):
                     results[i] = out.predictions[b]
                     if out.per_paraphrase is not None:
-                        self.per_phrasing[key_of(requests[i], "generate_until")] = out.per_paraphrase[b]
+                        keep(self.per_phrasing, requests[i], "generate_until", out.per_paraphrase[b])
                     if out.logprobs is not None:
-                        self.answer_logprobs[key_of(requests[i], "generate_until")] = out.logprobs[b]
+                        keep(self.answer_logprobs, requests[i], "generate_until", out.logprobs[b])
                     self.cache_hook.add_partial("generate_until", requests[i].args, results[i])
         return results
 
@@ -211,7 +212,7 @@ class SelfensLM(LM):
                     greedy = forced.greedy_units(b)
                     if out.per_paraphrase_logprobs is not None:  # per_prompt: each phrasing alone, their mean
                         each = [s for s, _ in out.per_paraphrase_logprobs[b]]
-                        self.per_phrasing[key_of(requests[i], "loglikelihood")] = [[s, g] for s, g in zip(each, greedy)]
+                        keep(self.per_phrasing, requests[i], "loglikelihood", [[s, g] for s, g in zip(each, greedy)])
                         results[i] = (math.fsum(each) / len(each), all(greedy))
                     else:
                         results[i] = (out.logprobs[b][0], all(greedy))
@@ -286,8 +287,8 @@ def run_device(name: Optional[str]) -> torch.device:
     return torch.device(name)
 
 
-def key_of(request, kind: str) -> tuple:
-    return (request.task_name, request.doc_id, kind, request.idx)
+def keep(store: dict, request, kind: str, value) -> None:
+    store.setdefault((request.task_name, request.doc_id), {})[(kind, request.idx)] = value
 
 
 def cut_at(text: str, until: tuple[str, ...] | list[str]) -> str:

@@ -22,7 +22,7 @@ from selfens.stats import uncertainty
 RESAMPLES, SEED = 1000, 0
 
 
-def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, num_paraphrases: int) -> dict:
+def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm) -> dict:
     """One predictions.jsonl row of an lm-eval sample: what it was asked in how many phrasings (from
     the file, as the backend read it; so also for a request answered from lm-eval's cache)."""
     doc = sample["doc_id"]
@@ -41,7 +41,7 @@ def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, 
         answers = [choices[g] for g in gold] if isinstance(gold, list) else [choices[int(gold)]]
     context = arguments[0][0] if arguments else ""
     found = lm.phrasing_file.get(task, doc) if lm.phrasing_file is not None else None
-    parts = phrased_parts(context, found, num_paraphrases)
+    parts = phrased_parts(context, found, lm.num_paraphrases)
     row = {
         "index": doc,
         "id": str(doc),
@@ -53,7 +53,7 @@ def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, 
         "context_hash": _hash(arguments)[:16],  # what the model was asked (the run identity's `requests`)
         "lm_eval": {m: sample[m] for m in sample.get("metrics", []) if m in sample},
     }
-    if parts is None and num_paraphrases > 1:
+    if parts is None and lm.num_paraphrases > 1:
         row["origin_because"] = (
             "no phrasings in the file" if found is None else "the phrased span is not in the task's context"
         )
@@ -75,7 +75,7 @@ def sample_row(sample: dict, task: str, method: str, view: str, lemmatizer, lm, 
 
 def _of_document(found: dict, task: str, doc: int) -> list:
     """What the backend kept of a document's requests, in request order (a choice's index)."""
-    return [v for (t, d, _, _), v in sorted(found.items(), key=lambda kv: kv[0][3]) if (t, d) == (task, doc)]
+    return [v for _, v in sorted(found.get((task, doc), {}).items())]
 
 
 def per_prompt_views(rows: list[dict], module, n: int) -> None:
