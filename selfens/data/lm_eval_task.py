@@ -10,6 +10,7 @@ multiple choice, the gold choice). Nothing is decoded to collect them. The parap
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from importlib.resources import files
 from typing import Optional, Union
 
@@ -23,12 +24,20 @@ INSTALL = 'lm-eval tasks need lm-evaluation-harness: pip install -e ".[lm-eval]"
 
 
 def task_manager(include_path: Optional[list[str]] = None):
-    """lm-eval's task index with the bundled tasks (and the user's folders) in it."""
+    """lm-eval's task index with the bundled tasks (and the user's folders) in it; built once per
+    process for the same folders (indexing lm-eval's thousands of task files takes seconds)."""
     try:
-        from lm_eval.tasks import TaskManager
+        import lm_eval.tasks  # noqa: F401
     except ImportError:
         raise ConfigError(INSTALL) from None
-    return TaskManager(include_path=[str(BUNDLED_TASKS), *(include_path or [])])
+    return _task_manager(tuple(include_path or ()))
+
+
+@lru_cache(maxsize=4)
+def _task_manager(include_path: tuple[str, ...]):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(BUNDLED_TASKS), *include_path])
 
 
 def load_tasks(names: list[str], include_path: Optional[list[str]] = None) -> dict:

@@ -19,6 +19,7 @@ files count such documents (`selfens.harness.records`).
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections import defaultdict
 from typing import Optional
@@ -151,10 +152,11 @@ class SelfensLM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         results: list[Optional[str]] = [None] * len(requests)
         work = defaultdict(list)  # (task, N, first token, until, max tokens) -> [(request index, example)]
+        shared = shared_starts(requests, [r.args[0] for r in requests])
         for i, request in enumerate(requests):
             context, options = request.args
             until, max_tokens = self.generation_settings(request, options)
-            example = self.example(i, request, context)
+            example = self.example(i, request, context, shared[request.task_name])
             key = (request.task_name, len(example.segments.blocks), self.first_token(example.segments))
             work[(*key, tuple(until), max_tokens)].append((i, example))
         for (task, _, first, until, max_tokens), items in work.items():
@@ -178,6 +180,7 @@ class SelfensLM(LM):
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         results: list[Optional[tuple[float, bool]]] = [None] * len(requests)
         work = defaultdict(list)  # (task, N, first token) -> [(request index, example, continuation tokens)]
+        shared = shared_starts(requests, [r.args[0].rstrip() for r in requests])
         for i, request in enumerate(requests):
             context, continuation = request.args
             if not context:
@@ -190,7 +193,7 @@ class SelfensLM(LM):
                 context, continuation = context[:-spaces], context[-spaces:] + continuation
             whole = self.encode(context + continuation)
             tokens = whole[len(self.encode(context)) :]
-            example = self.example(i, request, context)
+            example = self.example(i, request, context, shared[request.task_name])
             if not tokens:
                 results[i] = (0.0, True)
                 continue
@@ -233,13 +236,16 @@ class SelfensLM(LM):
     def decoded(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def example(self, i: int, request, context: str) -> Example:
-        """The request as one selfens example: its phrasings (the context alone when it has none)."""
+    def example(self, i: int, request, context: str, shared: str) -> Example:
+        """The request as one selfens example: its phrasings, or the context alone when it has none
+        (read after `shared`, the start its task's contexts have in common, as after a prefix)."""
         task, doc = request.task_name, request.doc_id
         phrasings = self.phrasing_file.get(task, doc) if self.phrasing_file is not None else None
         parts = phrased_parts(context, phrasings, self.num_paraphrases)
-        segments = request_segments(self.tokenizer, context, parts, self.add_special_tokens)
         texts = parts[1] if parts is not None else [context]
+        if parts is None and shared and len(context) > len(shared):
+            parts = (shared, [context[len(shared) :]], "")
+        segments = request_segments(self.tokenizer, context, parts, self.add_special_tokens)
         return Example(index=i, id=f"{task}/{doc}", paraphrases=texts, answers=[], segments=segments)
 
     def generation_settings(self, request, options: dict) -> tuple[list[str], int]:
@@ -275,6 +281,15 @@ class SelfensLM(LM):
             module.hf_model.device,
             budget.memory_budget(module.hf_model, module.hf_model.device),
         )
+
+
+def shared_starts(requests, contexts: list[str]) -> dict[str, str]:
+    """Per task, the text all its requests' contexts start with (instructions, fixed few-shot examples):
+    read once as a prefix where a request has no phrasings to cut it at."""
+    by_task: dict[str, list[str]] = defaultdict(list)
+    for request, context in zip(requests, contexts):
+        by_task[request.task_name].append(context)
+    return {task: os.path.commonprefix(found) if len(found) > 1 else "" for task, found in by_task.items()}
 
 
 def run_device(name: Optional[str]) -> torch.device:

@@ -163,7 +163,7 @@ def test_sigterm_stops_the_run_and_the_same_command_goes_on(tiny_model_path, phr
     def command(output: Path) -> list[str]:
         return [
             *console_script(), "lm-eval", "--tasks", "selfens_capitals", "--model", tiny_model_path, "--method", "avg",
-            "--paraphrases", str(phrasings), "--num-paraphrases", "3", "--limit", "60", "--batch-size", "1",
+            "--paraphrases", str(phrasings), "--num-paraphrases", "3", "--limit", "40", "--batch-size", "1",
             "--output", str(output),
         ]  # fmt: skip
 
