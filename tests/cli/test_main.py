@@ -299,6 +299,7 @@ def test_python_m_selfens_help(capsys, monkeypatch):
         "fit",
         "mask",
         "paraphrase",
+        "lm-eval",
         "report",
         "study",
         "ask",
