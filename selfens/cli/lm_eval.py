@@ -86,6 +86,8 @@ def main(argv: list[str]) -> None:
     manager = task_manager(args.include_path)
     load_tasks(tasks, args.include_path)  # an unknown task fails here, before the model loads
     settings = _method_args(args.method_args)
+    output = Path(args.output)
+    _writable(output / ".requests")  # before the model loads
     lm = SelfensLM(
         model=args.model,
         method=args.method,
@@ -99,10 +101,7 @@ def main(argv: list[str]) -> None:
     if lm.phrasing_file is not None:
         lm.phrasing_file.check_tasks(tasks)
     label = _label(lm.module())
-    output = Path(args.output)
-    run_key = _run_key(args, lm, tasks)
-    cache = output / ".requests" / f"{label}-{run_key}"
-    _writable(cache.parent)
+    cache = output / ".requests" / f"{label}-{_run_key(args, lm, tasks)}"
     started = time.time()
     try:
         results = simple_evaluate(
