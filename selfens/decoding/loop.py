@@ -262,8 +262,9 @@ def decode(
         if running is None:
             break
         next_token = choose(fused, alive)  # [A]
-        chosen = fused.softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A]
-        chosen_log = fused.log_softmax(-1).gather(-1, next_token.unsqueeze(-1)).squeeze(-1)  # [A], exact when tiny
+        # log-softmax of the chosen token only (exact when tiny), and its probability
+        chosen_log = fused.gather(-1, next_token.unsqueeze(-1)).squeeze(-1) - fused.logsumexp(-1)  # [A]
+        chosen = chosen_log.exp()
         finished = torch.isin(next_token, eos)
         for i, b in enumerate(alive.tolist()):
             if finished[i]:

@@ -100,6 +100,7 @@ class SelfensLM(LM):
         self.settings = {"dtype": dtype, **settings}
         self.run_device = run_device(device)
         self.modules: dict[str, EnsembleModule] = {}
+        self.memory: Optional[int] = None  # bytes decoding may take, measured once the weights are in
         # What the run files keep beside the answers, (task, doc_id) -> {(request kind, idx): value}:
         # per_prompt's each phrasing's own answer or [log-likelihood, greedy]; a generation's
         # (log-probability of its tokens, their count).
@@ -127,6 +128,8 @@ class SelfensLM(LM):
             module.configure_model()
             module.eval()
             self.modules[key] = module
+            if self.memory is None:  # (the modules share one loaded model)
+                self.memory = budget.memory_budget(module.hf_model, module.hf_model.device)
         return self.modules[key]
 
     def first_token(self, segments) -> str:
@@ -165,7 +168,7 @@ class SelfensLM(LM):
             module.stop_rule = lambda _, tokens, until=until: any(u in self.decoded(tokens) for u in until)
             module.text_rule = lambda tokens, until=until: cut_at(self.decoded(tokens), until)
             for chunk in chunks(items, self.batch):
-                self.check_length(module, chunk, max_tokens, requests)
+                self.fit_rows(module, chunk, max_tokens, requests)
                 out = module.decode(collate([e for _, e in chunk], self.tokenizer.pad_token_id))
                 self.add_cost(task, out)
                 for b, (i, _) in enumerate(chunk):
@@ -193,10 +196,10 @@ class SelfensLM(LM):
                 context, continuation = context[:-spaces], context[-spaces:] + continuation
             whole = self.encode(context + continuation)
             tokens = whole[len(self.encode(context)) :]
-            example = self.example(i, request, context, shared[request.task_name])
             if not tokens:
                 results[i] = (0.0, True)
                 continue
+            example = self.example(i, request, context, shared[request.task_name])
             key = (request.task_name, len(example.segments.blocks), self.first_token(example.segments))
             work[key].append((i, example, tokens))
         for (task, _, first), items in work.items():
@@ -204,7 +207,7 @@ class SelfensLM(LM):
             module.stop_rule = module.text_rule = None
             for chunk in chunks(items, self.batch):
                 module.hparams.max_new_tokens = max(len(t) for _, _, t in chunk)
-                self.check_length(module, [(i, e) for i, e, _ in chunk], module.hparams.max_new_tokens, requests)
+                self.fit_rows(module, [(i, e) for i, e, _ in chunk], module.hparams.max_new_tokens, requests)
                 module.forced = Forced([t for _, _, t in chunk])
                 try:
                     out = module.decode(collate([e for _, e, _ in chunk], self.tokenizer.pad_token_id))
@@ -263,11 +266,12 @@ class SelfensLM(LM):
             until.append(eos)
         return until, int(options.get("max_gen_toks", self.max_gen_toks))
 
-    def check_length(self, module: EnsembleModule, chunk, new_tokens: int, requests) -> None:
-        """Every row must fit the model's context window with its new tokens: selfens does not cut a
-        prompt (lm-eval's `hf` backend would drop its start)."""
-        for i, example in chunk:
-            need = module.prompt_length(example.segments) + new_tokens
+    def fit_rows(self, module: EnsembleModule, chunk, new_tokens: int, requests) -> None:
+        """Check that every row fits the model's context window with its new tokens (selfens does not
+        cut a prompt; lm-eval's `hf` backend would drop its start), and size the decode's rows from
+        the memory measured once the weights were in."""
+        lengths = [module.prompt_length(example.segments) + new_tokens for _, example in chunk]
+        for (i, _), need in zip(chunk, lengths):
             if self.window is not None and need > self.window:
                 r = requests[i]
                 raise HarnessError(
@@ -275,12 +279,8 @@ class SelfensLM(LM):
                     f"{need} positions, more than {self.language_model.name}'s {self.window}; use fewer few-shot "
                     f"examples (--num_fewshot) or a shorter max_gen_toks"
                 )
-        module.decode_rows = budget.decode_rows(
-            module.hf_model,
-            max(module.prompt_length(e.segments) for _, e in chunk) + new_tokens,
-            module.hf_model.device,
-            budget.memory_budget(module.hf_model, module.hf_model.device),
-        )
+        model = module.hf_model
+        module.decode_rows = budget.decode_rows(model, max(lengths), model.device, self.memory)
 
 
 def shared_starts(requests, contexts: list[str]) -> dict[str, str]:
