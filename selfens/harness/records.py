@@ -14,7 +14,7 @@ import math
 from typing import Optional
 
 from selfens.harness.phrasings import PhrasingFile, phrased_parts
-from selfens.metrics.views import METRICS, majority, score
+from selfens.metrics.views import common_name, majority, score, score_columns
 from selfens.run.cost import RunCost
 from selfens.run.diagnostics import diagnostics
 from selfens.stats import uncertainty
@@ -121,9 +121,10 @@ def results_record(
     method = module.method
     if method == "origin":  # it reads the original wording alone, whatever the file holds
         num_paraphrases, phrasings = 1, None
-    columns = {f"test/{view}/{m}": [r["scores"][view][m] for r in rows] for m in METRICS}
-    means = {k: sum(v) / len(v) for k, v in columns.items() if v}
-    metrics = {**means, **{f"test/{m}": means.get(f"test/{view}/{m}") for m in METRICS}}
+    # Every view's scores (per_prompt: each phrasing's too) and the extras, as a run's metrics are.
+    columns = score_columns(rows, "test", view)
+    extras = {common_name("test", x): [r[x] for r in rows] for x in module.extra_scores if all(x in r for r in rows)}
+    metrics = {k: math.fsum(v) / len(v) for k, v in {**columns, **extras}.items()}
     without = [r for r in rows if r["phrasings"] == 1 and num_paraphrases > 1]
     settings = module.method_settings()
     evaluation = {

@@ -218,3 +218,22 @@ def test_lm_evals_own_command_runs_the_selfens_model(tiny_model_path, phrasings,
     assert done.returncode == 0, done.stderr[-2000:]
     assert "selfens_capitals" in done.stdout and "exact_match" in done.stdout
     assert list(tmp_path.rglob("results_*.json"))
+
+
+@pytest.mark.slow
+def test_per_prompt_records_every_phrasings_view(tiny_model_path, phrasings, tmp_path):
+    from tests.helpers import scores
+
+    selfens(
+        "lm-eval", "--tasks", "selfens_capitals", "--model", tiny_model_path, "--method", "per_prompt",
+        "--paraphrases", phrasings, "--num-paraphrases", 3, "--limit", len(PHRASED), "--output", tmp_path,
+    )  # fmt: skip
+    folder = run_of(tmp_path, "selfens_capitals", "per_prompt")
+    rows = read_jsonl(folder / "predictions.jsonl")
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    assert all(len(r["per_paraphrase"]) == 3 for r in rows)
+    for k in range(3):  # each phrasing's own answers, scored by the independent scorer
+        mine = [scores(r["per_paraphrase"][k], r["answers"]) for r in rows]
+        for m in ("em", "f1"):
+            assert metrics[f"test/p{k + 1}/{m}"] == pytest.approx(sum(s[m] for s in mine) / len(rows))
+    assert metrics["test/agreement"] == pytest.approx(sum(r["agreement"] for r in rows) / len(rows))
