@@ -36,6 +36,12 @@ class PhrasingFile:
     @classmethod
     def read(cls, path: str | Path) -> PhrasingFile:
         path = Path(path)
+        if not path.exists():  # (the other datasets' message names their own config)
+            raise DataError(
+                f"phrasing file not found: {path}; write it with `selfens paraphrase --config "
+                f"configs/paraphrase/lm_eval.yaml --data.init_args.tasks '[TASK]' --model.output {path}`, or hand "
+                f"in your own (one JSON object a line: id <task>/<doc_id>, original, paraphrases)"
+            )
         rows = {}
         for qid, row in read_paraphrase_file(path).items():
             where = f"{path}:{row['line']}"

@@ -196,3 +196,10 @@ def test_phrasing_zero_reads_the_context_as_lm_eval_tokenizes_it(tiny_model_path
     assert segments.prefix and segments.suffix, "the few-shot prefix and the answer cue are shared"
     for k, text in enumerate(parts[1]):
         assert tokenizer.decode(segments.prompt(k)) == context.replace("Where is Rome?", text)
+
+
+def test_a_missing_phrasing_file_says_how_to_write_one(tmp_path):
+    from selfens.harness.phrasings import PhrasingFile
+
+    with pytest.raises(DataError, match=r"phrasing file not found: .*configs/paraphrase/lm_eval.yaml"):
+        PhrasingFile.read(tmp_path / "none.jsonl")
